@@ -1,0 +1,48 @@
+# make install | demo | test | bench | cuda-check      (each target installs what it needs)
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+SOURCES := setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu csrc/cuda/*.cuh)
+export OMP_WAIT_POLICY ?= PASSIVE
+
+.PHONY: install demo test bench cuda-check clean
+
+install: $(VENV)/.stamp-build
+
+$(VENV)/.stamp-deps: requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -r requirements-dev.txt
+	touch $@
+
+# --no-build-isolation: build against the torch in .venv, never a freshly fetched one.
+$(VENV)/.stamp-build: $(VENV)/.stamp-deps $(SOURCES)
+	$(PIP) install -q --no-build-isolation --no-deps -e .
+	touch $@
+
+demo: install
+	$(PY) -m lowlight_core.demo
+
+test: install
+	LOWLIGHT_BACKEND=native $(PY) -m pytest -q -p no:cacheprovider tests
+
+bench: install
+	LOWLIGHT_BACKEND=native $(PY) -m pytest -q -p no:cacheprovider benchmarks --benchmark-only \
+	  --benchmark-json=benchmarks/results/cpu.json
+	$(PY) benchmarks/report.py benchmarks/results/cpu.json benchmarks/RESULTS.md
+
+# Compiles and links the CUDA kernels with the local nvcc (no GPU needed) in a second venv with a CUDA
+# build of torch, then runs the CPU kernels of that build once.
+CUDA_VENV := .venv-cuda
+cuda-check:
+	test -x $(CUDA_VENV)/bin/python || $(PYTHON) -m venv $(CUDA_VENV)
+	$(CUDA_VENV)/bin/python -m pip install -q torch==2.14.1 numpy ninja setuptools wheel
+	CUDA_HOME=/usr/local/cuda TORCH_CUDA_ARCH_LIST=9.0 FORCE_CUDA=1 MAX_JOBS=2 \
+	  $(CUDA_VENV)/bin/python -m pip install -q --no-build-isolation --no-deps .
+	cd /tmp && $(CURDIR)/$(CUDA_VENV)/bin/python -c "import torch, lowlight_core.ops as o; \
+	  assert o.cuda_built(), 'not a CUDA build'; x = torch.rand(1, 3, 9, 7); a = torch.rand(1, 3, 2, 2); \
+	  torch.testing.assert_close(o.le_curve(x, a, 8), o.reference.le_curve(x, a, 8)); print('CUDA build OK')"
+
+clean:
+	rm -rf build $(VENV) $(CUDA_VENV) lowlight_core/_C*.so *.egg-info

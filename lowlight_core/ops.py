@@ -1,0 +1,249 @@
+"""The public fused ops: native kernels (lowlight_core._C) when built, the pure-PyTorch reference otherwise.
+
+Backend choice, fixed at import and changeable with `set_backend`:
+  LOWLIGHT_BACKEND=reference  always the reference
+  LOWLIGHT_BACKEND=native     the native kernels, or ImportError (tests and CI use this)
+  unset / auto                native when importable, else the reference with one warning
+Native kernels cover float32/float64 on CPU and float32/float16/bfloat16/float64 on CUDA (when built
+with CUDA); any other device/dtype pair runs the reference, which gives the same result.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import os
+import warnings
+
+import torch
+
+from . import reference
+from .reference import TV_KINDS
+
+MAX_ITERATIONS = 64
+MAX_KSIZE = 1001
+
+_C = None
+_native_error = None
+
+
+def _load_native():
+    global _C, _native_error
+    if importlib.util.find_spec("lowlight_core._C") is None:
+        _native_error = "lowlight_core._C is not built (run `make install`)"
+        return
+    try:
+        mod = importlib.import_module("lowlight_core._C")
+    except (ImportError, OSError) as e:  # e.g. a CUDA build under a CPU torch: libc10_cuda.so missing
+        _native_error = f"lowlight_core._C failed to load: {e}"
+        return
+    built = mod.torch_version
+    if not torch.__version__.startswith(built):
+        _native_error = f"lowlight_core._C was built for torch {built} but torch {torch.__version__} is running"
+        return
+    _C = mod
+
+
+_load_native()
+_backend = "reference"
+
+
+def set_backend(name: str) -> None:
+    """'native', 'reference' or 'auto' (see the module docstring)."""
+    global _backend
+    if name not in ("native", "reference", "auto"):
+        raise ValueError(f"backend must be 'native', 'reference' or 'auto', got {name!r}")
+    if name == "native" and _C is None:
+        raise ImportError(f"LOWLIGHT_BACKEND=native but {_native_error}")
+    if name == "auto":
+        if _C is None:
+            warnings.warn(f"{_native_error}; using the slower pure-PyTorch reference ops", stacklevel=2)
+        name = "native" if _C is not None else "reference"
+    _backend = name
+
+
+def backend() -> str:
+    """'native' or 'reference': which implementation the ops use."""
+    return _backend
+
+
+def cuda_built() -> bool:
+    return _C is not None and bool(_C.with_cuda)
+
+
+set_backend(os.environ.get("LOWLIGHT_BACKEND", "auto") or "auto")
+
+
+def _native_for(t: torch.Tensor) -> bool:
+    if _backend != "native":
+        return False
+    if t.device.type == "cpu":
+        return t.dtype in (torch.float32, torch.float64)
+    if t.device.type == "cuda":
+        return cuda_built() and t.dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+    return False
+
+
+# ---------------------------------------------------------------- input checks (clear messages, no crashes)
+
+def _check_image(name: str, t, op: str) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != 4:
+        raise ValueError(f"{op}: {name} must be 4-D (B, C, H, W), got shape {tuple(t.shape)}")
+    if not t.is_floating_point():
+        raise TypeError(f"{op}: {name} must be a floating-point tensor, got {t.dtype}")
+    if t.shape[1] < 1 or t.shape[2] < 1 or t.shape[3] < 1:
+        raise ValueError(f"{op}: {name} has an empty dimension: shape {tuple(t.shape)}")
+
+
+def _check_same(op: str, a_name, a, b_name, b) -> None:
+    if a.device != b.device:
+        raise ValueError(f"{op}: {a_name} is on {a.device} but {b_name} is on {b.device}")
+    if a.dtype != b.dtype:
+        raise TypeError(f"{op}: {a_name} is {a.dtype} but {b_name} is {b.dtype}")
+
+
+def _check_int(op: str, name: str, v, lo: int, hi: int) -> None:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"{op}: {name} must be an int, got {type(v).__name__}")
+    if not lo <= v <= hi:
+        raise ValueError(f"{op}: {name} must be in [{lo}, {hi}], got {v}")
+
+
+def check_le_curve(x, alpha, iterations) -> None:
+    op = "le_curve"
+    _check_image("x", x, op)
+    _check_image("alpha", alpha, op)
+    _check_same(op, "x", x, "alpha", alpha)
+    _check_int(op, "iterations", iterations, 1, MAX_ITERATIONS)
+    B, C = x.shape[:2]
+    if alpha.shape[0] != B:
+        raise ValueError(f"{op}: alpha batch {alpha.shape[0]} != x batch {B}")
+    if alpha.shape[1] % C != 0:
+        raise ValueError(f"{op}: alpha must have C*k channels (C={C}, k>=1), got {alpha.shape[1]}")
+
+
+def check_blur_color_loss(x, y, sigma, ksize) -> None:
+    op = "blur_color_loss"
+    _check_image("x", x, op)
+    _check_image("y", y, op)
+    _check_same(op, "x", x, "y", y)
+    if x.shape != y.shape:
+        raise ValueError(f"{op}: x shape {tuple(x.shape)} != y shape {tuple(y.shape)}")
+    _check_int(op, "ksize", ksize, 1, MAX_KSIZE)
+    if ksize % 2 == 0:
+        raise ValueError(f"{op}: ksize must be odd, got {ksize}")
+    if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not math.isfinite(sigma) or sigma <= 0:
+        raise ValueError(f"{op}: sigma must be a finite number > 0, got {sigma!r}")
+
+
+def check_tv_loss(t, kind) -> None:
+    _check_image("t", t, "tv_loss")
+    if kind not in TV_KINDS:
+        raise ValueError(f"tv_loss: kind must be one of {TV_KINDS}, got {kind!r}")
+
+
+# ---------------------------------------------------------------- public ops
+
+def le_curve(x: torch.Tensor, alpha: torch.Tensor, iterations: int) -> torch.Tensor:
+    """y = LE^n(x) with LE(x) = x + alpha * x * (1 - x) (alpha > 0 brightens).
+
+    x: (B, C, H, W) in [0, 1]. alpha: (B, C*k, h, w), k >= 1; step i uses map min(i, k-1) (k = 1: one
+    shared map, Zero-DCE++; k = n: one map per step, Zero-DCE). If (h, w) != (H, W) alpha is bilinearly
+    resized (align_corners=False) inside the kernel, never materialized at full size.
+    Returns a contiguous (B, C, H, W) tensor. Differentiable in x and alpha.
+    """
+    check_le_curve(x, alpha, iterations)
+    if _native_for(x):
+        return torch.ops.lowlight.le_curve(x, alpha, iterations)
+    return reference.le_curve(x, alpha, iterations)
+
+
+def blur_color_loss(x: torch.Tensor, y: torch.Tensor, sigma: float = 3.0, ksize: int = 21) -> torch.Tensor:
+    """mean((G * (x - y))^2), G the normalized ksize x ksize Gaussian of std sigma, zero padding.
+
+    x, y: (B, C, H, W). Returns a 0-d tensor of x's dtype. Differentiable in x and y.
+    """
+    check_blur_color_loss(x, y, sigma, ksize)
+    if _native_for(x):
+        return torch.ops.lowlight.blur_color_loss(x, y, float(sigma), ksize)
+    return reference.blur_color_loss(x, y, float(sigma), ksize)
+
+
+def tv_loss(t: torch.Tensor, kind: str = "zero_dce") -> torch.Tensor:
+    """Total variation of (B, C, H, W) t; kind 'zero_dce', 'l1' or 'iso' (see reference.tv_loss)."""
+    check_tv_loss(t, kind)
+    if _native_for(t):
+        return torch.ops.lowlight.tv_loss(t, kind)
+    return reference.tv_loss(t, kind)
+
+
+# ---------------------------------------------------------------- fake kernels and autograd for the native ops
+
+def _register_native() -> None:
+    lib = "lowlight::"
+
+    def contiguous_like(t):
+        return torch.empty_like(t, memory_format=torch.contiguous_format)
+
+    @torch.library.register_fake(lib + "le_curve")
+    def _(x, alpha, iterations):
+        return contiguous_like(x)
+
+    @torch.library.register_fake(lib + "le_curve_backward")
+    def _(grad_y, x, alpha, iterations):
+        return contiguous_like(x), contiguous_like(alpha)
+
+    @torch.library.register_fake(lib + "blur_color_loss")
+    def _(x, y, sigma, ksize):
+        return x.new_empty(())
+
+    @torch.library.register_fake(lib + "blur_color_loss_backward")
+    def _(grad, x, y, sigma, ksize):
+        return contiguous_like(x)
+
+    @torch.library.register_fake(lib + "tv_loss")
+    def _(t, kind):
+        return t.new_empty(())
+
+    @torch.library.register_fake(lib + "tv_loss_backward")
+    def _(grad, t, kind):
+        return contiguous_like(t)
+
+    def le_setup(ctx, inputs, output):
+        x, alpha, iterations = inputs
+        ctx.save_for_backward(x, alpha)
+        ctx.iterations = iterations
+
+    def le_backward(ctx, grad_y):
+        x, alpha = ctx.saved_tensors
+        gx, ga = torch.ops.lowlight.le_curve_backward(grad_y, x, alpha, ctx.iterations)
+        return gx, ga, None
+
+    def blur_setup(ctx, inputs, output):
+        x, y, sigma, ksize = inputs
+        ctx.save_for_backward(x, y)
+        ctx.sigma, ctx.ksize = sigma, ksize
+
+    def blur_backward(ctx, grad):
+        x, y = ctx.saved_tensors
+        gx = torch.ops.lowlight.blur_color_loss_backward(grad, x, y, ctx.sigma, ctx.ksize)
+        return gx, -gx, None, None
+
+    def tv_setup(ctx, inputs, output):
+        t, kind = inputs
+        ctx.save_for_backward(t)
+        ctx.kind = kind
+
+    def tv_backward(ctx, grad):
+        (t,) = ctx.saved_tensors
+        return torch.ops.lowlight.tv_loss_backward(grad, t, ctx.kind), None
+
+    torch.library.register_autograd(lib + "le_curve", le_backward, setup_context=le_setup)
+    torch.library.register_autograd(lib + "blur_color_loss", blur_backward, setup_context=blur_setup)
+    torch.library.register_autograd(lib + "tv_loss", tv_backward, setup_context=tv_setup)
+
+
+if _C is not None:
+    _register_native()
