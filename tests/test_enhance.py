@@ -236,3 +236,60 @@ def test_package_attribute_is_the_function_whatever_the_import_order():
     for f in (lowlight_core.enhance, module):
         out = f(np.full((2, 2, 3), 64, np.uint8), model=Sqrt())
         assert (out == 128).all()
+
+
+# ---------------------------------------------------------------- with the registered models
+
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory):
+    """Weights files of randomly initialised networks (trained weights need not exist for these tests)."""
+    from lowlight_core.models.registry import get_model_info, save_weights
+
+    folder = tmp_path_factory.mktemp("weights")
+
+    def make(name):
+        torch.manual_seed(0)
+        path = folder / f"{name}.pt"
+        if not path.exists():
+            save_weights(get_model_info(name).build(), name, path, {"note": "random init, for tests"})
+        return path
+
+    return make
+
+
+@pytest.mark.parametrize("name", ["zero_dce", "dln", "iqe_dcgan"])
+def test_registered_full_resolution_models_tile_exactly(random_weights, name):
+    x = torch.rand(1, 3, 60, 45)
+    weights = random_weights(name)
+    whole = enhance(x, model=name, weights=weights, tile=0)
+    tiled = enhance(x, model=name, weights=weights, tile=32)  # 2 x 2 tiles
+    torch.testing.assert_close(tiled, whole, atol=1e-5, rtol=0)
+    assert not torch.equal(whole, x)
+
+
+def test_zero_dce_pp_runs_whole_at_any_size(random_weights):
+    a = _array((37, 29, 4), np.uint16)
+    out = enhance(a, model="zero_dce_pp", weights=random_weights("zero_dce_pp"), iterations=3, exposure=0.7)
+    assert out.shape == a.shape and out.dtype == np.uint16
+    np.testing.assert_array_equal(out[..., 3], a[..., 3])
+
+
+@pytest.mark.parametrize("image", [_array((20, 24), np.uint8), _array((20, 24, 4), np.uint16),
+                                   torch.rand(2, 3, 20, 24, dtype=torch.float64)])
+def test_gamma_by_name_keeps_kind_and_follows_exposure(image):
+    dark = enhance(image, model="gamma", exposure=0.3)
+    bright = enhance(image, model="gamma", exposure=0.9)
+    assert type(dark) is type(image) and dark.shape == image.shape and dark.dtype == image.dtype
+    mean = (lambda v: float(v[..., :1].astype(np.float64).mean())) if isinstance(image, np.ndarray) else \
+        (lambda v: float(v[:, :1].mean()))
+    assert mean(bright) > mean(dark)
+
+
+def test_unknown_model_lists_the_known_ones():
+    with pytest.raises(ValueError, match="unknown model 'nope'.*zero_dce_pp"):
+        enhance(np.zeros((4, 4, 3), np.uint8), model="nope")
+
+
+def test_missing_weights_say_how_to_get_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.*lowlight train zero_dce"):
+        enhance(np.zeros((4, 4, 3), np.uint8), model="zero_dce", weights=tmp_path / "none.pt")
