@@ -9,7 +9,7 @@ _LAZY = {
     "ops": (".ops", None),
     "reference": (".reference", None),
     "io": (".io", None),
-    "enhance": (".enhance", "enhance"),
+    "enhance": (".inference", "enhance"),
     "list_models": (".models.registry", "list_models"),
     "load_model": (".models.registry", "load_model"),
 }

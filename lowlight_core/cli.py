@@ -31,7 +31,7 @@ def _error(message: str) -> None:
 
 
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
-    # Ranges are checked (and stated in the error) by lowlight_core.enhance; importing it here would load
+    # Ranges are checked (and stated in the error) by lowlight_core.inference; importing it here would load
     # torch just to print --help.
     p.add_argument("--iterations", type=int, default=8, help="curve steps (default 8)")
     p.add_argument("--exposure", type=float, default=0.6, help="target exposure E, 0.3-0.9 (default 0.6)")
@@ -42,7 +42,7 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 def _check_setup(args, models: list[str], weights: dict) -> str:
     """Fails fast, once, on bad controls, device, model names or missing weights; returns the device."""
-    from .enhance import check_controls, resolve_device
+    from .inference import check_controls, resolve_device
     from .models.registry import load_model
 
     try:
@@ -96,7 +96,7 @@ def _plan(inputs: list[str], outdir: Path, suffix: str):
 def _enhance_run(args) -> int:
     from tqdm import tqdm
 
-    from .enhance import enhance
+    from .inference import enhance
     from .io import read_image, write_image
 
     weights = {args.model: args.weights} if args.weights else {}
@@ -179,7 +179,7 @@ def _color(image):
 def _eval_run(args) -> int:
     from tqdm import tqdm
 
-    from .enhance import enhance
+    from .inference import enhance
     from .io import read_image
     from .metrics import PROTOCOL, psnr_uint8, ssim_uint8
     from .models.registry import has_weights, list_models

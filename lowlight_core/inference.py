@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import numbers
 import sys
-import types
 import warnings
 
 import numpy as np
@@ -241,12 +240,3 @@ def enhance(image, model="zero_dce_pp", iterations: int = 8, exposure: float = 0
         frames.copy_alpha()
     return frames.result()
 
-
-class _CallableModule(types.ModuleType):
-    # `lowlight_core.enhance` is meant to be this function, but importing this submodule rebinds that package
-    # attribute to the module; so the module, when called, is the function.
-    def __call__(self, *args, **kwargs):
-        return enhance(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
