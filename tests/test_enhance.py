@@ -1,5 +1,4 @@
 """enhance(): every input kind round-trips, alpha and gray handled, tiling exact, bad input refused."""
-import sys
 
 import numpy as np
 import pytest
