@@ -4,6 +4,8 @@
 // Math in float for float16/bfloat16/float32, in double for float64 (gradcheck).
 #include <torch/library.h>
 
+#include <cmath>
+
 #include "common.cuh"
 
 namespace lowlight_cuda {
