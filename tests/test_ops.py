@@ -67,6 +67,17 @@ def test_tv_loss_gradcheck(native, device, kind, shape):
     torch.testing.assert_close(native.tv_loss(t, kind), reference.tv_loss(t, kind), rtol=1e-12, atol=1e-14)
 
 
+def test_empty_batch(native):
+    x, a = torch.rand(0, 3, 8, 8), torch.rand(0, 3, 2, 2)
+    assert native.le_curve(x, a, 4).shape == x.shape
+    gx, ga = native.le_curve_backward(x, x, a, 4)
+    assert gx.shape == x.shape and ga.shape == a.shape
+    for kind in reference.TV_KINDS:
+        torch.testing.assert_close(native.tv_loss(x, kind), reference.tv_loss(x, kind), equal_nan=True)
+    torch.testing.assert_close(native.blur_color_loss(x, x, 3.0, 21), reference.blur_color_loss(x, x, 3.0, 21),
+                               equal_nan=True)
+
+
 # ---------------------------------------------------------------- float32 parity on realistic shapes
 
 def layouts(t):
