@@ -242,7 +242,7 @@ def good():
     (lambda x, a: ops.le_curve(x, a.double(), 8), TypeError, "alpha"),
     (lambda x, a: ops.le_curve(x, a.expand(2, -1, -1, -1), 8), ValueError, "batch"),
     (lambda x, a: ops.le_curve(x, a[:, :, :0], 8), ValueError, "empty"),
-    (lambda x, a: ops.le_curve(x, a.to("meta"), 8), ValueError, "device"),
+    (lambda x, a: ops.le_curve(x, a.to("meta"), 8), ValueError, "alpha is on meta"),
     (lambda x, a: ops.blur_color_loss(x, a, 3.0, 20), ValueError, "ksize must be odd"),
     (lambda x, a: ops.blur_color_loss(x, a, 3.0, 0), ValueError, "ksize"),
     (lambda x, a: ops.blur_color_loss(x, a, 0.0, 21), ValueError, "sigma"),
