@@ -117,11 +117,12 @@ def to_plane(y: torch.Tensor, like: np.ndarray, rgb: bool) -> np.ndarray:
     """An enhanced (1, 3, H, W) float tensor -> an array shaped and typed as `like` (alpha copied from it).
 
     Gray planes get the mean of the three channels; integers are rounded to nearest (ties to even).
+    `y` is a fresh result and is overwritten (in place saves a full-size temporary on every preview).
     """
     out = np.empty(like.shape, like.dtype)
     y = y[0].permute(1, 2, 0) if rgb else y[0].mean(0)
     scale = _SCALE.get(like.dtype)
-    y = y.mul(scale).round_().clamp_(0, scale) if scale else y.clamp(0, 1)
+    y = y.mul_(scale).round_().clamp_(0, scale) if scale else y.clamp_(0, 1)
     dst = torch.from_numpy(out)
     (dst[..., :3] if rgb else dst).copy_(y)
     if rgb and like.shape[-1] == 4:
@@ -163,8 +164,16 @@ class Enhancer:
 
     def forget(self, source=None) -> None:
         """Drop the cached planes of one source (its data changed), or of all sources."""
+        self._drop(lambda s: source is None or s == source)
+
+    def keep_only(self, layer_ids) -> None:
+        """Drop the cached planes of sources (layer id, version) whose layer id is not in layer_ids."""
+        alive = set(layer_ids)
+        self._drop(lambda s: s[0] not in alive)
+
+    def _drop(self, condition) -> None:
         with self._lock:
-            for key in [k for k in self._cache if source is None or k[1] == source]:
+            for key in [k for k in self._cache if condition(k[1])]:
                 self._bytes -= self._cache.pop(key)[1]
 
     def _cached(self, key, make):

@@ -17,7 +17,7 @@ import numpy as np
 from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import Qt, QTimer, Signal
+from qtpy.QtCore import QEvent, Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -75,6 +75,8 @@ class LowlightWidget(QWidget):
         self._input = None           # the layer whose data events we follow
         self._versions: dict = {}    # layer unique_id -> data version (bumped when its data changes)
         self._last_plane = None
+        self._docked = False
+        self.closed = False          # set when napari removes the widget: no more work, no more events
 
         self._build_controls()
         self._timer = QTimer(self)
@@ -82,12 +84,43 @@ class LowlightWidget(QWidget):
         self._timer.setInterval(DEBOUNCE_MS)
         self._timer.timeout.connect(self._start_preview)
 
-        layers = self.viewer.layers
-        for event in (layers.events.inserted, layers.events.removed, layers.events.moved):
+        for event in self._layer_list_events():
             event.connect(self._refresh_layers)
         self.viewer.dims.events.current_step.connect(self._on_dims)
         self._refresh_layers()
         self._on_model_changed(warn=False)
+
+    def _layer_list_events(self):
+        events = self.viewer.layers.events
+        return events.inserted, events.removed, events.moved
+
+    def event(self, event) -> bool:
+        # napari closes a dock widget by un-parenting it (remove_dock_widget): stop working for the viewer then
+        if event.type() == QEvent.Type.ParentChange:
+            if self.parent() is not None:
+                self._docked = True
+            elif self._docked:
+                self.shutdown()
+        return super().event(event)
+
+    def shutdown(self) -> None:
+        """Stop: cancel pending work, drop in-flight results, disconnect from the viewer's events."""
+        if self.closed:
+            return
+        self.closed = True
+        self._generation += 1
+        self._pending = False
+        self._timer.stop()
+        if self._apply_worker is not None:
+            self._apply_worker.quit()
+        for event in self._layer_list_events():
+            event.disconnect(self._refresh_layers)
+        self.viewer.dims.events.current_step.disconnect(self._on_dims)
+        for layer in self._image_layers():
+            layer.events.name.disconnect(self._refresh_layers)
+        if self._input is not None:
+            self._input.events.data.disconnect(self._on_input_data)
+            self._input = None
 
     # ------------------------------------------------------------ controls
 
@@ -196,6 +229,7 @@ class LowlightWidget(QWidget):
     def _refresh_layers(self, event=None) -> None:
         current = self.layer_combo.currentText()
         names = [layer.name for layer in self._image_layers()]
+        self.enhancer.keep_only(layer.unique_id for layer in self._image_layers())  # removed layers
         for layer in self._image_layers():
             layer.events.name.connect(self._refresh_layers)
         if current not in names:  # first time, or the layer went away: prefer the selected input image
@@ -247,7 +281,7 @@ class LowlightWidget(QWidget):
 
     def _request_preview(self, *_) -> None:
         self._generation += 1  # whatever is in flight no longer matches the controls
-        if self.live.isChecked() and self._apply_worker is None:
+        if self.live.isChecked() and self._apply_worker is None and not self.closed:
             self._timer.start()
 
     def _make_job(self, notify: bool) -> _Job | None:
@@ -263,14 +297,17 @@ class LowlightWidget(QWidget):
             if layer.multiscale:
                 raise ValueError("multiscale layers are not supported; add the full-resolution level as a layer")
             self._compute.check_layer(layer.data.shape, layer.data.dtype, layer.rgb)
-        except (TypeError, ValueError) as e:
+            plane = self._plane(layer)
+        except Exception as e:  # a notification, never an exception in the Qt event loop
             self._fail(f"cannot enhance layer {layer.name!r}: {e}")
             return None
         uid = layer.unique_id
-        return _Job(self._generation, layer.name, layer.data, bool(layer.rgb), self._plane(layer), settings,
+        return _Job(self._generation, layer.name, layer.data, bool(layer.rgb), plane, settings,
                     (uid, self._versions.get(uid, 0)), time.perf_counter())
 
     def _start_preview(self) -> None:
+        if self.closed:
+            return
         if self._worker is not None:
             self._pending = True
             return
@@ -332,6 +369,8 @@ class LowlightWidget(QWidget):
         self.progress.setValue(done_total[0])
 
     def _on_apply_result(self, job: _Job, result) -> None:
+        if self.closed:
+            return
         if isinstance(result, self._compute.Failure):
             self._fail(f"{job.settings.model} failed on {job.layer_name!r}: {result.message}")
             return
@@ -342,6 +381,8 @@ class LowlightWidget(QWidget):
 
     def _on_apply_finished(self) -> None:
         self._apply_worker = None
+        if self.closed:
+            return
         self._form.setEnabled(True)
         self.apply_button.setText("Apply")
         self.progress.setVisible(False)

@@ -216,9 +216,9 @@ def test_curve_model_sliders_iterations_reuse_cached_alpha(viewer, make_widget, 
     widget = make_widget()
     assert widget.model_combo.currentData() == "zero_dce_pp"
     net = registry.load_model("zero_dce_pp")
-    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
 
-    def expected(iterations, e):
+    def expected(iterations, e, image=image):
+        x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
         with torch.no_grad():
             y = net.enhance(x, exposure=e, iterations=iterations)
         return y[0].permute(1, 2, 0).mul(255).round().numpy()
@@ -244,6 +244,12 @@ def test_curve_model_sliders_iterations_reuse_cached_alpha(viewer, make_widget, 
         assert np.abs(output(viewer, "img").data - expected(12, e)).max() <= 1
     assert widget.enhancer.alpha_estimates == estimates + 3
     assert means[0] < means[1] < means[2], means
+
+    new_image = dark_rgb(seed=4)  # new layer data: the cached input and maps are stale
+    viewer.layers["img"].data = new_image
+    settle(qtbot, widget)
+    assert widget.enhancer.alpha_estimates == estimates + 4
+    assert np.abs(output(viewer, "img").data - expected(12, 0.9, new_image)).max() <= 1
 
 
 def test_switching_models_updates_the_one_output_layer(viewer, make_widget, weights_dir, qtbot):
@@ -399,6 +405,21 @@ def test_exception_inside_the_worker_is_a_notification(viewer, make_widget, qtbo
     widget.exposure.setValue(0.8)
     settle(qtbot, widget)
     assert "E = 0.80" in widget.status.text()
+
+
+def test_closing_the_dock_widget_stops_it(viewer, make_widget, qtbot):
+    viewer.add_image(dark_rgb(), name="img")
+    widget = make_widget()
+    widget.exposure.setValue(0.8)  # a request in flight while napari removes the widget
+    viewer.window.remove_dock_widget(widget)
+    assert widget.closed
+    settle(qtbot, widget)
+    assert "E = 0.80" not in widget.status.text()  # its result was dropped
+    viewer.add_image(dark_rgb(seed=2), name="later")
+    viewer.layers.remove("img")
+    assert widget.is_idle() and "later enhanced" not in viewer.layers
+    again = make_widget()  # a new one works
+    assert again is not widget and "later enhanced" in viewer.layers
 
 
 # ---------------------------------------------------------------- stale results
