@@ -4,7 +4,9 @@
 // resized bilinearly (align_corners=False, with F.interpolate's index/weight arithmetic) row by row inside
 // the kernel: each low-res row is expanded horizontally once into a W-long buffer (a gather, the costly
 // part), and every output row it touches is a contiguous vertical lerp of two expanded rows. Nothing of
-// alpha's size at full resolution is ever allocated.
+// alpha's size at full resolution is ever allocated. The backward recomputes the iterates per pixel and,
+// for a low-res alpha, applies the adjoint of the same two steps (vertical sums per row group, then one
+// horizontal contraction per group) without atomics or races.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -15,6 +17,15 @@
 #include <cstring>
 #include <vector>
 
+// Function multiversioning and SSE streaming stores: x86-64 Linux with GCC (elsewhere plain loops).
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+#define LL_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define LL_X86 1
+#else
+#define LL_VECTOR_CLONES
+#endif
+
 namespace {
 
 constexpr int64_t kMaxIterations = 64;
@@ -24,14 +35,7 @@ constexpr int64_t kStreamBytes = int64_t(32) << 20;  // outputs above this bypas
 // The row kernels keep each pixel's value in a register through all the steps (one read of x and alpha,
 // one write of y), working on kUnroll 64-byte GCC vectors at a time (16 floats / 8 doubles each): the
 // independent chains hide the latency of the dependent multiply-adds of a pixel's steps. The clones
-// give AVX-512 / AVX2+FMA code under the portable baseline build, picked once at load time.
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
-#include <immintrin.h>
-#define LL_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#define LL_X86 1
-#else
-#define LL_VECTOR_CLONES
-#endif
+// (LL_VECTOR_CLONES) give AVX-512 / AVX2+FMA code under the portable baseline build, picked at load time.
 #define LL_INLINE inline __attribute__((always_inline))
 #define LL_INLINE_LAMBDA __attribute__((always_inline))
 // Vector-typed values only pass between always_inline helpers, never across a real call: no ABI concern.
