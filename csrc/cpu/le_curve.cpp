@@ -4,7 +4,9 @@
 // resized bilinearly (align_corners=False, with F.interpolate's index/weight arithmetic) row by row inside
 // the kernel: each low-res row is expanded horizontally once into a W-long buffer (a gather, the costly
 // part), and every output row it touches is a contiguous vertical lerp of two expanded rows. Nothing of
-// alpha's size at full resolution is ever allocated.
+// alpha's size at full resolution is ever allocated. The backward recomputes the iterates per pixel and,
+// for a low-res alpha, applies the adjoint of the same two steps (vertical sums per row group, then one
+// horizontal contraction per group) without atomics or races.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -15,16 +17,25 @@
 #include <cstring>
 #include <vector>
 
+// Function multiversioning and SSE streaming stores: x86-64 Linux with GCC (elsewhere plain loops).
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+#define LL_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define LL_X86 1
+#else
+#define LL_VECTOR_CLONES
+#endif
+
 namespace {
 
 constexpr int64_t kMaxIterations = 64;
 constexpr int64_t kRowGrainPixels = 32768;  // work per parallel chunk: amortizes the thread hand-off
+constexpr int64_t kStreamBytes = int64_t(32) << 20;  // outputs above this bypass the caches
 
 // The row kernels keep each pixel's value in a register through all the steps (one read of x and alpha,
 // one write of y), working on kUnroll 64-byte GCC vectors at a time (16 floats / 8 doubles each): the
 // independent chains hide the latency of the dependent multiply-adds of a pixel's steps. The clones
-// give AVX-512 / AVX2+FMA code under the portable baseline build, picked once at load time.
-#define LL_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+// (LL_VECTOR_CLONES) give AVX-512 / AVX2+FMA code under the portable baseline build, picked at load time.
 #define LL_INLINE inline __attribute__((always_inline))
 #define LL_INLINE_LAMBDA __attribute__((always_inline))
 // Vector-typed values only pass between always_inline helpers, never across a real call: no ABI concern.
@@ -55,6 +66,31 @@ LL_INLINE void store(T* p, const V& v) {
   std::memcpy(p, &v, sizeof(V));
 }
 
+// A store that bypasses the caches (no read-for-ownership of the destination lines), for outputs far
+// larger than the caches that nothing reads soon. p must be 16-byte aligned; SSE stores are in the
+// baseline ISA, and write-combining merges them into full lines.
+template <typename V, typename T>
+LL_INLINE void stream_store(T* p, const V& v) {
+#ifdef LL_X86
+  if constexpr (sizeof(V) % 16 == 0) {
+    for (size_t offset = 0; offset < sizeof(V); offset += 16) {
+      __m128 part;
+      std::memcpy(&part, reinterpret_cast<const char*>(&v) + offset, 16);
+      _mm_stream_ps(reinterpret_cast<float*>(reinterpret_cast<char*>(p) + offset), part);
+    }
+    return;
+  }
+#endif
+  store(p, v);
+}
+
+// Makes this thread's streaming stores visible before the parallel region ends.
+inline void stream_fence() {
+#ifdef LL_X86
+  _mm_sfence();
+#endif
+}
+
 // Where the alpha of one output row comes from, per used map m: the map's row itself (full resolution),
 // or the vertical lerp w0 * lo[m] + w1 * hi[m] of two horizontally expanded low-res rows (resized).
 template <typename T>
@@ -79,6 +115,7 @@ struct AlphaGradRows {
   T* const* lo;
   T* const* hi;
   T w0, w1;
+  bool stream;  // full resolution: write with streaming stores (the rows are 16-byte aligned)
 };
 
 template <typename V, bool kResized, typename T>
@@ -86,6 +123,8 @@ LL_INLINE void put_alpha_grad(const AlphaGradRows<T>& g, int m, int64_t j, const
   if constexpr (kResized) {
     store(g.lo[m] + j, load<V>(g.lo[m] + j) + g.w0 * d);
     store(g.hi[m] + j, load<V>(g.hi[m] + j) + g.w1 * d);
+  } else if (g.stream) {
+    stream_store(g.lo[m] + j, d);
   } else {
     store(g.lo[m] + j, d);
   }
@@ -94,6 +133,13 @@ LL_INLINE void put_alpha_grad(const AlphaGradRows<T>& g, int m, int64_t j, const
 // Step i uses map min(i, maps - 1) where maps = min(k, n): maps 0..maps-2 one step each, the last map
 // the remaining n - maps + 1 steps.
 LL_INLINE int steps_of_map(int m, int maps, int n) { return m + 1 == maps ? n - m : 1; }
+
+// x + a x (1 - x) associated as the reference computes it, (a x)(1 - x) + x: rounding stays close to the
+// reference over many steps, and a x and 1 - x run in parallel (a short dependency chain per step).
+template <typename V>
+LL_INLINE V curve_step(const V& x, const V& a) {
+  return x + (a * x) * (1 - x);
+}
 
 // U groups of V lanes starting at pixel j: y = LE^n(x).
 template <int U, typename V, bool kResized, typename T>
@@ -105,7 +151,7 @@ LL_INLINE void curve_lanes(const T* x, T* y, const AlphaRows<T>& a, int maps, in
     V am[U];
     for (int u = 0; u < U; ++u) am[u] = alpha_lanes<V, kResized>(a, m, j + u * kLanes);
     for (int s = steps_of_map(m, maps, n); s > 0; --s)
-      for (int u = 0; u < U; ++u) v[u] = v[u] + am[u] * (v[u] * (T(1) - v[u]));
+      for (int u = 0; u < U; ++u) v[u] = curve_step(v[u], am[u]);
   }
   for (int u = 0; u < U; ++u) store(y + j + u * kLanes, v[u]);
 }
@@ -131,7 +177,7 @@ LL_INLINE void curve_backward_lanes(const T* grad_y, const T* x, const AlphaRows
     const int m = std::min(i, maps - 1);
     for (int u = 0; u < U; ++u) {
       iterate[i][u] = v[u];
-      v[u] = v[u] + alpha[m][u] * (v[u] * (T(1) - v[u]));
+      v[u] = curve_step(v[u], alpha[m][u]);
     }
   }
   V g[U], dalpha[U];
@@ -385,6 +431,9 @@ void le_curve_backward_full_res(const Shape& s, const T* grad_y, const T* x, con
   const int64_t rows = s.B * s.C * s.H;
   const int64_t grain = std::max<int64_t>(1, kRowGrainPixels / s.W);
   const int maps = int(s.used_maps());
+  // A gradient far larger than the caches (Zero-DCE's 8 maps) is streamed out: saves reading it in first.
+  const bool stream = reinterpret_cast<uintptr_t>(grad_alpha) % 16 == 0 && s.W * sizeof(T) % 16 == 0 &&
+                      s.B * s.C * s.k * s.H * s.W * int64_t(sizeof(T)) >= kStreamBytes;
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
     const T* map_rows[kMaxIterations];
     T* grad_rows[kMaxIterations];
@@ -397,9 +446,10 @@ void le_curve_backward_full_res(const Shape& s, const T* grad_y, const T* x, con
       }
       for (int64_t m = maps; m < s.k; ++m) std::fill_n(grad_alpha + row_of(m), s.W, T(0));  // unused maps
       curve_backward_row_full_res(grad_y + row * s.W, x + row * s.W, AlphaRows<T>{map_rows, nullptr, T(1), T(0)},
-                                  grad_x + row * s.W, AlphaGradRows<T>{grad_rows, nullptr, T(1), T(0)}, maps,
+                                  grad_x + row * s.W, AlphaGradRows<T>{grad_rows, nullptr, T(1), T(0), stream}, maps,
                                   s.n, s.W);
     }
+    if (stream) stream_fence();
   });
 }
 
@@ -469,7 +519,7 @@ void le_curve_backward_resized(const Shape& s, const T* grad_y, const T* x, cons
         const T w0 = vtaps.w0[Y], w1 = vtaps.w1[Y];
         const int64_t row = p * s.H + Y;
         curve_backward_row_resized(grad_y + row * s.W, x + row * s.W, AlphaRows<T>{lo, hi, w0, w1},
-                                   grad_x + row * s.W, AlphaGradRows<T>{acc_lo, acc_hi, w0, w1}, maps, s.n, s.W);
+                                   grad_x + row * s.W, AlphaGradRows<T>{acc_lo, acc_hi, w0, w1, false}, maps, s.n, s.W);
       }
       for (int m = 0; m < maps; ++m)
         contract_rows(hadjoint, acc_lo[m], acc_hi[m], partial_of(p, g, 0, m), partial_of(p, g, 1, m));
