@@ -1,0 +1,157 @@
+"""Full-reference image quality metrics: PSNR and SSIM, on torch tensors and on uint8 arrays.
+
+Two entry points per metric, chosen by the input type (no guessing inside one function):
+  psnr(a, b) / ssim(a, b)              torch tensors (B, C, H, W), float, any data_range; per-image (B,) results;
+                                       ssim is differentiable (the DLN loss uses it).
+  psnr_uint8(a, b) / ssim_uint8(a, b)  numpy uint8 arrays (H, W, C) or (H, W); one Python float. Use these for
+                                       every reported number, after `to_uint8` of the model output.
+
+Reporting protocol (SEEDS.md, "Metrics"): score the enhanced image against the normal-light reference, both as
+uint8 RGB (round(clip(x, 0, 1) * 255)), never rescaled to the reference's mean. `PROTOCOL` holds the sentence to
+print next to every number.
+
+SSIM follows skimage.metrics.structural_similarity exactly (both agree within 1e-4, tested):
+  local means, variances and covariance from a window filter, K1 = 0.01, K2 = 0.03, C1 = (K1 R)^2,
+  C2 = (K2 R)^2 with R = data_range, SSIM map averaged over the pixels whose window lies inside the image (the
+  (win - 1) / 2 border is dropped, which is what skimage's crop does, so no padding mode matters), then averaged
+  over channels. Two conventions:
+  - Wang et al. 2004 (the default here, and the project's protocol): gaussian_weights=True, sigma=1.5,
+    11 x 11 window (radius int(3.5 sigma + 0.5)), population covariance (use_sample_covariance=False).
+    skimage: structural_similarity(a, b, channel_axis=-1, data_range=255, gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False).
+  - skimage's defaults: gaussian_weights=False, 7 x 7 uniform window, sample covariance (x win^2 / (win^2 - 1)).
+    skimage: structural_similarity(a, b, channel_axis=-1) on uint8 (data_range 255).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .reference import gaussian_kernel1d
+
+PROTOCOL = ("PSNR/SSIM on uint8 RGB (round(clip(x)*255)) against the normal-light reference, no mean "
+            "rescaling; SSIM: 11x11 Gaussian window sigma 1.5, population covariance, K1=0.01, K2=0.03, "
+            "data range 255, border of 5 px excluded, mean over channels (Wang et al. 2004; = skimage "
+            "gaussian_weights=True, sigma=1.5, use_sample_covariance=False)")
+
+GAUSSIAN_TRUNCATE = 3.5  # skimage/scipy truncation: sigma 1.5 gives an 11-tap window
+
+
+def to_uint8(x) -> np.ndarray:
+    """round(clip(x, 0, 1) * 255) as uint8, computed in float64 (np.round: halves go to even).
+
+    torch tensor (C, H, W) -> numpy (H, W, C); (B, C, H, W) -> (B, H, W, C) (channels last, as images are stored).
+    numpy float array of any shape -> uint8 array of the same shape.
+    """
+    if isinstance(x, torch.Tensor):
+        if x.dim() not in (3, 4):
+            raise ValueError(f"to_uint8: tensor must be (C, H, W) or (B, C, H, W), got shape {tuple(x.shape)}")
+        x = x.detach().to("cpu", torch.float64).movedim(-3, -1).numpy()
+    x = np.asarray(x, dtype=np.float64)
+    return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _check_pair(a, b, name: str) -> None:
+    if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
+        raise TypeError(f"{name}: a and b must be torch tensors (use {name}_uint8 for numpy uint8 arrays)")
+    if a.dim() != 4 or a.shape != b.shape:
+        raise ValueError(f"{name}: a and b must both be (B, C, H, W) of one shape, got {tuple(a.shape)} "
+                         f"and {tuple(b.shape)}")
+
+
+def _check_uint8_pair(a, b, name: str) -> None:
+    for arr in (a, b):
+        if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8:
+            raise TypeError(f"{name}: inputs must be numpy uint8 arrays (convert with to_uint8), got "
+                            f"{getattr(arr, 'dtype', type(arr).__name__)}")
+    if a.shape != b.shape or a.ndim not in (2, 3):
+        raise ValueError(f"{name}: inputs must be (H, W) or (H, W, C) of one shape, got {a.shape} and {b.shape}")
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Per-image PSNR in dB: 10 log10(data_range^2 / mean((a - b)^2)) over C, H, W.
+
+    a, b: (B, C, H, W) float. Returns a (B,) float64 tensor; identical images give inf.
+    """
+    _check_pair(a, b, "psnr")
+    mse = (a.double() - b.double()).pow(2).mean(dim=(1, 2, 3))
+    return 10.0 * torch.log10(data_range**2 / mse)  # x / 0 -> inf, log10(inf) -> inf
+
+
+def psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two uint8 images (H, W, C) or (H, W), data range 255 (= skimage peak_signal_noise_ratio).
+
+    Identical images give inf.
+    """
+    _check_uint8_pair(a, b, "psnr")
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return math.inf if mse == 0 else float(10.0 * np.log10(255.0**2 / mse))
+
+
+def _window(gaussian_weights: bool, sigma: float, win_size: int, dtype, device) -> torch.Tensor:
+    """The 1-D separable SSIM window (normalized), as skimage builds it."""
+    if gaussian_weights:
+        if sigma <= 0:
+            raise ValueError(f"ssim: sigma must be > 0, got {sigma}")
+        radius = int(GAUSSIAN_TRUNCATE * sigma + 0.5)
+        return gaussian_kernel1d(sigma, 2 * radius + 1, dtype, device)
+    if win_size < 1 or win_size % 2 == 0:
+        raise ValueError(f"ssim: win_size must be odd and >= 1, got {win_size}")
+    return torch.full((win_size,), 1.0 / win_size, dtype=dtype, device=device)
+
+
+def _ssim_map(a, b, data_range, g, sample_covariance, K1, K2) -> torch.Tensor:
+    """SSIM map (B, C, H - k + 1, W - k + 1) of a, b (B, C, H, W) with the 1-D window g (k,)."""
+    B, C, H, W = a.shape
+    k = g.numel()
+    if H < k or W < k:
+        raise ValueError(f"ssim: images must be at least {k}x{k} for this window, got {H}x{W}")
+    # Filter the five moment planes in one grouped, separable, 'valid' convolution.
+    planes = torch.cat([a, b, a * a, b * b, a * b], dim=1)
+    n = planes.shape[1]
+    planes = F.conv2d(planes, g.view(1, 1, k, 1).expand(n, 1, k, 1), groups=n)
+    planes = F.conv2d(planes, g.view(1, 1, 1, k).expand(n, 1, 1, k), groups=n)
+    ux, uy, uxx, uyy, uxy = planes.split(C, dim=1)
+    cov_norm = k * k / (k * k - 1) if sample_covariance else 1.0
+    vx = cov_norm * (uxx - ux * ux)
+    vy = cov_norm * (uyy - uy * uy)
+    vxy = cov_norm * (uxy - ux * uy)
+    c1 = (K1 * data_range) ** 2
+    c2 = (K2 * data_range) ** 2
+    return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, *, gaussian_weights: bool = True,
+         sigma: float = 1.5, win_size: int = 7, use_sample_covariance: bool = False,
+         K1: float = 0.01, K2: float = 0.03) -> torch.Tensor:
+    """Per-image mean SSIM of a, b: (B, C, H, W) float, same dtype. Returns (B,) in a's dtype; differentiable.
+
+    Defaults are Wang et al. (11 x 11 Gaussian, sigma 1.5, population covariance); win_size is used only with
+    gaussian_weights=False (skimage's default convention is gaussian_weights=False, win_size=7,
+    use_sample_covariance=True). H and W must be at least the window size. See the module docstring.
+    """
+    _check_pair(a, b, "ssim")
+    g = _window(gaussian_weights, sigma, win_size, a.dtype, a.device)
+    return _ssim_map(a, b, data_range, g, use_sample_covariance, K1, K2).mean(dim=(1, 2, 3))
+
+
+def ssim_uint8(a: np.ndarray, b: np.ndarray, *, gaussian_weights: bool = True, sigma: float = 1.5,
+               win_size: int = 7, use_sample_covariance: bool = False) -> float:
+    """Mean SSIM of two uint8 images (H, W, C) or (H, W), data range 255, computed in float64.
+
+    Same conventions and defaults as `ssim` (the project's protocol: Wang et al.). Channels are scored one at a
+    time and averaged (as skimage does with channel_axis=-1), which bounds memory on large images.
+    """
+    _check_uint8_pair(a, b, "ssim")
+    a3 = a if a.ndim == 3 else a[:, :, None]
+    b3 = b if b.ndim == 3 else b[:, :, None]
+    g = _window(gaussian_weights, sigma, win_size, torch.float64, "cpu")
+    scores = []
+    for c in range(a3.shape[2]):
+        ta = torch.from_numpy(np.ascontiguousarray(a3[:, :, c])).to(torch.float64)[None, None]
+        tb = torch.from_numpy(np.ascontiguousarray(b3[:, :, c])).to(torch.float64)[None, None]
+        scores.append(_ssim_map(ta, tb, 255.0, g, use_sample_covariance, 0.01, 0.03).mean().item())
+    return float(np.mean(scores))
