@@ -1,0 +1,75 @@
+"""Helpers shared by the model modules: input checks, the exposure plane, luminance, receptive radii."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+LUMA = (0.299, 0.587, 0.114)  # Rec. 601 weights, the gray used by EnlightenGAN's attention map
+
+
+def check_rgb(x, who: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{who}: expected a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"{who}: expected an RGB batch (B, 3, H, W), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{who}: expected a floating-point tensor in [0, 1], got {x.dtype}")
+    if x.shape[2] < 1 or x.shape[3] < 1:
+        raise ValueError(f"{who}: empty image, shape {tuple(x.shape)}")
+
+
+def exposure_values(x: torch.Tensor, exposure) -> torch.Tensor:
+    """The exposure target E as a (B,) tensor on x's device and dtype; E must lie in (0, 1)."""
+    B = x.shape[0]
+    e = torch.as_tensor(exposure, dtype=x.dtype, device=x.device)
+    if e.dim() == 0:
+        e = e.expand(B)
+    if e.shape != (B,):
+        raise ValueError(f"exposure must be a number or a ({B},) tensor, got shape {tuple(e.shape)}")
+    if B and not bool(((e > 0) & (e < 1)).all()):
+        raise ValueError(f"exposure must lie in (0, 1) (the controls use [0.3, 0.9]), got {exposure}")
+    return e
+
+
+def exposure_plane(x: torch.Tensor, exposure) -> torch.Tensor:
+    """A constant (B, 1, H, W) plane holding E: the conditioning input of the curve estimators."""
+    B, _, H, W = x.shape
+    return exposure_values(x, exposure).view(B, 1, 1, 1).expand(B, 1, H, W)
+
+
+def luminance(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB -> (B, 1, H, W) Rec. 601 luma."""
+    r, g, b = x.unbind(1)
+    return (LUMA[0] * r + LUMA[1] * g + LUMA[2] * b).unsqueeze(1)
+
+
+def conv_radius(*modules: nn.Module) -> int:
+    """Receptive radius of stride-1 convolutions applied one after another: the sum of their half-widths.
+
+    Only valid for a chain (every conv feeds the next); callers sum chains along the longest path.
+    """
+    r = 0
+    for m in modules:
+        for c in m.modules():
+            if isinstance(c, nn.Conv2d):
+                if c.stride != (1, 1):
+                    raise ValueError("conv_radius is defined for stride-1 convolutions only")
+                r += max(d * (k - 1) // 2 for k, d in zip(c.kernel_size, c.dilation))
+    return r
+
+
+def init_normal_(model: nn.Module, std: float = 0.02) -> None:
+    """Conv weights ~ N(0, std), as the official Zero-DCE weights_init (biases keep PyTorch's default)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.normal_(m.weight, 0.0, std)
+
+
+def fit_long_side(h: int, w: int, limit: int | None) -> tuple[int, int]:
+    """(h, w) scaled down, aspect kept, so that max(h, w) <= limit; unchanged if already small enough."""
+    if limit is None or max(h, w) <= limit:
+        return h, w
+    s = limit / max(h, w)
+    return max(1, min(limit, math.floor(h * s + 0.5))), max(1, min(limit, math.floor(w * s + 0.5)))

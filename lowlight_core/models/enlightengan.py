@@ -1,0 +1,125 @@
+"""EnlightenGAN (Jiang et al. 2021; seed 004): attention-guided U-Net generator, global/local discriminators.
+
+Generator: the input is RGB mapped to [-1, 1] plus the self-regularized attention map A = 1 - gray(x)
+(dark pixels get large weights). A U-Net with `depth` 2x max-pool levels (widths width * 2**l; each
+level two conv3x3 + BatchNorm + LeakyReLU(0.2)); the up path upsamples bilinearly, convolves, and
+concatenates the skip features multiplied by A (max-pooled to the level's size); the bottleneck
+features are multiplied by A too. The output residual (1x1 conv to 3 channels) is multiplied by A and
+added to the input: y = x + A * r (in [-1, 1]), returned in [0, 1] as (y + 1) / 2 (enhance clamps).
+The official model uses widths 32..512 (width=32); the default width 16 keeps it trainable on a CPU.
+
+Any H, W: the input is padded at the bottom/right to a multiple of 2**depth (reflection, or edge
+replication where the image is smaller than the pad) and the output cropped back.
+receptive_radius = 0: the U-Net's field spans hundreds of pixels and its pooling grid is tied to the
+image origin, so tiles would not reproduce the whole-image result; the model runs on the whole image.
+
+Discriminators (PatchGAN, no normalization, LeakyReLU(0.2), 4x4 convs): the global one sees the whole
+image (5 stride-2 layers), the local one 32x32 patches cut by `random_patches` (3 stride-2 layers).
+Both take images in [0, 1] and return a map of real/fake logits.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ._common import check_rgb, luminance
+
+
+def _double_conv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2),
+        nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2),
+    )
+
+
+def _pad_to_multiple(x: torch.Tensor, m: int) -> torch.Tensor:
+    H, W = x.shape[2:]
+    ph, pw = -H % m, -W % m
+    if ph == 0 and pw == 0:
+        return x
+    # reflection needs pad < size; a tiny image (smaller than the pad) repeats its edge instead
+    mode = "reflect" if ph < H and pw < W else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+class EnlightenGANGenerator(nn.Module):
+    """forward: (B, 3, H, W) in [0, 1] -> (B, 3, H, W) (≈ [0, 1], not clamped; enhance clamps)."""
+
+    receptive_radius = 0
+
+    def __init__(self, width: int = 16, depth: int = 4):
+        super().__init__()
+        if width < 1 or depth < 1:
+            raise ValueError(f"width and depth must be >= 1, got width={width}, depth={depth}")
+        self.config = {"width": int(width), "depth": int(depth)}
+        ch = [width * 2 ** level for level in range(depth + 1)]
+        self.down = nn.ModuleList([_double_conv(4, ch[0])] + [_double_conv(ch[i - 1], ch[i]) for i in range(1, depth + 1)])
+        self.up_conv = nn.ModuleList([nn.Conv2d(ch[i], ch[i - 1], 3, padding=1) for i in range(depth, 0, -1)])
+        self.up = nn.ModuleList([_double_conv(2 * ch[i - 1], ch[i - 1]) for i in range(depth, 0, -1)])
+        self.out = nn.Conv2d(ch[0], 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_rgb(x, "EnlightenGANGenerator")
+        H, W = x.shape[2:]
+        x = _pad_to_multiple(x, 2 ** self.config["depth"])
+        signed = x * 2 - 1
+        attention = 1 - luminance(x)
+        feats, atts = [], [attention]
+        h = self.down[0](torch.cat([signed, attention], 1))
+        feats.append(h)
+        for block in self.down[1:]:
+            atts.append(F.max_pool2d(atts[-1], 2))
+            h = block(F.max_pool2d(h, 2))
+            feats.append(h)
+        h = h * atts[-1]
+        for level, (conv, block) in enumerate(zip(self.up_conv, self.up)):
+            skip = len(feats) - 2 - level
+            h = conv(F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False))
+            h = block(torch.cat([h, feats[skip] * atts[skip]], 1))
+        y = signed + self.out(h) * attention
+        return ((y + 1) / 2)[:, :, :H, :W]
+
+    @torch.no_grad()
+    def enhance(self, x: torch.Tensor, exposure=0.6, iterations: int = 8) -> torch.Tensor:
+        """Inference only (no autograd); exposure and iterations are ignored."""
+        return self(x).clamp(0, 1)
+
+
+class PatchDiscriminator(nn.Module):
+    """(B, C, H, W) in [0, 1] -> (B, 1, h, w) logits: `layers` stride-2 4x4 convs, then two stride-1 ones."""
+
+    def __init__(self, in_channels: int = 3, width: int = 32, layers: int = 5):
+        super().__init__()
+        self.config = {"in_channels": int(in_channels), "width": int(width), "layers": int(layers)}
+        mods, cin = [], in_channels
+        for i in range(layers):
+            cout = width * 2 ** min(i, 3)
+            mods += [nn.Conv2d(cin, cout, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            cin = cout
+        cout = width * 2 ** min(layers, 3)
+        mods += [nn.Conv2d(cin, cout, 4, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(cout, 1, 4, padding=1)]
+        self.net = nn.Sequential(*mods)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x * 2 - 1)
+
+
+def global_discriminator(width: int = 32) -> PatchDiscriminator:
+    return PatchDiscriminator(3, width, layers=5)
+
+
+def local_discriminator(width: int = 32) -> PatchDiscriminator:
+    return PatchDiscriminator(3, width, layers=3)
+
+
+def random_patches(images: torch.Tensor, count: int = 5, size: int = 32,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """`count` random size x size crops per image: (B, C, H, W) -> (B * count, C, size, size)."""
+    B, C, H, W = images.shape
+    if size > H or size > W:
+        raise ValueError(f"patch size {size} exceeds the image size {H}x{W}")
+    top = torch.randint(0, H - size + 1, (B, count), generator=generator).tolist()
+    left = torch.randint(0, W - size + 1, (B, count), generator=generator).tolist()
+    return torch.stack([images[b, :, t:t + size, l:l + size]
+                        for b in range(B) for t, l in zip(top[b], left[b])])

@@ -1,0 +1,159 @@
+"""The model registry: names, descriptions, controls, weight files, and cached loading.
+
+A weights file is a torch.save'd dict {"model": name, "config": model.config, "state_dict", "meta"};
+load_model rebuilds the model from its config, so a file trained with non-default options loads as is.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import pathlib
+import tempfile
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+WEIGHTS_DIR = pathlib.Path(__file__).resolve().parent.parent / "weights"
+CONTROLS = frozenset({"iterations", "exposure"})
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    description: str
+    kind: str                    # "curve", "image" or "classical"
+    controls: frozenset          # subset of {"iterations", "exposure"} the model honours
+    weights: str | None          # file name in lowlight_core/weights/, None for classical methods
+    build: Callable[..., nn.Module]
+
+
+def _lazy(module: str, attr: str) -> Callable[..., nn.Module]:
+    """A builder that imports its module on first use, so listing models stays cheap."""
+    def build(**config):
+        return getattr(importlib.import_module(f".{module}", __package__), attr)(**config)
+    build.__qualname__ = f"{module}.{attr}"
+    return build
+
+
+_MODELS = {m.name: m for m in [
+    ModelInfo("zero_dce", "Zero-DCE: 7-layer curve estimator, 8 per-step curve maps at full resolution",
+              "curve", CONTROLS, "zero_dce.pt", _lazy("zero_dce", "ZeroDCE")),
+    ModelInfo("zero_dce_pp", "Zero-DCE++: 10k-parameter curve estimator run at low resolution (fastest)",
+              "curve", CONTROLS, "zero_dce_pp.pt", _lazy("zero_dce_pp", "ZeroDCEPP")),
+    ModelInfo("dln", "DLN: Deep Lightening Network, residual back-projection CNN (supervised)",
+              "image", frozenset(), "dln.pt", _lazy("dln", "DLN")),
+    ModelInfo("iqe_dcgan", "IQE DCGAN: DPED-style residual generator trained adversarially on pairs",
+              "image", frozenset(), "iqe_dcgan.pt", _lazy("dcgan", "DCGANGenerator")),
+    ModelInfo("enlightengan", "EnlightenGAN: attention-guided U-Net trained on unpaired images",
+              "image", frozenset(), "enlightengan.pt", _lazy("enlightengan", "EnlightenGANGenerator")),
+    ModelInfo("gamma", "Gamma correction with the gamma chosen so the mean luminance reaches E",
+              "classical", frozenset({"exposure"}), None, _lazy("classical", "Gamma")),
+    ModelInfo("clahe", "CLAHE: contrast-limited adaptive histogram equalization of the luminance",
+              "classical", frozenset(), None, _lazy("classical", "CLAHE")),
+]}
+
+
+def list_models() -> list[ModelInfo]:
+    return list(_MODELS.values())
+
+
+def get_model_info(name: str) -> ModelInfo:
+    try:
+        return _MODELS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(_MODELS)}") from None
+
+
+def weights_path(name: str) -> pathlib.Path:
+    """Where the shipped weights of `name` live (ValueError for a classical method, which has none)."""
+    info = get_model_info(name)
+    if info.weights is None:
+        raise ValueError(f"{name} is a classical method and has no weights")
+    return WEIGHTS_DIR / info.weights
+
+
+def has_weights(name: str) -> bool:
+    info = get_model_info(name)
+    return info.weights is None or weights_path(name).is_file()
+
+
+_cache: dict = {}
+_cache_lock = threading.Lock()
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+def load_model(name: str, device="cpu", weights: str | os.PathLike | None = None) -> nn.Module:
+    """The model in eval mode on `device`, from `weights` (a path) or the shipped file.
+
+    Cached per (name, device, weights file and its modification time): repeated calls return the same
+    module, so callers must not modify it. Classical methods need no weights.
+    """
+    info = get_model_info(name)
+    device = torch.device(device)
+    if info.weights is None and weights is None:
+        path, stamp = None, None
+    else:
+        path = pathlib.Path(weights if weights is not None else weights_path(name)).resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"weights for {name} are missing: {path} not found; "
+                                    f"train them with `lowlight train {name}`")
+        stamp = path.stat().st_mtime_ns
+    key = (name, str(device), str(path), stamp)
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key]
+    model = info.build() if path is None else _load_file(info, path)
+    model = model.to(device).eval()
+    with _cache_lock:
+        return _cache.setdefault(key, model)
+
+
+def _load_file(info: ModelInfo, path: pathlib.Path) -> nn.Module:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # not a torch file, truncated, or holding pickled objects
+        raise ValueError(f"could not read weights file {path}: {e}") from e
+    if not isinstance(ckpt, dict) or not {"model", "config", "state_dict"} <= ckpt.keys():
+        raise ValueError(f"{path} is not a lowlight weights file (needs 'model', 'config', 'state_dict')")
+    if ckpt["model"] != info.name:
+        raise ValueError(f"{path} holds weights for {ckpt['model']!r}, not {info.name!r}")
+    try:
+        model = info.build(**ckpt["config"])
+        model.load_state_dict(ckpt["state_dict"])
+    except (TypeError, ValueError, RuntimeError) as e:  # unknown config keys, mismatched tensors
+        raise ValueError(f"{path} does not fit {info.name} with config {ckpt['config']}: {e}") from e
+    return model
+
+
+def save_weights(model: nn.Module, name: str, path: str | os.PathLike | None = None,
+                 meta: dict | None = None) -> pathlib.Path:
+    """Write {"model", "config", "state_dict", "meta"} atomically (temp file + os.replace).
+
+    path defaults to the shipped location weights_path(name); meta must hold plain Python values
+    (numbers, strings, lists, dicts) so that torch.load(weights_only=True) can read it back.
+    """
+    get_model_info(name)
+    path = pathlib.Path(path) if path is not None else weights_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ckpt = {
+        "model": name,
+        "config": dict(model.config),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "meta": dict(meta or {}),
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(ckpt, f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path

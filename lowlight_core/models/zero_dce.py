@@ -1,0 +1,68 @@
+"""Zero-DCE: DCE-Net, a 7-layer curve estimator (Guo et al. 2020; seeds 001, 002).
+
+Seven 3x3 convolutions, 32 channels, ReLU on the first six, symmetric concatenation (conv5 sees
+cat(x3, x4), conv6 cat(x2, x5), conv7 cat(x1, x6)), tanh on 24 maps laid out [iteration][channel]:
+alpha[:, 3*i : 3*(i+1)] is the RGB map of curve step i. 79,416 parameters unconditioned.
+Sign: alpha > 0 brightens, LE(x) = x + alpha*x*(1-x) (the official code's r is -alpha).
+E-conditioning (default) adds a constant input plane holding the exposure target E: +288 parameters.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .. import ops
+from ._common import check_rgb, conv_radius, exposure_plane, init_normal_
+
+MAPS = 8  # curve maps (= iterations of the official recipe)
+WIDTH = 32
+
+
+def symmetric_forward(c, inp: torch.Tensor) -> torch.Tensor:
+    """DCE-Net's 7-layer pass with symmetric concatenation, shared by Zero-DCE and Zero-DCE++."""
+    x1 = F.relu(c[0](inp))
+    x2 = F.relu(c[1](x1))
+    x3 = F.relu(c[2](x2))
+    x4 = F.relu(c[3](x3))
+    x5 = F.relu(c[4](torch.cat([x3, x4], 1)))
+    x6 = F.relu(c[5](torch.cat([x2, x5], 1)))
+    return torch.tanh(c[6](torch.cat([x1, x6], 1)))
+
+
+class ZeroDCE(nn.Module):
+    """DCE-Net. forward/estimate_alpha: (B, 3, H, W) -> alpha (B, 24, H, W) in [-1, 1]."""
+
+    def __init__(self, e_conditioned: bool = True):
+        super().__init__()
+        self.config = {"e_conditioned": bool(e_conditioned)}
+        cin = 4 if e_conditioned else 3
+
+        def conv(i, o):
+            return nn.Conv2d(i, o, 3, padding=1)
+
+        self.convs = nn.ModuleList([
+            conv(cin, WIDTH), conv(WIDTH, WIDTH), conv(WIDTH, WIDTH), conv(WIDTH, WIDTH),
+            conv(2 * WIDTH, WIDTH), conv(2 * WIDTH, WIDTH), conv(2 * WIDTH, 3 * MAPS),
+        ])
+        init_normal_(self)
+        # conv7 depends on x6, which depends on every earlier layer: the longest path crosses all seven.
+        self.receptive_radius = conv_radius(self.convs)
+
+    def forward(self, x: torch.Tensor, exposure=0.6) -> torch.Tensor:
+        check_rgb(x, "ZeroDCE")
+        inp = torch.cat([x, exposure_plane(x, exposure)], 1) if self.config["e_conditioned"] else x
+        return symmetric_forward(self.convs, inp)
+
+    def estimate_alpha(self, x: torch.Tensor, exposure=0.6) -> torch.Tensor:
+        """(B, 24, H, W) curve maps at full resolution."""
+        return self(x, exposure)
+
+    def apply_curve(self, x: torch.Tensor, alpha: torch.Tensor, iterations: int = 8) -> torch.Tensor:
+        """n curve steps; step i uses map min(i, 7), so n > 8 repeats the last map."""
+        return ops.le_curve(x, alpha, iterations).clamp(0, 1)
+
+    @torch.no_grad()
+    def enhance(self, x: torch.Tensor, exposure=0.6, iterations: int = 8) -> torch.Tensor:
+        """Inference only (no autograd): (B, 3, H, W) in [0, 1] -> enhanced (B, 3, H, W) in [0, 1]."""
+        return self.apply_curve(x, self.estimate_alpha(x, exposure), iterations)

@@ -1,0 +1,75 @@
+"""Zero-DCE++: the fast curve estimator (Li et al. 2021, the official extension of Zero-DCE).
+
+DCE-Net's topology with depthwise-separable convolutions (depthwise 3x3 + pointwise 1x1) and one
+3-channel alpha map shared by every curve step: 10,561 parameters unconditioned (+42 with the E plane).
+Alpha is estimated on the image resized (bilinear, antialiased) so that its long side is at most
+`estimate_size`; ops.le_curve resizes alpha to the full image inside the kernel. Nothing is cropped
+(the official test code crops H and W to multiples of 12; we keep the exact size).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .. import ops
+from ._common import check_rgb, exposure_plane, fit_long_side, init_normal_
+from .zero_dce import symmetric_forward
+
+WIDTH = 32
+
+
+class SeparableConv(nn.Module):
+    """Depthwise 3x3 (one filter per input channel) then pointwise 1x1, both with bias."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.depthwise = nn.Conv2d(cin, cin, 3, padding=1, groups=cin)
+        self.pointwise = nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x):
+        return self.pointwise(self.depthwise(x))
+
+
+class ZeroDCEPP(nn.Module):
+    """forward/estimate_alpha: (B, 3, H, W) -> alpha (B, 3, h, w), max(h, w) <= estimate_size."""
+
+    # alpha is computed at a reduced size and resized inside le_curve: the model takes any H, W
+    # itself in bounded memory, so it is never tiled.
+    receptive_radius = 0
+
+    def __init__(self, e_conditioned: bool = True, estimate_size: int | None = 256):
+        super().__init__()
+        if estimate_size is not None and (isinstance(estimate_size, bool) or int(estimate_size) != estimate_size
+                                          or estimate_size < 1):
+            raise ValueError(f"estimate_size must be a positive int or None, got {estimate_size!r}")
+        self.config = {"e_conditioned": bool(e_conditioned),
+                       "estimate_size": None if estimate_size is None else int(estimate_size)}
+        cin = 4 if e_conditioned else 3
+        self.convs = nn.ModuleList([
+            SeparableConv(cin, WIDTH), SeparableConv(WIDTH, WIDTH), SeparableConv(WIDTH, WIDTH),
+            SeparableConv(WIDTH, WIDTH), SeparableConv(2 * WIDTH, WIDTH), SeparableConv(2 * WIDTH, WIDTH),
+            SeparableConv(2 * WIDTH, 3),
+        ])
+        init_normal_(self)
+
+    def forward(self, x: torch.Tensor, exposure=0.6) -> torch.Tensor:
+        check_rgb(x, "ZeroDCEPP")
+        h, w = fit_long_side(x.shape[2], x.shape[3], self.config["estimate_size"])
+        if (h, w) != tuple(x.shape[2:]):
+            x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+        inp = torch.cat([x, exposure_plane(x, exposure)], 1) if self.config["e_conditioned"] else x
+        return symmetric_forward(self.convs, inp)
+
+    def estimate_alpha(self, x: torch.Tensor, exposure=0.6) -> torch.Tensor:
+        """(B, 3, h, w): one map shared by all curve steps, at the estimation resolution."""
+        return self(x, exposure)
+
+    def apply_curve(self, x: torch.Tensor, alpha: torch.Tensor, iterations: int = 8) -> torch.Tensor:
+        """Any number of steps with the shared map; alpha is resized to x's size inside the op."""
+        return ops.le_curve(x, alpha, iterations).clamp(0, 1)
+
+    @torch.no_grad()
+    def enhance(self, x: torch.Tensor, exposure=0.6, iterations: int = 8) -> torch.Tensor:
+        """Inference only (no autograd): (B, 3, H, W) in [0, 1] -> enhanced (B, 3, H, W) in [0, 1]."""
+        return self.apply_curve(x, self.estimate_alpha(x, exposure), iterations)

@@ -1,0 +1,328 @@
+"""Models and registry: parameter counts, shapes, ranges, controls, receptive radii, weights round-trip."""
+import pathlib
+
+import pytest
+import torch
+import torch.nn as nn
+
+from lowlight_core import ops
+from lowlight_core.models import registry
+from lowlight_core.models._common import luminance
+from lowlight_core.models.classical import CLAHE, Gamma, clahe_luminance
+from lowlight_core.models.dcgan import DCGANDiscriminator, DCGANGenerator
+from lowlight_core.models.dln import DLN
+from lowlight_core.models.enlightengan import (
+    EnlightenGANGenerator, global_discriminator, local_discriminator, random_patches)
+from lowlight_core.models.vgg import LAYER_NAMES, VGG19Features
+from lowlight_core.models.zero_dce import ZeroDCE
+from lowlight_core.models.zero_dce_pp import ZeroDCEPP
+
+NAMES = ["zero_dce", "zero_dce_pp", "dln", "iqe_dcgan", "enlightengan", "gamma", "clahe"]
+SMALL = {"dln": {"width": 4}, "iqe_dcgan": {"width": 8, "blocks": 2}, "enlightengan": {"width": 4, "depth": 3}}
+
+
+def n_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def build(name: str) -> nn.Module:
+    torch.manual_seed(0)
+    return registry.get_model_info(name).build(**SMALL.get(name, {})).eval()
+
+
+def image(*shape, seed=0, dtype=torch.float32):
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    registry.clear_cache()
+    yield
+    registry.clear_cache()
+
+
+# ---------------------------------------------------------------- architectures
+
+def test_parameter_counts():
+    assert n_params(ZeroDCE(e_conditioned=False)) == 79_416
+    assert n_params(ZeroDCE(e_conditioned=True)) == 79_416 + 32 * 9      # E plane: one more conv1 input
+    assert n_params(ZeroDCEPP(e_conditioned=False)) == 10_561
+    assert n_params(ZeroDCEPP(e_conditioned=True)) == 10_561 + 9 + 1 + 32  # depthwise filter+bias, pointwise row
+    assert 650_000 <= n_params(DLN(width=64)) <= 750_000
+
+
+def test_receptive_radius_values():
+    assert ZeroDCE().receptive_radius == 7            # 7 stacked 3x3 convs
+    assert ZeroDCEPP().receptive_radius == 0          # never tiled: alpha is estimated at low resolution
+    assert DLN().receptive_radius == 2 + 3 * 9 + 2    # shallow, 3 LBPs (L1, D1, L2: 3 convs each), fusion+out
+    assert DCGANGenerator().receptive_radius == 4 + 4 * 2 + 2 + 4
+    assert EnlightenGANGenerator().receptive_radius == 0
+
+
+def chebyshev_extent(mask: torch.Tensor, c: int) -> int:
+    ys, xs = torch.nonzero(mask, as_tuple=True)
+    return int(torch.maximum((ys - c).abs(), (xs - c).abs()).max())
+
+
+def influence(fn, size: int) -> int:
+    """Largest distance from a perturbed centre pixel at which fn's output changes at all."""
+    x = image(1, 3, size, size, dtype=torch.float64) * 0.8 + 0.1
+    x2 = x.clone()
+    c = size // 2
+    x2[0, :, c, c] += 0.05
+    with torch.no_grad():
+        return chebyshev_extent((fn(x2) - fn(x)).abs().amax(1)[0] > 0, c)
+
+
+def dependency(fn, size: int) -> int:
+    """Largest distance of an input pixel the centre output pixel depends on (support of its gradient).
+
+    Far contributions are products of many small weights: too small to move the output past float64
+    rounding, but their gradients are exact, so this finds the true extent (as long as no unit is dead).
+    """
+    x = (image(1, 3, size, size, dtype=torch.float64) * 0.8 + 0.1).requires_grad_()
+    c = size // 2
+    fn(x)[0, :, c, c].sum().backward()
+    return chebyshev_extent(x.grad.abs().amax(1)[0] > 0, c)
+
+
+@pytest.mark.parametrize("name", ["zero_dce", "dln", "iqe_dcgan"])
+def test_receptive_radius_is_honest(name):
+    model = build(name).double()
+    r = model.receptive_radius
+    assert influence(model.enhance, 2 * r + 9) <= r
+    forward = (lambda x: model.apply_curve(x, model.estimate_alpha(x), 8)) if name == "zero_dce" else model
+    assert dependency(forward, 2 * r + 9) == r  # exact: neither too small (tiling seams) nor padded
+
+
+# ---------------------------------------------------------------- the enhance interface
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("shape", [(1, 3, 37, 53), (2, 3, 5, 3), (1, 3, 1, 1), (0, 3, 4, 4)])
+def test_enhance_shape_and_range(name, shape):
+    model = build(name)
+    assert isinstance(model.config, dict)
+    assert isinstance(model.receptive_radius, int)
+    x = image(*shape) * 0.4
+    y = model.enhance(x, exposure=0.6, iterations=8)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert not y.requires_grad
+    assert torch.isfinite(y).all() and (y >= 0).all() and (y <= 1).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_input(name):
+    model = build(name)
+    with pytest.raises(ValueError, match="RGB"):
+        model.enhance(torch.rand(1, 4, 8, 8))
+    with pytest.raises(TypeError):
+        model.enhance(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("cls", [ZeroDCE, ZeroDCEPP])
+def test_exposure_conditioning(cls):
+    torch.manual_seed(0)
+    model = cls().eval()
+    for p in model.parameters():  # a stronger init than N(0, 0.02) so E's path is clearly visible
+        nn.init.normal_(p, 0.0, 0.3)
+    x = image(2, 3, 37, 53) * 0.3
+    lo, hi = model.enhance(x, 0.4), model.enhance(x, 0.8)
+    assert (lo - hi).abs().max() > 1e-3
+    per_image = model.enhance(x, torch.tensor([0.4, 0.8]))
+    torch.testing.assert_close(per_image[0], lo[0])
+    torch.testing.assert_close(per_image[1], hi[1])
+    with pytest.raises(ValueError, match="exposure"):
+        model.enhance(x, 1.5)
+    with pytest.raises(ValueError, match="exposure"):
+        model.enhance(x, torch.tensor([0.5, 0.5, 0.5]))
+    unconditioned = cls(e_conditioned=False).eval()
+    torch.testing.assert_close(unconditioned.enhance(x, 0.4), unconditioned.enhance(x, 0.8), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cls", [ZeroDCE, ZeroDCEPP])
+def test_curve_interface(cls):
+    model = cls().eval()
+    x = image(1, 3, 37, 53) * 0.3
+    alpha = model.estimate_alpha(x, 0.6)
+    assert alpha.shape == (1, 24 if cls is ZeroDCE else 3, 37, 53)
+    assert alpha.abs().max() <= 1
+    y4, y8 = model.enhance(x, iterations=4), model.enhance(x, iterations=8)
+    assert (y4 - y8).abs().max() > 1e-3
+    torch.testing.assert_close(y8, model.apply_curve(x, alpha.detach(), 8))
+    one_step = x + alpha[:, :3] * x * (1 - x)  # step 0 uses the first map in both layouts
+    torch.testing.assert_close(model.apply_curve(x, alpha, 1), one_step.clamp(0, 1))
+    torch.testing.assert_close(model.enhance(x, iterations=12), ops.le_curve(x, alpha, 12).clamp(0, 1))
+
+
+def test_zero_dce_pp_estimates_at_low_resolution():
+    model = ZeroDCEPP().eval()
+    assert model.estimate_alpha(torch.rand(1, 3, 1000, 700)).shape == (1, 3, 256, 179)
+    assert model.estimate_alpha(torch.rand(1, 3, 1, 600)).shape == (1, 3, 1, 256)
+    assert model.estimate_alpha(torch.rand(1, 3, 200, 100)).shape == (1, 3, 200, 100)  # never upscaled
+    assert ZeroDCEPP(estimate_size=64).estimate_alpha(torch.rand(1, 3, 100, 30)).shape == (1, 3, 64, 19)
+    assert ZeroDCEPP(estimate_size=None).estimate_alpha(torch.rand(1, 3, 300, 30)).shape == (1, 3, 300, 30)
+    y = model.enhance(torch.rand(1, 3, 301, 7))
+    assert y.shape == (1, 3, 301, 7)
+    with pytest.raises(ValueError, match="estimate_size"):
+        ZeroDCEPP(estimate_size=0)
+
+
+# ---------------------------------------------------------------- GANs and VGG
+
+def test_dcgan_discriminator_features():
+    d = DCGANDiscriminator()
+    x = torch.rand(2, 1, 100, 100)
+    assert d.feature_size == 128 * 7 * 7
+    assert d.features(x).shape == (2, 128 * 7 * 7)
+    assert d(x).shape == (2, 2)
+    with pytest.raises(ValueError, match="100"):
+        d(torch.rand(2, 1, 64, 64))
+    assert DCGANDiscriminator(in_channels=3, crop=64)(torch.rand(1, 3, 64, 64)).shape == (1, 2)
+
+
+def test_enlightengan_attention_and_discriminators():
+    g = build("enlightengan")
+    white = torch.ones(1, 3, 19, 23)  # attention 1 - gray = 0: the residual vanishes, white stays white
+    torch.testing.assert_close(g(white), white)
+    assert g(torch.rand(1, 3, 50, 70)).shape == (1, 3, 50, 70)
+    assert global_discriminator(width=8)(torch.rand(2, 3, 128, 128)).shape == (2, 1, 2, 2)
+    patches = random_patches(torch.rand(2, 3, 40, 50), count=5, size=32, generator=torch.Generator().manual_seed(1))
+    assert patches.shape == (10, 3, 32, 32)
+    assert local_discriminator(width=8)(patches).shape == (10, 1, 2, 2)
+    with pytest.raises(ValueError, match="patch size"):
+        random_patches(torch.rand(1, 3, 20, 50))
+
+
+def torchvision_style(vgg: VGG19Features) -> dict:
+    return {f"features.{k}": v.clone() for k, v in vgg.features.state_dict().items()}
+
+
+def test_vgg_features_and_loading(tmp_path):
+    torch.manual_seed(0)
+    deep = VGG19Features(layers=("relu1_2", "relu5_4"))
+    feats = deep(torch.rand(1, 3, 32, 32))
+    assert feats["relu5_4"].shape == (1, 512, 2, 2) and feats["relu1_2"].shape == (1, 64, 32, 32)
+    assert not any(p.requires_grad for p in deep.parameters())
+
+    src = VGG19Features(layers=("relu2_1",))
+    state = torchvision_style(src) | {"classifier.0.weight": torch.zeros(2, 2)}
+    path = tmp_path / "vgg19.pth"
+    torch.save(state, path)
+    loaded = VGG19Features(path, layers=("relu2_1",))
+    x = torch.rand(1, 3, 16, 16)
+    torch.testing.assert_close(loaded(x)["relu2_1"], src(x)["relu2_1"], rtol=0, atol=0)
+
+    with pytest.raises(FileNotFoundError, match="VGG-19 weights file not found"):
+        VGG19Features(tmp_path / "absent.pth")
+    with pytest.raises(ValueError, match="lacks VGG-19 keys"):
+        VGG19Features(path, layers=("relu3_1",))
+    torch.save(state | {"features.17.weight": torch.zeros(1)}, path)  # a conv index of VGG-16, a ReLU in VGG-19
+    with pytest.raises(ValueError, match="does not look like"):
+        VGG19Features(path, layers=("relu2_1",))
+    path.write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="could not read"):
+        VGG19Features(path, layers=("relu2_1",))
+    with pytest.raises(ValueError, match="unknown VGG-19 layers"):
+        VGG19Features(layers=("relu6_1",))
+    assert LAYER_NAMES[35] == "relu5_4" and LAYER_NAMES[34] == "conv5_4"  # torchvision's indices
+
+
+# ---------------------------------------------------------------- classical methods
+
+def test_gamma_reaches_the_exposure_target():
+    x = image(2, 3, 64, 48) ** 3 * 0.5
+    for e in (0.35, 0.7):
+        y = Gamma().enhance(x, e)
+        torch.testing.assert_close(luminance(y).mean((1, 2, 3)), torch.tensor([e, e]), atol=1e-3, rtol=0)
+    y = Gamma().enhance(x, torch.tensor([0.4, 0.6]), iterations=3)
+    torch.testing.assert_close(luminance(y).mean((1, 2, 3)), torch.tensor([0.4, 0.6]), atol=1e-3, rtol=0)
+    assert Gamma().enhance(torch.zeros(1, 3, 4, 4)).max() == 0
+
+
+def smooth_image(h, w, seed=0):
+    low = image(1, 3, h // 8, w // 8, seed=seed)
+    return torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
+
+
+def test_clahe_matches_skimage_and_keeps_hue():
+    exposure = pytest.importorskip("skimage.exposure")
+    lum = luminance(smooth_image(160, 120))[0, 0].double() * 0.3
+    for clip, tol in ((1.0, 0.005), (0.01, 0.05)):
+        # without clipping (plain AHE) we match closely; with clipping skimage's integer redistribution
+        # of the excess differs (its clipped histograms can even exceed the tile's pixel count)
+        ours = clahe_luminance(lum, clip_limit=clip)
+        ref = torch.from_numpy(exposure.equalize_adapthist(lum.numpy(), clip_limit=clip))
+        assert (ours - ref).abs().mean() < tol
+    assert ours.std() > 2 * lum.std()  # a dim, flat image gains contrast
+
+    x = smooth_image(60, 80, seed=1) * 0.2 + 0.01
+    y = CLAHE().enhance(x)
+    ratio = y / x
+    torch.testing.assert_close(ratio.amin(1), ratio.amax(1), rtol=1e-4, atol=0)  # every channel scaled alike
+    flat = torch.full((1, 3, 9, 9), 0.2)
+    torch.testing.assert_close(CLAHE().enhance(flat), flat)
+
+
+# ---------------------------------------------------------------- registry
+
+def test_registry_listing_and_errors():
+    infos = registry.list_models()
+    assert [i.name for i in infos] == NAMES
+    for info in infos:
+        assert info.kind in {"curve", "image", "classical"}
+        assert info.controls <= {"iterations", "exposure"}
+        assert (info.weights is None) == (info.kind == "classical")
+        assert info.description and "\n" not in info.description
+    assert registry.get_model_info("zero_dce").controls == {"iterations", "exposure"}
+    with pytest.raises(ValueError, match="known models: zero_dce, zero_dce_pp"):
+        registry.get_model_info("nope")
+    with pytest.raises(ValueError, match="known models"):
+        registry.load_model("nope")
+    assert registry.weights_path("dln").name == "dln.pt"
+    assert registry.has_weights("gamma")
+    assert isinstance(registry.load_model("gamma"), Gamma)
+    assert not registry.load_model("clahe").training
+
+
+def test_missing_weights_message(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)
+    assert not registry.has_weights("zero_dce")
+    with pytest.raises(FileNotFoundError) as err:
+        registry.load_model("zero_dce")
+    assert str(tmp_path / "zero_dce.pt") in str(err.value)
+    assert "train them with `lowlight train zero_dce`" in str(err.value)
+    with pytest.raises(FileNotFoundError, match="other.pt"):
+        registry.load_model("dln", weights=tmp_path / "other.pt")
+
+
+@pytest.mark.parametrize("name", ["zero_dce_pp", "dln", "enlightengan"])
+def test_save_load_round_trip(name, tmp_path):
+    model = build(name)
+    if name == "zero_dce_pp":  # a non-default config must come back from the file
+        model = ZeroDCEPP(estimate_size=32).eval()
+    path = registry.save_weights(model, name, tmp_path / f"{name}.pt", meta={"epochs": 3, "loss": [0.5, 0.25]})
+    assert path.is_file() and list(tmp_path.iterdir()) == [path]  # the temp file is gone
+    loaded = registry.load_model(name, weights=path)
+    assert loaded is not model and not loaded.training and loaded.config == model.config
+    x = image(1, 3, 37, 53) * 0.4
+    torch.testing.assert_close(loaded.enhance(x, 0.5, 6), model.enhance(x, 0.5, 6), rtol=0, atol=0)
+    assert registry.load_model(name, weights=str(path)) is loaded  # cached
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["model"] == name and ckpt["meta"] == {"epochs": 3, "loss": [0.5, 0.25]}
+
+
+def test_shipped_location_and_wrong_model(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path / "weights")
+    model = ZeroDCE().eval()
+    path = registry.save_weights(model, "zero_dce", meta={})
+    assert path == tmp_path / "weights" / "zero_dce.pt" and registry.has_weights("zero_dce")
+    assert isinstance(registry.load_model("zero_dce"), ZeroDCE)
+    with pytest.raises(ValueError, match="holds weights for 'zero_dce', not 'dln'"):
+        registry.load_model("dln", weights=path)
+    bad = pathlib.Path(tmp_path / "bad.pt")
+    torch.save({"state_dict": {}}, bad)
+    with pytest.raises(ValueError, match="not a lowlight weights file"):
+        registry.load_model("dln", weights=bad)
+    torch.save({"model": "dln", "config": {"width": 4}, "state_dict": {}}, bad)
+    with pytest.raises(ValueError, match="does not fit dln"):
+        registry.load_model("dln", weights=bad)
