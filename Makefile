@@ -6,9 +6,22 @@ PIP := $(PY) -m pip
 SOURCES := setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu csrc/cuda/*.cuh)
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install demo test bench cuda-check clean
+.PHONY: install system-packages demo test bench cuda-check clean
 
-install: $(VENV)/.stamp-build
+# Debian packages for the headless napari viewer tests (Xvfb, Qt's xcb platform, Mesa GL).
+SYSTEM_PACKAGES := xvfb xauth libgl1 libegl1 libgl1-mesa-dri libglx-mesa0 libxkbcommon-x11-0 libxcb-icccm4 \
+  libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xfixes0 libxcb-cursor0 \
+  libdbus-1-3 libfontconfig1
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+install: system-packages $(VENV)/.stamp-build
+
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
 
 $(VENV)/.stamp-deps: requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

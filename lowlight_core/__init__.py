@@ -4,14 +4,28 @@
 """
 __version__ = "0.1.0"
 
-_LAZY = {"ops": ".ops", "reference": ".reference"}
+# attribute -> (module, name in it); name None: the module itself
+_LAZY = {
+    "ops": (".ops", None),
+    "reference": (".reference", None),
+    "io": (".io", None),
+    "enhance": (".inference", "enhance"),
+    "list_models": (".models.registry", "list_models"),
+    "load_model": (".models.registry", "load_model"),
+}
 
 
 def __getattr__(name):
     if name in _LAZY:
         import importlib
 
-        mod = importlib.import_module(_LAZY[name], __name__)
-        globals()[name] = mod
-        return mod
+        module_name, attr = _LAZY[name]
+        mod = importlib.import_module(module_name, __name__)
+        value = mod if attr is None else getattr(mod, attr)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'lowlight_core' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -180,6 +180,17 @@ def texture_loss_discriminator(real_logits: torch.Tensor, fake_logits: torch.Ten
     return 0.5 * (_cross_entropy_to(real_logits, REAL) + _cross_entropy_to(fake_logits, FAKE))
 
 
+class _SingleLayer(nn.Module):
+    """The one feature map `layer` of an extractor that returns {layer name: features}."""
+
+    def __init__(self, extractor: nn.Module, layer: str):
+        super().__init__()
+        self.extractor, self.layer = extractor, layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.extractor(x)[self.layer]
+
+
 class _FeatureLoss(nn.Module):
     """Base of the VGG-feature losses: a frozen feature extractor, or disabled with a reason.
 
@@ -197,7 +208,7 @@ class _FeatureLoss(nn.Module):
                 raise FileNotFoundError(f"{type(self).__name__}: VGG-19 weights file not found: {vgg_weights_path}")
             from .models.vgg import VGG19Features  # lazy: the VGG module is only needed with weights
 
-            features = VGG19Features(vgg_weights_path)
+            features = _SingleLayer(VGG19Features(vgg_weights_path), "relu5_4")
         if features is None:
             self.reason = (f"{type(self).__name__} disabled: no VGG-19 weights given (pretrained weights cannot "
                            f"be downloaded here; pass vgg_weights_path=<file>)")

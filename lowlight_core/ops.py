@@ -229,7 +229,7 @@ def _register_native() -> None:
     def blur_backward(ctx, grad):
         x, y = ctx.saved_tensors
         gx = torch.ops.lowlight.blur_color_loss_backward(grad, x, y, ctx.sigma, ctx.ksize)
-        return gx, -gx, None, None
+        return gx, (-gx if ctx.needs_input_grad[1] else None), None, None
 
     def tv_setup(ctx, inputs, output):
         t, kind = inputs

@@ -72,14 +72,11 @@ def tv_loss(t: torch.Tensor, kind: str) -> torch.Tensor:
     """
     B, C, H, W = t.shape
     dh, dw = _diffs(t)
+    # An empty difference tensor (H == 1 or W == 1) sums to 0 and stays in the autograd graph.
     if kind == "zero_dce":
-        th = dh.pow(2).sum() / ((H - 1) * W) if H > 1 else t.new_zeros(())
-        tw = dw.pow(2).sum() / (H * (W - 1)) if W > 1 else t.new_zeros(())
-        return 2 * (th + tw) / B
+        return 2 * (dh.pow(2).sum() / max((H - 1) * W, 1) + dw.pow(2).sum() / max(H * (W - 1), 1)) / B
     if kind == "l1":
-        th = dh.abs().mean() if H > 1 else t.new_zeros(())
-        tw = dw.abs().mean() if W > 1 else t.new_zeros(())
-        return th + tw
+        return (dh.abs().mean() if H > 1 else dh.sum()) + (dw.abs().mean() if W > 1 else dw.sum())
     if kind == "iso":
         dh = F.pad(dh, (0, 0, 0, 1))
         dw = F.pad(dw, (0, 1, 0, 0))

@@ -1,0 +1,330 @@
+"""The `lowlight` command: enhance files and folders, evaluate models against references, list models.
+
+    lowlight enhance INPUT... -o OUTDIR [--model NAME] [--iterations N] [--exposure E] [--device D] [--tile T]
+    lowlight eval --low DIR --high DIR [--model NAME ...] [--json FILE]
+    lowlight models
+
+Each subcommand is an entry of SUBCOMMANDS (name -> help, argument builder, runner); `train` is added there.
+Exit codes: 0 all done, 1 some file failed (the others were still processed), 2 bad arguments or setup.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .io import EXTENSIONS, image_format
+
+
+class SetupError(Exception):
+    """A problem with the arguments or the environment: reported once, exit code 2."""
+
+
+def _error(message: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(f"lowlight: error: {message}", file=sys.stderr)  # tqdm.write keeps a progress bar intact
+
+
+def _add_model_arguments(p: argparse.ArgumentParser) -> None:
+    # Ranges are checked (and stated in the error) by lowlight_core.inference; importing it here would load
+    # torch just to print --help.
+    p.add_argument("--iterations", type=int, default=8, help="curve steps (default 8)")
+    p.add_argument("--exposure", type=float, default=0.6, help="target exposure E, 0.3-0.9 (default 0.6)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--tile", type=int, default=None,
+                   help="tile size in pixels for full-resolution networks (default: automatic; 0: never tile)")
+
+
+def _check_setup(args, models: list[str], weights: dict) -> str:
+    """Fails fast, once, on bad controls, device, model names or missing weights; returns the device."""
+    from .inference import check_controls, resolve_device
+    from .models.registry import load_model
+
+    try:
+        check_controls(args.iterations, args.exposure, args.tile)
+        device = resolve_device(args.device)
+        for name in models:
+            load_model(name, device=str(device), weights=weights.get(name))
+    except (ValueError, TypeError, RuntimeError, FileNotFoundError) as e:
+        raise SetupError(str(e)) from None
+    return str(device)
+
+
+def _reason(path: Path, e: Exception) -> str:
+    message = str(e) or type(e).__name__
+    return message if message.startswith(str(path)) else f"{path}: {message}"
+
+
+# ---------------------------------------------------------------- lowlight enhance
+
+def _enhance_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
+    p.add_argument("-o", "--output", required=True, type=Path, help="output folder (created if needed)")
+    p.add_argument("--model", default="zero_dce_pp", help="model name (see `lowlight models`; default zero_dce_pp)")
+    p.add_argument("--weights", type=Path, help="weights file to use instead of the shipped one")
+    _add_model_arguments(p)
+    p.add_argument("--suffix", default="", help="appended to each output file name before the extension")
+    p.add_argument("--max-megapixels", type=float, default=200.0,
+                   help="refuse larger images, a guard against decompression bombs (default 200)")
+
+
+def _plan(inputs: list[str], outdir: Path, suffix: str):
+    """[(source, destination)] and a list of problems; folders map to outdir by relative path."""
+    jobs, problems = [], []
+    outdir_resolved = outdir.resolve()
+    for name in inputs:
+        root = Path(name)
+        if root.is_dir():
+            found = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in EXTENSIONS
+                           and outdir_resolved not in f.resolve().parents)  # not our own earlier outputs
+            if not found:
+                problems.append(f"{root}: no images found ({', '.join(sorted(EXTENSIONS))})")
+            jobs += [(f, outdir / f.relative_to(root)) for f in found]
+        elif root.is_file():
+            jobs.append((root, outdir / root.name))
+        else:
+            problems.append(f"{root}: no such file or folder")
+    jobs = [(src, dst.with_name(dst.stem + suffix + dst.suffix)) for src, dst in jobs]
+    return jobs, problems
+
+
+def _enhance_run(args) -> int:
+    from tqdm import tqdm
+
+    from .inference import enhance
+    from .io import read_image, write_image
+
+    weights = {args.model: args.weights} if args.weights else {}
+    device = _check_setup(args, [args.model], weights)
+    jobs, problems = _plan(args.inputs, args.output, args.suffix)
+    for p in problems:
+        _error(p)
+    sources = {src.resolve() for src, _ in jobs}
+    taken: dict[Path, Path] = {}
+    failed = len(problems)
+    done = 0
+    for src, dst in tqdm(jobs, desc="enhance", unit="image", disable=None):
+        target = dst.resolve()
+        try:
+            if image_format(dst) is None:
+                raise ValueError(f"unsupported file extension {dst.suffix!r} (use one of {sorted(EXTENSIONS)})")
+            if target in sources:
+                raise ValueError(f"refusing to overwrite an input file with the output {dst}")
+            if target in taken:
+                raise ValueError(f"output {dst} would overwrite the result of {taken[target]}")
+            taken[target] = src
+            image, info = read_image(src, max_pixels=int(args.max_megapixels * 1e6))
+            result = enhance(image, model=args.model, iterations=args.iterations, exposure=args.exposure,
+                             device=device, tile=args.tile, weights=args.weights)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            write_image(dst, result, info)
+            done += 1
+        except Exception as e:  # one bad file must not stop the others
+            failed += 1
+            _error(_reason(src, e))
+    print(f"lowlight: enhanced {done} of {len(jobs)} images into {args.output}"
+          + (f"; {failed} problem(s), see above" if failed else ""), file=sys.stderr)
+    return 1 if failed or not jobs else 0
+
+
+# ---------------------------------------------------------------- lowlight eval
+
+INPUT_BASELINE = "input"  # pseudo-model: score the low-light image itself
+
+
+def _eval_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--low", required=True, type=Path, help="folder of low-light images")
+    p.add_argument("--high", required=True, type=Path, help="folder of references, paired by relative path "
+                                                            "and file stem (the extension may differ)")
+    p.add_argument("--model", action="append", metavar="NAME",
+                   help=f"model to score (repeat for several; '{INPUT_BASELINE}' scores the unenhanced input); "
+                        "default: the input and every model whose weights are present")
+    p.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
+                   help="weights file for a model instead of the shipped one (repeatable)")
+    _add_model_arguments(p)
+    p.add_argument("--json", type=Path, help="also write all numbers to this JSON file")
+
+
+def _pairs(low: Path, high: Path):
+    """[(key, low file, high file or None)], keyed by relative path without extension."""
+    def index(folder):
+        files = sorted(f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in EXTENSIONS)
+        return {f.relative_to(folder).with_suffix("").as_posix(): f for f in files}
+
+    for name, folder in (("--low", low), ("--high", high)):
+        if not folder.is_dir():
+            raise SetupError(f"{name} {folder}: not a folder")
+    lows, highs = index(low), index(high)
+    if not lows:
+        raise SetupError(f"--low {low}: no images found")
+    return [(key, f, highs.get(key)) for key, f in lows.items()]
+
+
+def _color(image):
+    """Colour channels only (alpha is not scored), as uint8."""
+    from .io import to_uint8
+
+    if image.ndim == 3 and image.shape[2] in (2, 4):
+        image = image[:, :, :-1]
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    return to_uint8(image)
+
+
+def _eval_run(args) -> int:
+    from tqdm import tqdm
+
+    from .inference import enhance
+    from .io import read_image
+    from .metrics import PROTOCOL, psnr_uint8, ssim_uint8
+    from .models.registry import has_weights, list_models
+
+    weights = {}
+    for item in args.weights:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise SetupError(f"--weights expects NAME=PATH, got {item!r}")
+        weights[name] = Path(path)
+    models = args.model or [INPUT_BASELINE] + [m.name for m in list_models()
+                                               if has_weights(m.name) or m.name in weights]
+    models = list(dict.fromkeys(models))  # drop repeats, keep order
+    args.device = _check_setup(args, [m for m in models if m != INPUT_BASELINE], weights)
+    pairs = _pairs(args.low, args.high)
+
+    scores: dict[str, dict[str, dict[str, float]]] = {}
+    failed = []
+    for key, low_file, high_file in tqdm(pairs, desc="eval", unit="image", disable=None):
+        try:
+            if high_file is None:
+                raise ValueError(f"no reference for it in {args.high}")
+            low, _ = read_image(low_file)
+            high = _color(read_image(high_file)[0])
+            if _color(low).shape != high.shape:
+                raise ValueError(f"shape {low.shape} does not match the reference {high_file} ({high.shape})")
+            row = {}
+            for name in models:
+                out = low if name == INPUT_BASELINE else enhance(
+                    low, model=name, iterations=args.iterations, exposure=args.exposure, device=args.device,
+                    tile=args.tile, weights=weights.get(name))
+                out = _color(out)
+                row[name] = {"psnr": psnr_uint8(out, high), "ssim": ssim_uint8(out, high)}
+            scores[key] = row
+        except Exception as e:
+            failed.append(key)
+            _error(_reason(low_file, e))
+
+    means = {name: {metric: (sum(scores[k][name][metric] for k in scores) / len(scores)) if scores else math.nan
+                    for metric in ("psnr", "ssim")} for name in models}
+    _print_table(models, scores, means, args, PROTOCOL)
+    if args.json:
+        def number(v):
+            return v if math.isfinite(v) else None  # JSON has no inf/nan (PSNR of identical images is inf)
+
+        report = {
+            "protocol": PROTOCOL,
+            "settings": {"iterations": args.iterations, "exposure": args.exposure, "device": args.device,
+                         "tile": args.tile, "weights": {k: str(v) for k, v in weights.items()}},
+            "low": str(args.low), "high": str(args.high), "models": models,
+            "images": {k: {m: {s: number(v) for s, v in r.items()} for m, r in row.items()}
+                       for k, row in scores.items()},
+            "mean": {m: {s: number(v) for s, v in r.items()} for m, r in means.items()},
+            "failed": failed,
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 1 if failed else 0
+
+
+def _print_table(models, scores, means, args, protocol) -> None:
+    width = max([len("mean")] + [len(k) for k in scores]) + 2
+    col = max(16, max(len(m) for m in models) + 2)
+    print(f"Protocol: {protocol}")
+    print(f"Settings: iterations={args.iterations} exposure={args.exposure} device={args.device} "
+          f"({len(scores)} images scored)")
+    print(" " * width + "".join(m.rjust(col) for m in models))
+    print(" " * width + "".join("PSNR dB   SSIM".rjust(col) for _ in models))
+
+    def line(label, row):
+        cells = "".join(f"{row[m]['psnr']:7.2f}  {row[m]['ssim']:.4f}".rjust(col) for m in models)
+        print(label.ljust(width) + cells)
+
+    for key, row in scores.items():
+        line(key, row)
+    print("-" * (width + col * len(models)))
+    line("mean", means)
+
+
+# ---------------------------------------------------------------- lowlight models
+
+def _models_arguments(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _models_run(args) -> int:
+    from .models.registry import has_weights, list_models, load_model, weights_path
+
+    rows = []
+    for m in list_models():
+        present = has_weights(m.name)
+        try:  # count the parameters of what would run: the shipped file's config when present
+            net = load_model(m.name) if present else m.build()
+            params = f"{sum(p.numel() for p in net.parameters()):,}"
+        except Exception as e:
+            params = f"? ({type(e).__name__})"
+        weights = "none needed" if m.weights is None else (
+            "present" if present else f"missing ({weights_path(m.name).name})")
+        controls = ", ".join(sorted(m.controls)) or "-"
+        rows.append((m.name, m.kind, params, controls, weights, m.description))
+    header = ("name", "kind", "params", "controls", "weights", "description")
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(5)]
+    for r in [header] + rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5])
+    return 0
+
+
+# ---------------------------------------------------------------- dispatch
+
+@dataclass(frozen=True)
+class Subcommand:
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "enhance": Subcommand("enhance image files or folders into an output folder", _enhance_arguments, _enhance_run),
+    "eval": Subcommand("PSNR/SSIM of models on paired low/high folders", _eval_arguments, _eval_run),
+    "models": Subcommand("list the models, their parameters, controls and weights", _models_arguments, _models_run),
+    # "train": Subcommand(...) from the training package, registered here.
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lowlight", description="Low-light image enhancement.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=command.help, description=command.help)
+        command.add_arguments(p)
+        p.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except SetupError as e:
+        _error(str(e))
+        return 2
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

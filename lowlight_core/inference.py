@@ -1,0 +1,242 @@
+"""The one inference entry point: `enhance(image, ...)` for numpy arrays, PIL images and torch tensors.
+
+Whatever comes in goes back out as the same kind, shape and dtype:
+- numpy H x W or H x W x C, C in 1-4 (1 gray, 2 gray + alpha, 3 RGB, 4 RGBA); uint8, uint16, or float16/32/64
+  with values in [0, 1]. Integers are scaled by 255 / 65535 and rounded back to nearest (ties to even).
+- PIL images of mode L, LA, RGB, RGBA, I;16 or F (other modes: convert first); `info` (ICC, EXIF) is kept.
+- torch float tensors C x H x W or B x C x H x W (C in 1-4), returned on their own device and dtype.
+Alpha is copied through untouched (bit for bit). Gray is enhanced as gray: the gray plane is replicated to
+RGB, enhanced, and the mean of the three result channels is the result. Float values within 1e-3 outside
+[0, 1] are clamped silently (rounding noise); NaN/Inf or anything further out raises ValueError.
+
+Models (lowlight_core.models) with `receptive_radius > 0` (full-resolution networks) run in tiles of
+`tile` x `tile` pixels (default 512) plus a halo of `receptive_radius` pixels, so memory stays bounded and
+the result equals the untiled one up to float rounding; models with `receptive_radius == 0` run whole
+(Zero-DCE++ estimates its curves on a downscaled copy; classical models are pointwise or global).
+Everything runs under torch.inference_mode, one image of a batch at a time.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import sys
+import warnings
+
+import numpy as np
+import torch
+
+MAX_ITERATIONS = 64  # the fused curve op's limit
+EXPOSURE_RANGE = (0.3, 0.9)
+DEFAULT_TILE = 512
+FLOAT_TOLERANCE = 1e-3
+PIL_MODES = ("L", "LA", "RGB", "RGBA", "I;16", "F")
+_SCALE = {torch.uint8: 255.0, torch.uint16: 65535.0}
+_NUMPY_DTYPES = (np.uint8, np.uint16, np.float16, np.float32, np.float64)
+
+
+# ---------------------------------------------------------------- arguments
+
+def check_controls(iterations, exposure, tile=None) -> None:
+    """ValueError/TypeError for iterations outside [1, 64], exposure outside [0.3, 0.9], tile < 0."""
+    if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral):
+        raise TypeError(f"iterations must be an integer, got {iterations!r}")
+    if not 1 <= iterations <= MAX_ITERATIONS:
+        raise ValueError(f"iterations must be in [1, {MAX_ITERATIONS}], got {iterations}")
+    if isinstance(exposure, bool) or not isinstance(exposure, numbers.Real):
+        raise TypeError(f"exposure must be a number, got {exposure!r}")
+    lo, hi = EXPOSURE_RANGE
+    if not (math.isfinite(exposure) and lo <= exposure <= hi):
+        raise ValueError(f"exposure must be in [{lo}, {hi}], got {exposure}")
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or tile < 0):
+        raise ValueError(f"tile must be None (automatic), 0 (never tile) or a positive size in pixels, got {tile!r}")
+
+
+def resolve_device(device="auto", like: torch.Tensor | None = None) -> torch.device:
+    """'auto' -> the CUDA tensor's device, else CUDA when available, else CPU. An unavailable device raises."""
+    if device is None or device == "auto":
+        if like is not None and like.device.type == "cuda":
+            return like.device
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r} (use 'auto', 'cpu', 'cuda' or 'cuda:N')") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise RuntimeError(f"device {device!r} was requested but CUDA is not available (torch "
+                               f"{torch.__version__}, {built}); use device='cpu' or 'auto'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise RuntimeError(f"device {device!r} was requested but only {torch.cuda.device_count()} CUDA "
+                               "device(s) exist")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise RuntimeError(f"device {device!r} was requested but MPS is not available")
+    elif dev.type != "cpu":
+        raise ValueError(f"unsupported device {device!r} (use 'auto', 'cpu', 'cuda' or 'cuda:N')")
+    return dev
+
+
+def _get_model(model, device: torch.device, weights):
+    if isinstance(model, str):
+        from .models.registry import load_model
+
+        return load_model(model, device=str(device), weights=weights)
+    if isinstance(model, torch.nn.Module) and hasattr(model, "enhance"):
+        return model.to(device).eval()
+    raise TypeError(f"model must be a model name or a model module with .enhance, got {type(model).__name__}")
+
+
+# ---------------------------------------------------------------- images of every kind <-> (B, C, H, W)
+
+class _Frames:
+    """The caller's image as a (B, C, H, W) tensor in its own dtype (a view, no copy), the output buffer in
+    the same layout, and how to hand the output back as the caller's kind."""
+
+    def __init__(self, pixels: torch.Tensor, out: torch.Tensor, result):
+        self.pixels, self.out, self.result = pixels, out, result
+        channels = pixels.shape[1]
+        self.color = 1 if channels <= 2 else 3  # the rest is alpha
+        self.scale = _SCALE.get(pixels.dtype)
+
+    def load(self, b: int, rows: slice, cols: slice, device) -> torch.Tensor:
+        """float32 (1, 3, h, w) in [0, 1] on device: the colour channels of one window."""
+        x = self.pixels[b:b + 1, :self.color, rows, cols].to(torch.float32)
+        x = x / self.scale if self.scale else x.clamp(0, 1)  # out of place: never touch the caller's data
+        x = x.to(device)
+        return x.repeat(1, 3, 1, 1) if self.color == 1 else x
+
+    def store(self, y: torch.Tensor, b: int, rows: slice, cols: slice) -> None:
+        """Writes a float (1, 3, h, w) result into the window, in the caller's dtype."""
+        if self.color == 1:
+            y = y.mean(dim=1, keepdim=True)
+        if self.scale:
+            y = y.mul(self.scale).round_().clamp_(0, self.scale)
+        self.out[b:b + 1, :self.color, rows, cols].copy_(y)
+
+    def copy_alpha(self) -> None:
+        if self.pixels.shape[1] > self.color:
+            self.out[:, self.color:].copy_(self.pixels[:, self.color:])
+
+
+def _check_shape(shape, channels: int, layout: str) -> None:
+    if any(s == 0 for s in shape):
+        raise ValueError(f"empty image of shape {tuple(shape)}")
+    if not 1 <= channels <= 4:
+        raise ValueError(f"expected {layout} with 1-4 channels (gray, gray+alpha, RGB, RGBA), got "
+                         f"{channels} channels in shape {tuple(shape)}")
+
+
+def _check_values(t: torch.Tensor) -> None:
+    if not t.is_floating_point():
+        return
+    if not torch.isfinite(t).all():
+        raise ValueError("image contains NaN or Inf values")
+    lo, hi = torch.aminmax(t)
+    lo, hi = float(lo), float(hi)
+    if lo < -FLOAT_TOLERANCE or hi > 1 + FLOAT_TOLERANCE:
+        raise ValueError(f"float image values must be in [0, 1] (found min {lo:.6g}, max {hi:.6g}); scale it "
+                         f"first (values within {FLOAT_TOLERANCE:g} of the range are clamped)")
+
+
+def _numpy_frames(a: np.ndarray, wrap=lambda out: out) -> _Frames:
+    if a.ndim not in (2, 3):
+        raise ValueError(f"expected an H x W or H x W x C array, got shape {a.shape}")
+    if a.dtype not in _NUMPY_DTYPES:
+        raise TypeError(f"unsupported dtype {a.dtype} (expected uint8, uint16 or float in [0, 1])")
+    _check_shape(a.shape, 1 if a.ndim == 2 else a.shape[2], "an H x W x C array")
+    if any(s < 0 for s in a.strides):  # torch cannot view negative strides (e.g. np.fliplr)
+        a = np.ascontiguousarray(a)
+    out = np.empty(a.shape, a.dtype)
+    with warnings.catch_warnings():  # read-only arrays (np.asarray of a PIL image): we only read them
+        warnings.simplefilter("ignore", UserWarning)
+        src = torch.from_numpy(a)
+    dst = torch.from_numpy(out)
+    if a.ndim == 2:
+        src, dst = src[None, None], dst[None, None]
+    else:
+        src, dst = src.permute(2, 0, 1)[None], dst.permute(2, 0, 1)[None]
+    _check_values(src)
+    return _Frames(src, dst, lambda: wrap(out))
+
+
+def _pil_frames(im) -> _Frames:
+    from PIL import Image
+
+    if im.mode not in PIL_MODES:
+        raise ValueError(f"unsupported PIL image mode {im.mode!r} (supported: {', '.join(PIL_MODES)}; "
+                         "use image.convert('RGB') first)")
+    info = dict(im.info)
+
+    def to_pil(out):
+        res = Image.fromarray(out)
+        res.info.update(info)
+        return res
+
+    return _numpy_frames(np.asarray(im), to_pil)
+
+
+def _tensor_frames(t: torch.Tensor) -> _Frames:
+    if t.dim() not in (3, 4):
+        raise ValueError(f"expected a C x H x W or B x C x H x W tensor, got shape {tuple(t.shape)}")
+    if not t.is_floating_point():
+        raise TypeError(f"tensor images must be floating point with values in [0, 1], got {t.dtype}")
+    batch = (t if t.dim() == 4 else t[None]).detach()
+    _check_shape(batch.shape, batch.shape[1], "a B x C x H x W tensor")
+    _check_values(batch)
+    out = torch.empty(batch.shape, dtype=t.dtype, device=t.device)
+    return _Frames(batch, out, lambda: out if t.dim() == 4 else out[0])
+
+
+def _frames(image) -> _Frames:
+    if isinstance(image, torch.Tensor):
+        return _tensor_frames(image)
+    if isinstance(image, np.ndarray):
+        return _numpy_frames(image)
+    if "PIL" in sys.modules and isinstance(image, sys.modules["PIL"].Image.Image):
+        return _pil_frames(image)
+    raise TypeError(f"image must be a numpy array, a PIL image or a torch tensor, got {type(image).__name__}")
+
+
+# ---------------------------------------------------------------- running the model
+
+def _windows(height: int, width: int, core: int, halo: int):
+    """(input rows, input cols, crop rows, crop cols, output rows, output cols) covering the image."""
+    for y0 in range(0, height, core):
+        y1 = min(y0 + core, height)
+        iy0, iy1 = max(0, y0 - halo), min(height, y1 + halo)
+        for x0 in range(0, width, core):
+            x1 = min(x0 + core, width)
+            ix0, ix1 = max(0, x0 - halo), min(width, x1 + halo)
+            yield (slice(iy0, iy1), slice(ix0, ix1), slice(y0 - iy0, y1 - iy0), slice(x0 - ix0, x1 - ix0),
+                   slice(y0, y1), slice(x0, x1))
+
+
+def enhance(image, model="zero_dce_pp", iterations: int = 8, exposure: float = 0.6, device="auto",
+            tile: int | None = None, weights=None):
+    """Enhance a low-light image; returns the same kind, shape and dtype (see the module docstring).
+
+    model: a registered name (see `lowlight models` / list_models()) or a model module with .enhance.
+    iterations: curve steps, 1-64 (curve models; others ignore it). exposure: target exposure E in [0.3, 0.9]
+    (curve models trained with E-conditioning; others ignore it). device: 'auto', 'cpu', 'cuda', 'cuda:N'.
+    tile: core tile size in pixels for full-resolution networks (None: 512, 0: never tile).
+    weights: a weights file to use instead of the shipped one.
+    """
+    check_controls(iterations, exposure, tile)
+    frames = _frames(image)
+    dev = resolve_device(device, frames.pixels)
+    net = _get_model(model, dev, weights)
+    halo = int(getattr(net, "receptive_radius", 0))
+    core = DEFAULT_TILE if tile is None else tile
+    batch, _, height, width = frames.pixels.shape
+    if halo == 0 or core == 0:
+        core = max(height, width)  # one window: the whole image
+    with torch.inference_mode():
+        for b in range(batch):
+            for in_rows, in_cols, crop_rows, crop_cols, rows, cols in _windows(height, width, core, halo):
+                x = frames.load(b, in_rows, in_cols, dev)
+                y = net.enhance(x, exposure=float(exposure), iterations=int(iterations))
+                frames.store(y[:, :, crop_rows, crop_cols], b, rows, cols)
+        frames.copy_alpha()
+    return frames.result()
+

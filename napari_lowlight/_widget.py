@@ -1,0 +1,429 @@
+"""The dock widget: pick an image layer and a model, move the sliders, see the enhanced layer update.
+
+Flow: a control change restarts a short timer (coalescing a burst of slider events); when it fires, one
+preview worker enhances the plane on screen. Changes made while a worker runs leave one request pending,
+started when the worker finishes; every request carries a generation number and a result whose generation
+is no longer the latest is dropped, so the output always matches the controls. The result goes to one
+layer "<input> enhanced", updated in place. Apply enhances every plane of a stack in a generator worker
+that reports progress. All work lives in _compute (no Qt there); errors arrive as Failure values and are
+shown as napari notifications.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from napari.layers import Image
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QEvent, Qt, QTimer, Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt import QLabeledDoubleSlider, QLabeledSlider
+
+OUTPUT_SUFFIX = " enhanced"
+DEBOUNCE_MS = 15           # coalesces the valueChanged burst of one slider drag step, adds little latency
+ITERATIONS_RANGE = (1, 16)
+EXPOSURE_RANGE = (0.3, 0.9)
+NO_WEIGHTS = " (no weights)"
+_DTYPE_RANGE = {np.dtype(np.uint8): (0, 255), np.dtype(np.uint16): (0, 65535)}
+
+
+@dataclass
+class _Job:
+    """One request: which layer, which plane, which settings, and when it was made."""
+    generation: int
+    layer_name: str
+    data: object
+    rgb: bool
+    index: tuple
+    settings: object  # _compute.Settings
+    source: tuple
+    started: float
+
+
+class LowlightWidget(QWidget):
+    """Dock widget of the lowlight plugin (napari.yaml: "Low-light enhancement")."""
+
+    #: emitted after the output layer got a new result: (input layer name, Settings, seconds since request)
+    result_shown = Signal(str, object, float)
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        from . import _compute  # torch and the models load here, not when napari starts
+        from lowlight_core.models import registry
+
+        self.viewer = napari_viewer
+        self._compute = _compute
+        self._registry = registry
+        self.enhancer = _compute.Enhancer()
+        self.dropped_results = 0     # stale results thrown away (tests read it)
+        self.last_elapsed = None     # seconds from the last shown request to its result on screen
+        self._generation = 0
+        self._worker = None          # the running preview worker
+        self._pending = False        # a preview was requested while the worker ran
+        self._apply_worker = None
+        self._input = None           # the layer whose data events we follow
+        self._versions: dict = {}    # layer unique_id -> data version (bumped when its data changes)
+        self._last_plane = None
+        self._docked = False
+        self.closed = False          # set when napari removes the widget: no more work, no more events
+
+        self._build_controls()
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(DEBOUNCE_MS)
+        self._timer.timeout.connect(self._start_preview)
+
+        for event in self._layer_list_events():
+            event.connect(self._refresh_layers)
+        self.viewer.dims.events.current_step.connect(self._on_dims)
+        self._refresh_layers()
+        self._on_model_changed(warn=False)
+
+    def _layer_list_events(self):
+        events = self.viewer.layers.events
+        return events.inserted, events.removed, events.moved
+
+    def event(self, event) -> bool:
+        # napari closes a dock widget by un-parenting it (remove_dock_widget): stop working for the viewer then
+        if event.type() == QEvent.Type.ParentChange:
+            if self.parent() is not None:
+                self._docked = True
+            elif self._docked:
+                self.shutdown()
+        return super().event(event)
+
+    def shutdown(self) -> None:
+        """Stop: cancel pending work, drop in-flight results, disconnect from the viewer's events."""
+        if self.closed:
+            return
+        self.closed = True
+        self._generation += 1
+        self._pending = False
+        self._timer.stop()
+        if self._apply_worker is not None:
+            self._apply_worker.quit()
+        for event in self._layer_list_events():
+            event.disconnect(self._refresh_layers)
+        self.viewer.dims.events.current_step.disconnect(self._on_dims)
+        for layer in self._image_layers():
+            layer.events.name.disconnect(self._refresh_layers)
+        if self._input is not None:
+            self._input.events.data.disconnect(self._on_input_data)
+            self._input = None
+
+    # ------------------------------------------------------------ controls
+
+    def _build_controls(self) -> None:
+        self.layer_combo = QComboBox()
+        self.layer_combo.setToolTip("Image layer to enhance: RGB, RGBA, gray; uint8, uint16 or float in [0, 1]")
+
+        self.model_combo = QComboBox()
+        default = None
+        for info in self._registry.list_models():
+            ready = self._registry.has_weights(info.name)
+            self.model_combo.addItem(info.name + ("" if ready else NO_WEIGHTS), info.name)
+            self.model_combo.setItemData(self.model_combo.count() - 1, info.description, Qt.ItemDataRole.ToolTipRole)
+            if default is None and ready and info.name in ("zero_dce_pp", "gamma"):
+                default = info.name  # the fastest curve model when trained, else exposure-matched gamma
+        self.model_combo.setCurrentIndex(max(0, self.model_combo.findData(default)))
+        self.description = QLabel()
+        self.description.setWordWrap(True)
+
+        self.iterations = QLabeledSlider(Qt.Orientation.Horizontal)
+        self.iterations.setRange(*ITERATIONS_RANGE)
+        self.iterations.setValue(8)
+        self.iterations.setToolTip("Curve steps: more steps brighten more (curve models only)")
+        self.exposure = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+        self.exposure.setRange(*EXPOSURE_RANGE)
+        self.exposure.setSingleStep(0.01)
+        self.exposure.setValue(0.6)
+        self.exposure.setToolTip("Target exposure E: the mean brightness the model aims for")
+
+        import torch
+
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+        self.device_combo.setCurrentIndex(self.device_combo.count() - 1)  # cuda when there is one
+
+        self.live = QCheckBox("live preview")
+        self.live.setChecked(True)
+        self.live.setToolTip("Enhance the plane on screen whenever a control changes")
+        self.apply_button = QPushButton("Apply")
+        self.apply_button.setToolTip("Enhance the whole layer (every plane of a stack)")
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("image", self.layer_combo)
+        form.addRow("model", self.model_combo)
+        form.addRow(self.description)
+        form.addRow("iterations", self.iterations)
+        form.addRow("exposure E", self.exposure)
+        form.addRow("device", self.device_combo)
+        form.addRow(self.live)
+        self._form = QWidget()
+        self._form.setLayout(form)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._form)
+        layout.addWidget(self.apply_button)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+
+        self.layer_combo.currentIndexChanged.connect(self._on_layer_changed)
+        self.model_combo.currentIndexChanged.connect(lambda _: self._on_model_changed(warn=True))
+        self.iterations.valueChanged.connect(self._request_preview)
+        self.exposure.valueChanged.connect(self._request_preview)
+        self.device_combo.currentIndexChanged.connect(self._request_preview)
+        self.live.toggled.connect(self._request_preview)
+        self.apply_button.clicked.connect(self._on_apply)
+
+    def settings(self):
+        """The controls as a _compute.Settings."""
+        return self._compute.Settings(model=self.model_combo.currentData(), iterations=int(self.iterations.value()),
+                                      exposure=round(float(self.exposure.value()), 4),
+                                      device=self.device_combo.currentText())
+
+    def is_idle(self) -> bool:
+        """No request waiting, no worker running."""
+        return not (self._timer.isActive() or self._pending or self._worker or self._apply_worker)
+
+    def _on_model_changed(self, warn: bool) -> None:
+        name = self.model_combo.currentData()
+        info = self._registry.get_model_info(name)
+        self.description.setText(info.description)
+        self.model_combo.setToolTip(info.description)
+        self.iterations.setEnabled("iterations" in info.controls)
+        self.exposure.setEnabled("exposure" in info.controls)
+        if warn and not self._weights_ready(name, notify=True):
+            return
+        self._request_preview()
+
+    def _weights_ready(self, name: str, notify: bool) -> bool:
+        if self._registry.has_weights(name):
+            return True
+        message = (f"{name} has no trained weights ({self._registry.weights_path(name)} not found): train them "
+                   f"with `lowlight train {name}`, or pick another model")
+        self.status.setText(message)
+        if notify:
+            show_warning(message)
+        return False
+
+    # ------------------------------------------------------------ layers
+
+    def _image_layers(self) -> list:
+        return [layer for layer in self.viewer.layers if isinstance(layer, Image)]
+
+    def _refresh_layers(self, event=None) -> None:
+        current = self.layer_combo.currentText()
+        names = [layer.name for layer in self._image_layers()]
+        self.enhancer.keep_only(layer.unique_id for layer in self._image_layers())  # removed layers
+        for layer in self._image_layers():
+            layer.events.name.connect(self._refresh_layers)
+        if current not in names:  # first time, or the layer went away: prefer the selected input image
+            active = self.viewer.layers.selection.active
+            candidates = [n for n in names if not n.endswith(OUTPUT_SUFFIX)] or names
+            current = active.name if active is not None and active.name in candidates else \
+                (candidates[-1] if candidates else "")
+        self.layer_combo.blockSignals(True)
+        self.layer_combo.clear()
+        self.layer_combo.addItems(names)
+        self.layer_combo.setCurrentIndex(max(0, self.layer_combo.findText(current)))
+        self.layer_combo.blockSignals(False)
+        self._on_layer_changed()
+
+    def input_layer(self):
+        name = self.layer_combo.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def _on_layer_changed(self, *_) -> None:
+        layer = self.input_layer()
+        if layer is self._input or (layer is not None and self._input is not None
+                                    and layer.unique_id == self._input.unique_id):
+            return
+        if self._input is not None:
+            self._input.events.data.disconnect(self._on_input_data)
+        self._input = layer
+        self._last_plane = None
+        if layer is not None:
+            layer.events.data.connect(self._on_input_data)
+        self._request_preview()
+
+    def _on_input_data(self, event=None) -> None:
+        uid = self._input.unique_id
+        self.enhancer.forget((uid, self._versions.get(uid, 0)))
+        self._versions[uid] = self._versions.get(uid, 0) + 1
+        self._request_preview()
+
+    def _on_dims(self, event=None) -> None:
+        layer = self.input_layer()
+        if layer is None or layer.multiscale:
+            return
+        if self._compute.stack_shape(layer.data.shape, layer.rgb) and self._plane(layer) != self._last_plane:
+            self._request_preview()
+
+    def _plane(self, layer) -> tuple:
+        return self._compute.plane_at(layer.world_to_data(self.viewer.dims.point), layer.data.shape, layer.rgb)
+
+    # ------------------------------------------------------------ requests and workers
+
+    def _request_preview(self, *_) -> None:
+        self._generation += 1  # whatever is in flight no longer matches the controls
+        if self.live.isChecked() and self._apply_worker is None and not self.closed:
+            self._timer.start()
+
+    def _make_job(self, notify: bool) -> _Job | None:
+        """The request for the current controls, or None (with a message) when nothing can run."""
+        layer = self.input_layer()
+        if layer is None:
+            self.status.setText("Open or add an image layer to enhance.")
+            return None
+        settings = self.settings()
+        if not self._weights_ready(settings.model, notify):
+            return None
+        try:
+            if layer.multiscale:
+                raise ValueError("multiscale layers are not supported; add the full-resolution level as a layer")
+            self._compute.check_layer(layer.data.shape, layer.data.dtype, layer.rgb)
+            plane = self._plane(layer)
+        except Exception as e:  # a notification, never an exception in the Qt event loop
+            self._fail(f"cannot enhance layer {layer.name!r}: {e}")
+            return None
+        uid = layer.unique_id
+        return _Job(self._generation, layer.name, layer.data, bool(layer.rgb), plane, settings,
+                    (uid, self._versions.get(uid, 0)), time.perf_counter())
+
+    def _start_preview(self) -> None:
+        if self.closed:
+            return
+        if self._worker is not None:
+            self._pending = True
+            return
+        job = self._make_job(notify=False)
+        if job is None:
+            return
+        self._last_plane = job.index
+        self.status.setText(f"enhancing with {job.settings.model}…")
+        worker = create_worker(self._compute.preview_job, self.enhancer, job.data, job.rgb, job.index,
+                               job.settings, job.source)
+        worker.returned.connect(lambda result: self._on_preview_result(job, result))
+        worker.finished.connect(self._on_preview_finished)
+        self._worker = worker
+        worker.start()
+
+    def _on_preview_result(self, job: _Job, result) -> None:
+        if job.generation != self._generation:
+            self.dropped_results += 1
+            return
+        if isinstance(result, self._compute.Failure):
+            self._fail(f"{job.settings.model} failed on {job.layer_name!r}: {result.message}")
+            return
+        self._show(job, result, plane=job.index)
+
+    def _on_preview_finished(self) -> None:
+        self._worker = None
+        if self._pending:
+            self._pending = False
+            self._start_preview()
+
+    def _on_apply(self) -> None:
+        if self._apply_worker is not None:  # the button reads "Cancel" while a stack runs
+            self._apply_worker.quit()
+            return
+        job = self._make_job(notify=True)
+        if job is None:
+            return
+        total = len(self._compute.plane_indices(job.data.shape, job.rgb))
+        if total == 1:  # a single image: the preview path, whether or not live preview is on
+            self._generation += 1
+            self._timer.stop()
+            self._start_preview()
+            return
+        worker = create_worker(self._compute.apply_job, self.enhancer, job.data, job.rgb, job.settings,
+                               _progress={"total": total, "desc": f"Enhancing {job.layer_name}"})
+        worker.yielded.connect(self._on_apply_progress)
+        worker.returned.connect(lambda result: self._on_apply_result(job, result))
+        worker.finished.connect(self._on_apply_finished)
+        self._apply_worker = worker
+        self._form.setEnabled(False)
+        self.apply_button.setText("Cancel")
+        self.progress.setRange(0, total)
+        self.progress.setValue(0)
+        self.progress.setVisible(True)
+        self.status.setText(f"enhancing {total} planes of {job.layer_name!r}…")
+        worker.start()
+
+    def _on_apply_progress(self, done_total) -> None:
+        self.progress.setValue(done_total[0])
+
+    def _on_apply_result(self, job: _Job, result) -> None:
+        if self.closed:
+            return
+        if isinstance(result, self._compute.Failure):
+            self._fail(f"{job.settings.model} failed on {job.layer_name!r}: {result.message}")
+            return
+        self._show(job, result, plane=None)
+        total = len(self._compute.plane_indices(result.shape, job.rgb))
+        show_info(f"{job.layer_name}: {total} planes enhanced with {job.settings.model} "
+                  f"in {self.last_elapsed:.1f} s")
+
+    def _on_apply_finished(self) -> None:
+        self._apply_worker = None
+        if self.closed:
+            return
+        self._form.setEnabled(True)
+        self.apply_button.setText("Apply")
+        self.progress.setVisible(False)
+
+    # ------------------------------------------------------------ results
+
+    def _fail(self, message: str) -> None:
+        self.status.setText(message)
+        show_error(message)
+
+    def _show(self, job: _Job, result: np.ndarray, plane) -> None:
+        """Put a result into the output layer: one plane of a stack (plane=index) or the whole layer."""
+        layer = self.viewer.layers[job.layer_name] if job.layer_name in self.viewer.layers else None
+        if layer is None:
+            return  # the input went away while we computed
+        name = job.layer_name + OUTPUT_SUFFIX
+        out = self.viewer.layers[name] if name in self.viewer.layers else None
+        if out is not None and (not isinstance(out, Image) or out.rgb != job.rgb or out.multiscale):
+            self.viewer.layers.remove(out)
+            out = None
+        stacked = plane is not None and plane != ()
+        if stacked:  # write the plane into the stack shown by the output layer
+            data = out.data if out is not None else None
+            if data is None or data.shape != job.data.shape or data.dtype != job.data.dtype:
+                data = np.zeros(job.data.shape, job.data.dtype)
+            data[plane] = result
+            result = data
+        if out is None:
+            kwargs = {} if job.rgb else {"colormap": layer.colormap.name}
+            limits = _DTYPE_RANGE.get(result.dtype, (0.0, 1.0))
+            out = self.viewer.add_image(result, name=name, rgb=job.rgb, contrast_limits=limits,
+                                        scale=layer.scale, translate=layer.translate, **kwargs)
+        else:
+            if not (np.array_equal(out.scale, layer.scale) and np.array_equal(out.translate, layer.translate)):
+                out.scale, out.translate = layer.scale, layer.translate
+            if out.data is result:
+                out.refresh()
+            else:
+                out.data = result
+        self.last_elapsed = time.perf_counter() - job.started
+        s = job.settings
+        self.status.setText(f"{s.model}, {s.iterations} iterations, E = {s.exposure:.2f}: "
+                            f"{1000 * self.last_elapsed:.0f} ms")
+        self.result_shown.emit(job.layer_name, s, self.last_elapsed)
