@@ -41,10 +41,9 @@ def main(src: str, dst: str) -> None:
         "| group | native ms | eager ms | compiled ms | eager / native | compiled / native | native % of copy rate |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for group in sorted(groups):
+    others = sorted(g for g in groups if "native" not in groups[g])
+    for group in sorted(set(groups) - set(others)):
         g = groups[group]
-        if "native" not in g:
-            continue
         n = g["native"]
 
         def ms(k):
@@ -56,6 +55,9 @@ def main(src: str, dst: str) -> None:
         copy = f"{100 * g['copy'] / n:.0f}%" if "copy" in g else "–"
         lines.append(f"| {group} | {ms('native')} | {ms('eager')} | {ms('compiled')} | {ratio('eager')} | "
                      f"{ratio('compiled')} | {copy} |")
+    if others:
+        lines += ["", "| other benchmarks (napari widget, end to end) | median ms |", "|---|---:|"]
+        lines += [f"| {group} | {v * 1e3:.1f} |" for group in others for v in groups[group].values()]
     if first_call is not None:
         lines += ["", f"First native `le_curve` call in a fresh process (1×3×900×1200, alpha 1/12): "
                       f"{first_call:.1f} ms (median of 3 processes)."]

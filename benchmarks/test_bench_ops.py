@@ -6,6 +6,7 @@ implementations inside a group: the ratios, not absolute times, are the result (
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
 
 SIZES = {"8x256x256": (8, 256, 256), "1x1200x900": (1, 900, 1200), "1x3840x2160": (1, 2160, 3840)}
 IMPLS = ["native", "eager", "compiled"]
+BUDGET_S = 3.0
 PASSES = ["fwd", "fwd+bwd"]
 _compiled = {}
 
@@ -32,7 +34,8 @@ def impl_fn(impl, op):
 
 
 def run(benchmark, fn, args, grad_args, passes, group, rounds):
-    """Benchmark fn(*args) (and its backward when passes == 'fwd+bwd') after one warm-up call."""
+    """Benchmark fn(*args) (and its backward when passes == 'fwd+bwd') after one warm-up call; slow variants
+    get fewer rounds (at least 3) so that one variant takes about BUDGET_S seconds."""
     def step():
         if passes == "fwd":
             with torch.no_grad():
@@ -41,8 +44,11 @@ def run(benchmark, fn, args, grad_args, passes, group, rounds):
         return torch.autograd.grad(out, grad_args, torch.ones_like(out))
 
     step()  # warm-up: includes torch.compile's compilation, which is not what is measured
+    start = time.perf_counter()
+    step()
+    rounds = max(3, min(rounds, int(BUDGET_S / (time.perf_counter() - start))))
     benchmark.group = group
-    benchmark.pedantic(step, rounds=rounds, warmup_rounds=1)
+    benchmark.pedantic(step, rounds=rounds)
 
 
 def le_args(size, mode, passes):
@@ -73,8 +79,8 @@ def test_le_curve(benchmark, size, mode, passes, impl):
         f"le_curve {mode} {passes} {size}", rounds_for(size))
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("size", list(SIZES))
+# The eager depthwise 21x21 conv2d takes minutes per call at 3840x2160 on 2 cores: not run there.
+@pytest.mark.parametrize("impl,size", [(i, s) for s in SIZES for i in IMPLS if not (i == "eager" and s == "1x3840x2160")])
 def test_blur_color_loss(benchmark, size, impl):
     B, H, W = SIZES[size]
     x, y = torch.rand(B, 3, H, W, requires_grad=True), torch.rand(B, 3, H, W)

@@ -5,5 +5,5 @@ load only when the widget is created.
 """
 __version__ = "0.1.0"
 
-PLUGIN_NAME = "lowlight"                # the npe2 plugin name (= the distribution name)
+PLUGIN_NAME = "napari-lowlight"                # the npe2 plugin name (= the distribution name)
 WIDGET_NAME = "Low-light enhancement"   # the dock widget's display name in napari.yaml

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lowlight_core.enhance import FLOAT_TOLERANCE, check_controls, resolve_device
-from lowlight_core.enhance import enhance as enhance_tensor
+from lowlight_core.inference import FLOAT_TOLERANCE, check_controls, resolve_device
+from lowlight_core.inference import enhance as enhance_tensor
 from lowlight_core.models import registry
 
 DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.float16, np.float32, np.float64))

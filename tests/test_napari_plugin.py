@@ -22,7 +22,7 @@ from napari.utils.notifications import NotificationSeverity, notification_manage
 from qtpy.QtCore import Qt
 
 import napari_lowlight
-from lowlight_core.enhance import enhance
+from lowlight_core.inference import enhance
 from lowlight_core.models import registry
 from napari_lowlight import PLUGIN_NAME, WIDGET_NAME, _compute
 from napari_lowlight._sample_data import SAMPLE_NAME
@@ -129,12 +129,12 @@ def as_float(a):
 
 def test_manifest_validates_with_npe2():
     # the distribution name once pip-installed (the entry point is then real), else the manifest file
-    target = "lowlight" if plugin_installed() else str(MANIFEST)
+    target = "napari-lowlight" if plugin_installed() else str(MANIFEST)
     run = subprocess.run([sys.executable, "-m", "npe2", "validate", "--imports", target],
                          capture_output=True, text=True, cwd=Path(napari_lowlight.__file__).parent.parent)
     assert run.returncode == 0, run.stdout + run.stderr
     manifest = npe2.PluginManifest.from_file(MANIFEST)
-    assert manifest.name == PLUGIN_NAME == "lowlight"  # npe2 requires the distribution's name
+    assert manifest.name == PLUGIN_NAME == "napari-lowlight"  # npe2 requires the distribution's name
     assert [w.display_name for w in manifest.contributions.widgets] == [WIDGET_NAME]
     assert [s.display_name for s in manifest.contributions.sample_data] == [SAMPLE_NAME]
 

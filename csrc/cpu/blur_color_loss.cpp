@@ -11,11 +11,15 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "bands.h"
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 namespace {
+
+using lowlight::bands_per_plane;
 
 #define LOWLIGHT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 
@@ -155,16 +159,6 @@ struct Blurrer {
     }
   }
 };
-
-// Bands per plane: enough (plane, band) tasks for every thread even at batch 1, in a count that splits
-// evenly over the threads, each band at least min_rows high so its halo stays a small overhead.
-int64_t bands_per_plane(int64_t planes, int64_t H, int64_t min_rows) {
-  const int64_t threads = at::get_num_threads();
-  const int64_t max_bands = std::max<int64_t>(1, H / min_rows);
-  int64_t bands = 1;
-  while (bands < max_bands && (planes * bands < threads || (planes * bands) % threads != 0)) ++bands;
-  return bands;
-}
 
 int64_t blur_bands(int64_t planes, int64_t H, int64_t ksize) {
   return bands_per_plane(planes, H, std::max<int64_t>(32, 4 * ksize));

@@ -8,6 +8,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "bands.h"
+
 #include <immintrin.h>
 
 #include <algorithm>
@@ -16,6 +18,8 @@
 #include <vector>
 
 namespace {
+
+using lowlight::bands_per_plane;
 
 #define LOWLIGHT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 
@@ -124,16 +128,6 @@ template <typename T>
 LOWLIGHT_CLONES void iso_grad_row(T* __restrict out, const T* a_up, const T* a, const T* b, int64_t W, T c) {
   out[0] = c * (a_up[0] - a[0] - b[0]);
   for (int64_t j = 1; j < W; ++j) out[j] = c * (a_up[j] - a[j] + b[j - 1] - b[j]);
-}
-
-// Bands per plane: enough (plane, band) tasks for every thread even at batch 1, in a count that splits
-// evenly over the threads, each band at least min_rows high.
-int64_t bands_per_plane(int64_t planes, int64_t H, int64_t min_rows) {
-  const int64_t threads = at::get_num_threads();
-  const int64_t max_bands = std::max<int64_t>(1, H / min_rows);
-  int64_t bands = 1;
-  while (bands < max_bands && (planes * bands < threads || (planes * bands) % threads != 0)) ++bands;
-  return bands;
 }
 
 // Calls fn(task, plane, begin_row, end_row) for every (plane, band) task, in parallel.

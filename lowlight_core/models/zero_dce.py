@@ -30,7 +30,21 @@ def symmetric_forward(c, inp: torch.Tensor) -> torch.Tensor:
     return torch.tanh(c[6](torch.cat([x1, x6], 1)))
 
 
-class ZeroDCE(nn.Module):
+class CurveEstimator(nn.Module):
+    """Shared inference of the curve models: subclasses define estimate_alpha(x, exposure)."""
+
+    def apply_curve(self, x: torch.Tensor, alpha: torch.Tensor, iterations: int = 8) -> torch.Tensor:
+        """n curve steps with the fused op; step i uses map min(i, k - 1), so n > k repeats the last map and
+        a low-resolution alpha is resized to x's size inside the op."""
+        return ops.le_curve(x, alpha, iterations).clamp(0, 1)
+
+    @torch.no_grad()
+    def enhance(self, x: torch.Tensor, exposure=0.6, iterations: int = 8) -> torch.Tensor:
+        """Inference only (no autograd): (B, 3, H, W) in [0, 1] -> enhanced (B, 3, H, W) in [0, 1]."""
+        return self.apply_curve(x, self.estimate_alpha(x, exposure), iterations)
+
+
+class ZeroDCE(CurveEstimator):
     """DCE-Net. forward/estimate_alpha: (B, 3, H, W) -> alpha (B, 24, H, W) in [-1, 1]."""
 
     def __init__(self, e_conditioned: bool = True):
@@ -57,12 +71,3 @@ class ZeroDCE(nn.Module):
     def estimate_alpha(self, x: torch.Tensor, exposure=0.6) -> torch.Tensor:
         """(B, 24, H, W) curve maps at full resolution."""
         return self(x, exposure)
-
-    def apply_curve(self, x: torch.Tensor, alpha: torch.Tensor, iterations: int = 8) -> torch.Tensor:
-        """n curve steps; step i uses map min(i, 7), so n > 8 repeats the last map."""
-        return ops.le_curve(x, alpha, iterations).clamp(0, 1)
-
-    @torch.no_grad()
-    def enhance(self, x: torch.Tensor, exposure=0.6, iterations: int = 8) -> torch.Tensor:
-        """Inference only (no autograd): (B, 3, H, W) in [0, 1] -> enhanced (B, 3, H, W) in [0, 1]."""
-        return self.apply_curve(x, self.estimate_alpha(x, exposure), iterations)

@@ -12,9 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import ops
 from ._common import check_rgb, exposure_plane, fit_long_side, init_normal_
-from .zero_dce import symmetric_forward
+from .zero_dce import CurveEstimator, symmetric_forward
 
 WIDTH = 32
 
@@ -31,7 +30,7 @@ class SeparableConv(nn.Module):
         return self.pointwise(self.depthwise(x))
 
 
-class ZeroDCEPP(nn.Module):
+class ZeroDCEPP(CurveEstimator):
     """forward/estimate_alpha: (B, 3, H, W) -> alpha (B, 3, h, w), max(h, w) <= estimate_size."""
 
     # alpha is computed at a reduced size and resized inside le_curve: the model takes any H, W
@@ -64,12 +63,3 @@ class ZeroDCEPP(nn.Module):
     def estimate_alpha(self, x: torch.Tensor, exposure=0.6) -> torch.Tensor:
         """(B, 3, h, w): one map shared by all curve steps, at the estimation resolution."""
         return self(x, exposure)
-
-    def apply_curve(self, x: torch.Tensor, alpha: torch.Tensor, iterations: int = 8) -> torch.Tensor:
-        """Any number of steps with the shared map; alpha is resized to x's size inside the op."""
-        return ops.le_curve(x, alpha, iterations).clamp(0, 1)
-
-    @torch.no_grad()
-    def enhance(self, x: torch.Tensor, exposure=0.6, iterations: int = 8) -> torch.Tensor:
-        """Inference only (no autograd): (B, 3, H, W) in [0, 1] -> enhanced (B, 3, H, W) in [0, 1]."""
-        return self.apply_curve(x, self.estimate_alpha(x, exposure), iterations)
