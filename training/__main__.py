@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     if not args.eval_only:
         t0 = time.time()
         seed_everything(recipe.seed)  # the initial weights too are a function of the seed
-        model = registry.get_model_info(recipe.model).build()
+        model = registry.get_model_info(recipe.model).build(**recipe.model_config)
         task = CurveTask(model, recipe)
         val_show = pick_validation(val, recipe.val_images, cache)
         batches = data_mod.CropBatches(train, recipe.batch, recipe.crop, seed=recipe.seed,
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
         trainer = Trainer(task, batches, data_mod.validation_images(val_show, recipe.val_resize_long), cfg, out,
                           run_info={"recipe": args.recipe, "config": args.config})
         final_val = trainer.run(resume=args.resume)
-        model = model.to("cpu", memory_format=torch.contiguous_format)
+        model = model.to("cpu")
         data_desc = (f"{len(train)} training / {len(val)} held-out images from "
                      + ", ".join(f"{f} ({sum(p.parent.name == f for p in paths)})" for f in data_mod.DEFAULT_FOLDERS))
         meta = {
@@ -115,7 +115,8 @@ def main(argv=None) -> int:
                 "command": "python -m training " + shlex.join(argv),
                 "recipe": args.recipe, "config": args.config,
                 "summary": (f"E ~ U{recipe.e_range} per sample, iterations {recipe.n_range[0]}..{recipe.n_range[1]} "
-                            f"per batch, alpha estimated at 1/{recipe.estimate_factor} of the crop, "
+                            f"per batch, {recipe.crop} px crops of images resized to {recipe.resize_long} px, "
+                            f"model config {model.config}, "
                             f"loss weights {recipe.loss_weights}, Adam lr {recipe.lr}"
                             + (f" cosine-decayed to {recipe.lr_final}" if recipe.lr_final else "")
                             + f", weight decay {recipe.weight_decay}, "
