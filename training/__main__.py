@@ -1,0 +1,157 @@
+"""python -m training RECIPE [--config cpu|gpu] [--steps N] [--out DIR] [--resume] ...
+
+Trains RECIPE, writes the run (checkpoint, train.csv, val.csv, losses.png, grid.png, eval.json) under
+runs/<recipe>-<config>/, exports the weights with save_weights to lowlight_core/weights/<model>.pt, scores
+them on all held-out images and writes the model card <model>.md and its figure <model>.png beside them.
+"""
+from __future__ import annotations
+
+import os
+
+# Before torch loads OpenMP: spin-waiting threads make a shared 2-core machine crawl (BUILD-NOTES).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import data as data_mod
+from . import evaluate as eval_mod
+from .trainer import Trainer, TrainerConfig, resolve_device, seed_everything
+
+WEIGHTS_DIR = data_mod.PROJECT_ROOT / "lowlight_core" / "weights"
+
+
+def parse_args(argv):
+    from .recipes import RECIPES
+
+    p = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n\n")[0])
+    p.add_argument("recipe", choices=sorted(RECIPES))
+    p.add_argument("--config", default="cpu", choices=["cpu", "gpu"], help="cpu: ~30 min on 2 cores; gpu: official scale")
+    p.add_argument("--steps", type=int, help="total optimizer steps (default: the config's)")
+    p.add_argument("--out", type=Path, help="run folder (default runs/<recipe>-<config>)")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    p.add_argument("--data", type=Path, help=f"folder holding {', '.join(data_mod.DEFAULT_FOLDERS)} "
+                                             f"(default ../shared/data from the project root)")
+    p.add_argument("--weights", type=Path, help="where to export the weights (default "
+                                                "lowlight_core/weights/<model>.pt); the card goes beside them")
+    p.add_argument("--batch", type=int)
+    p.add_argument("--crop", type=int)
+    p.add_argument("--lr", type=float, help="learning rate (default: the config's)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--val-every", type=int)
+    p.add_argument("--ckpt-every", type=int)
+    p.add_argument("--val-images", type=int, help="validation images scored during training")
+    p.add_argument("--val-fraction", type=float, default=0.05, help="held-out share of the images (default 0.05)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--workers", type=int, default=1, help="image-decoding processes (0: in the main process)")
+    p.add_argument("--no-eval", action="store_true", help="skip the full evaluation and the model card")
+    p.add_argument("--eval-only", action="store_true", help="only evaluate existing weights and rewrite the card")
+    return p.parse_args(argv)
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=data_mod.PROJECT_ROOT,
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__}, AMP float16)"
+    return f"CPU, {torch.get_num_threads()} threads (torch {torch.__version__})"
+
+
+def main(argv=None) -> int:
+    from lowlight_core.models import registry
+
+    from .recipes import CurveTask, get_recipe, pick_validation
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    recipe = get_recipe(args.recipe, args.config, steps=args.steps, batch=args.batch, crop=args.crop,
+                        lr=args.lr, seed=args.seed, val_every=args.val_every, ckpt_every=args.ckpt_every,
+                        val_images=args.val_images)
+    out = args.out or data_mod.PROJECT_ROOT / "runs" / f"{args.recipe}-{args.config}"
+    weights = args.weights or WEIGHTS_DIR / f"{recipe.model}.pt"
+    cache = data_mod.PROJECT_ROOT / "runs" / "cache" / "mean_intensity.json"
+
+    paths = data_mod.list_images(args.data)
+    train, val = data_mod.split(paths, args.val_fraction)
+    if not val:
+        raise SystemExit(f"no validation images among {len(paths)} files at --val-fraction {args.val_fraction}")
+    device = resolve_device(args.device)
+
+    if not args.eval_only:
+        t0 = time.time()
+        seed_everything(recipe.seed)  # the initial weights too are a function of the seed
+        model = registry.get_model_info(recipe.model).build(**recipe.model_config)
+        task = CurveTask(model, recipe)
+        val_show = pick_validation(val, recipe.val_images, cache)
+        batches = data_mod.CropBatches(train, recipe.batch, recipe.crop, seed=recipe.seed,
+                                       resize_long=recipe.resize_long)
+        cfg = TrainerConfig(steps=recipe.steps, seed=recipe.seed, val_every=recipe.val_every,
+                            ckpt_every=recipe.ckpt_every, grad_clip=recipe.grad_clip, device=str(device),
+                            lr_final_factor=recipe.lr_final / recipe.lr if recipe.lr_final else None,
+                            workers=args.workers)
+        trainer = Trainer(task, batches, data_mod.validation_images(val_show, recipe.val_resize_long), cfg, out,
+                          run_info={"recipe": args.recipe, "config": args.config})
+        final_val = trainer.run(resume=args.resume)
+        model = model.to("cpu")
+        data_desc = (f"{len(train)} training / {len(val)} held-out images from "
+                     + ", ".join(f"{f} ({sum(p.parent.name == f for p in paths)})" for f in data_mod.DEFAULT_FOLDERS))
+        meta = {
+            "description": registry.get_model_info(recipe.model).description,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "training": {
+                "command": "python -m training " + shlex.join(argv),
+                "recipe": args.recipe, "config": args.config,
+                "summary": (f"E ~ U{recipe.e_range} per sample, iterations {recipe.n_range[0]}..{recipe.n_range[1]} "
+                            f"per batch, {recipe.crop} px crops of images resized to {recipe.resize_long} px, "
+                            f"model config {model.config}, "
+                            f"loss weights {recipe.loss_weights}, Adam lr {recipe.lr}"
+                            + (f" cosine-decayed to {recipe.lr_final}" if recipe.lr_final else "")
+                            + f", weight decay {recipe.weight_decay}, "
+                            f"grad-norm clip {recipe.grad_clip}, seed {recipe.seed}"),
+                "data": data_desc, "steps": trainer.step, "batch": recipe.batch, "crop": recipe.crop,
+                "wall_time_min": trainer.elapsed / 60, "run_time_min": (time.time() - t0) / 60,
+                "device": device_description(device), "val_images": len(val_show),
+                "final_validation": final_val, "commit": git_commit(), "backend": _ops_backend(),
+            },
+        }
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        registry.save_weights(model, recipe.model, weights, meta)
+        print(f"weights: {weights} ({weights.stat().st_size / 1024:.0f} KiB)", file=sys.stderr)
+    if args.no_eval:
+        return 0
+
+    saved = torch.load(weights, map_location="cpu", weights_only=True)
+    model = registry.load_model(recipe.model, device=str(device), weights=weights)
+    ev = eval_mod.evaluate(model, val, device=device)
+    out.mkdir(parents=True, exist_ok=True)
+    eval_mod.write_json(out / "eval.json", ev)
+    figure_paths = pick_validation(val, 4, cache)[:4]
+    fig = weights.with_suffix(".png")
+    eval_mod.card_figure(model, figure_paths, fig, device=device)
+    card = eval_mod.model_card(recipe.model, saved.get("meta", {}), ev, weights, fig.name)
+    weights.with_suffix(".md").write_text(card)
+    print(f"card: {weights.with_suffix('.md')}; mean |brightness - E| {ev['mean_abs_err']:.3f}", file=sys.stderr)
+    return 0
+
+
+def _ops_backend() -> str:
+    from lowlight_core import ops
+
+    return ops.backend()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

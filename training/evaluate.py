@@ -1,0 +1,194 @@
+"""Score a trained curve model on the held-out images and write its model card.
+
+Every number comes from the inference path (model.enhance on the full-resolution validation images, 8 curve
+iterations unless stated):
+- E tracking: for E in 0.4..0.7, the output's mean brightness (mean over pixels and RGB channels) and the mean
+  |brightness - E|, for all images and by input exposure (under < 0.35 <= well <= 0.65 < over);
+  "monotonic" is the share of images whose brightness rises with every step of E.
+- clipping: % of output values that round to 255 (vs the input's).
+- gray-world deviation: std of the three channel means divided by their mean (0 = grey on average);
+  the output's next to the input's.
+- near-identity: well-exposed images (mean 0.35-0.65) with E set to their own brightness: mean |y - x|.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data as data_mod
+from . import plots
+
+EXPOSURES = (0.4, 0.5, 0.6, 0.7)
+ITERATIONS_TABLE = (1, 2, 4, 8, 12, 16)
+CARD_FIGURE_BYTES = 300_000
+
+
+def gray_world_deviation(x: torch.Tensor) -> float:
+    m = x.float().mean(dim=(0, 2, 3))
+    return float(m.std(unbiased=False) / m.mean().clamp_min(1e-6))
+
+
+def clipped_percent(x: torch.Tensor) -> float:
+    return float(((x.clamp(0, 1) * 255).round() >= 255).float().mean() * 100)
+
+
+def exposure_group(b: float) -> str:
+    lo, hi = data_mod.WELL_EXPOSED
+    return "under" if b < lo else ("over" if b > hi else "well")
+
+
+@torch.no_grad()
+def evaluate(model, paths, device="cpu", resize_long: int | None = None) -> dict:
+    """The numbers of the model card over the image files `paths` (see the module docstring)."""
+    model.eval()
+    per_e = {e: {"bright": [], "err": [], "clip": [], "gw": [], "group": []} for e in EXPOSURES}
+    inputs = {"bright": [], "clip": [], "gw": []}
+    monotonic, identity, iters = [], [], {n: [] for n in ITERATIONS_TABLE}
+    for p in paths:
+        x = data_mod.load_rgb(p, resize_long)[None].to(device)
+        b_in = float(x.mean())
+        inputs["bright"].append(b_in)
+        inputs["clip"].append(clipped_percent(x))
+        inputs["gw"].append(gray_world_deviation(x))
+        group = exposure_group(b_in)
+        bs = []
+        for e in EXPOSURES:
+            y = model.enhance(x, exposure=e, iterations=8)
+            b = float(y.mean())
+            bs.append(b)
+            d = per_e[e]
+            d["bright"].append(b)
+            d["err"].append(abs(b - e))
+            d["clip"].append(clipped_percent(y))
+            d["gw"].append(gray_world_deviation(y))
+            d["group"].append(group)
+        monotonic.append(all(b2 > b1 for b1, b2 in zip(bs, bs[1:])))
+        if group == "well":
+            e = min(max(b_in, 0.3), 0.9)
+            y = model.enhance(x, exposure=e, iterations=8)
+            identity.append({"abs_change": float((y - x).abs().mean()), "bright_change": float(y.mean()) - b_in})
+        if hasattr(model, "apply_curve") and group == "under":
+            alpha = model.estimate_alpha(x, 0.6)
+            for n in ITERATIONS_TABLE:
+                iters[n].append(float(model.apply_curve(x, alpha, n).mean()))
+
+    def mean(v):
+        return float(np.mean(v)) if len(v) else math.nan
+
+    table = []
+    for e in EXPOSURES:
+        d = per_e[e]
+        row = {"E": e, "brightness": mean(d["bright"]), "abs_err": mean(d["err"]),
+               "clipped_pct": mean(d["clip"]), "gray_world": mean(d["gw"])}
+        for g in ("under", "well", "over"):
+            sel = [err for err, grp in zip(d["err"], d["group"]) if grp == g]
+            row[f"abs_err_{g}"] = mean(sel)
+            row[f"brightness_{g}"] = mean([b for b, grp in zip(d["bright"], d["group"]) if grp == g])
+        table.append(row)
+    groups = [exposure_group(b) for b in inputs["bright"]]
+    return {
+        "images": len(paths),
+        "groups": {g: groups.count(g) for g in ("under", "well", "over")},
+        "input_brightness": mean(inputs["bright"]),
+        "input_clipped_pct": mean(inputs["clip"]),
+        "input_gray_world": mean(inputs["gw"]),
+        "e_tracking": table,
+        "mean_abs_err": mean([r["abs_err"] for r in table]),
+        "monotonic_pct": 100 * mean(monotonic),
+        "brightness_monotonic_in_E": all(a["brightness"] < b["brightness"] for a, b in zip(table, table[1:])),
+        "identity": {"images": len(identity), "mean_abs_change": mean([i["abs_change"] for i in identity]),
+                     "mean_brightness_change": mean([i["bright_change"] for i in identity])},
+        "iterations_at_E06_under": {n: mean(v) for n, v in iters.items()} if any(iters.values()) else {},
+    }
+
+
+@torch.no_grad()
+def card_figure(model, paths, out_png, device="cpu", max_bytes: int = CARD_FIGURE_BYTES) -> None:
+    """Before/after grid of `paths` (full resolution in, tiles shrunk to fit max_bytes)."""
+    model.eval()
+    rows = []
+    for p in paths:
+        x = data_mod.load_rgb(p)[None].to(device)
+        rows.append([x] + [model.enhance(x, exposure=e, iterations=8) for e in EXPOSURES])
+    plots.image_grid(rows, ["input"] + [f"E = {e:g}" for e in EXPOSURES], out_png, tile=200, max_bytes=max_bytes)
+
+
+def _f(v, nd=3):
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
+
+
+def model_card(name: str, meta: dict, ev: dict, weights_file: Path, figure: str | None) -> str:
+    """Markdown model card from the weights' meta (how it was trained) and evaluate()'s numbers."""
+    t = meta.get("training", {})
+    lines = [
+        f"# {name}: model card",
+        "",
+        f"{meta.get('description', '')}".strip(),
+        "",
+        "## Training",
+        f"- command: `{t.get('command', '?')}`",
+        f"- recipe: `{t.get('recipe', '?')}`, config `{t.get('config', '?')}`: {t.get('summary', '')}",
+        f"- data: {t.get('data', '?')}",
+        f"- steps: {t.get('steps', '?')} (batch {t.get('batch', '?')}, crop {t.get('crop', '?')} px), "
+        f"wall time {t.get('wall_time_min', float('nan')):.1f} min of training on {t.get('device', '?')}",
+        f"- weights: `{weights_file.name}`, {weights_file.stat().st_size / 1024:.0f} KiB, "
+        f"{meta.get('parameters', '?')} parameters",
+        "",
+        "## Validation (held-out images, never trained on)",
+        f"{ev['images']} images (split: sha1 of folder + file name, SICE by blocks of 16 consecutive numbers = "
+        f"scenes), {ev['groups']['under']} under-exposed (mean < 0.35), {ev['groups']['well']} well exposed, "
+        f"{ev['groups']['over']} over-exposed (> 0.65); full resolution, inference path `model.enhance`, "
+        f"8 iterations.",
+        "",
+    ]
+    val = t.get("final_validation", {})
+    if val:
+        lines += ["Zero-reference validation loss at the end of training (first "
+                  f"{t.get('val_images', '?')} validation images, E = 0.6): "
+                  + ", ".join(f"{k.removeprefix('val_')} {v:.4g}" for k, v in val.items()), ""]
+    lines += [
+        "### Exposure tracking",
+        "| E | mean brightness | mean abs(brightness − E) | under-exposed inputs | well exposed | over-exposed |"
+        " clipped at 255 (%) | gray-world dev. |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in ev["e_tracking"]:
+        lines.append(f"| {r['E']:.1f} | {_f(r['brightness'])} | {_f(r['abs_err'])} | {_f(r['abs_err_under'])} | "
+                     f"{_f(r['abs_err_well'])} | {_f(r['abs_err_over'])} | {_f(r['clipped_pct'], 2)} | "
+                     f"{_f(r['gray_world'])} |")
+    lines += [
+        "",
+        f"Inputs: mean brightness {_f(ev['input_brightness'])}, clipped {_f(ev['input_clipped_pct'], 2)} %, "
+        f"gray-world deviation {_f(ev['input_gray_world'])} (std of the channel means / their mean).",
+        f"Mean abs(brightness − E) over E = 0.4..0.7: **{_f(ev['mean_abs_err'])}**. Mean brightness rises with E: "
+        f"{'yes' if ev['brightness_monotonic_in_E'] else 'NO'}; per image, brightness rises at every step of E for "
+        f"{ev['monotonic_pct']:.0f} % of the images.",
+        "",
+        f"Near-identity: on the {ev['identity']['images']} well-exposed images with E set to the image's own "
+        f"brightness, the mean abs change per pixel value is {_f(ev['identity']['mean_abs_change'])} and the "
+        f"brightness changes by {_f(ev['identity']['mean_brightness_change'], 3)} on average.",
+    ]
+    if ev.get("iterations_at_E06_under"):
+        its = ev["iterations_at_E06_under"]
+        lines += ["", "Iterations (E = 0.6, alpha estimated once, curve re-applied; under-exposed images): mean "
+                  "brightness " + ", ".join(f"n={n}: {_f(v)}" for n, v in its.items()) + "."]
+    if figure:
+        lines += ["", f"![before/after at E = 0.4, 0.5, 0.6, 0.7]({figure})",
+                  "", "Rows: held-out images from dark to bright; columns: input, then E = 0.4, 0.5, 0.6, 0.7."]
+    lines += [
+        "",
+        "## Licence",
+        "Trained on SICE Part 1 (Cai et al., TIP 2018; CC BY-NC 4.0 as distributed with Zero-DCE++) and the LOL "
+        "training low-light images (Wei et al., BMVC 2018; no stated licence, research benchmark). These weights "
+        "inherit those terms: **non-commercial research use only**.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_json(path, obj) -> None:
+    Path(path).write_text(json.dumps(obj, indent=2, default=str))

@@ -1,0 +1,159 @@
+"""Recipes: what to train, on which data, for how long. Each has a "cpu" and a "gpu" config.
+
+zero_dce     DCE-Net (24 maps, 8 iterations), full-resolution network, official zero-reference loss
+             200 tv + spa + 5 col + 10 exp, Adam, weight decay 1e-4, gradient-norm clip 0.1.
+zero_dce_pp  Zero-DCE++ (one shared map), tv weight 1600. Trained exactly as it runs at inference: the model
+             resizes its input to `estimate_size` (long side) and ops.le_curve applies the low-resolution
+             alpha to the full-resolution crop. We ship estimate_size = 32 (the official test code estimates
+             at 1/12 of the image, ~100 px for 1200 x 900): the 7-layer net then sees most of the scene, so
+             alpha can follow the scene's brightness while staying smooth at full resolution. Measured here:
+             at 128-256 px estimates the net only learned a global gain per E (output brightness ~ input x
+             g(E), mean |brightness - E| ~ 0.27 on the validation images), because any brightness-dependent
+             alpha carries texture that the TV term forbids.
+             The number of curve iterations n is drawn per batch from n_range (4..12) and the network is not
+             told n: one alpha must give a sensible image for any n in 1..16 (fewer steps: gentler, more:
+             stronger), so the plugin can cache alpha and re-apply only the curve when the iterations slider
+             moves; n = 8, the middle of the range, is where the output meets E.
+
+L_tv is computed on the curve map as it is applied: alpha resized to the crop size (bilinear, as le_curve
+does). For Zero-DCE alpha is already full size; for Zero-DCE++ this is the official L_tv(A) of the map that
+multiplies the image (the official code trains with alpha at full size), independent of the estimate size.
+
+Both are E-conditioned: E ~ U(0.3, 0.8) per sample, fed to the network as an input plane and used as the
+target of the exposure loss, so one network follows the exposure slider.
+
+Learning rate: the official 1e-4 needs ~100 epochs; the cpu configs use 5e-3 with a cosine decay to 1e-4
+(measured: at 1e-4 the net had not left its initial constant-alpha state after 300 steps).
+The "cpu" configs finish in about half an hour on a shared 2-core machine; the "gpu" configs are the
+official scale (about 100 epochs of the ~2,100 training images); they have not been run here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+
+from lowlight_core import ops
+from lowlight_core.losses import ZERO_DCE_PP_WEIGHTS, ZERO_DCE_WEIGHTS, zero_reference_loss
+
+from . import data as data_mod
+
+EVAL_EXPOSURES = (0.4, 0.5, 0.6, 0.7)
+
+
+@dataclass(frozen=True)
+class CurveRecipe:
+    model: str  # registry name; also the weights file name
+    loss_weights: dict
+    steps: int
+    batch: int
+    crop: int  # square training crop (px)
+    resize_long: int | None  # images resized so the long side is at most this before cropping
+    model_config: dict = field(default_factory=dict)  # constructor options (saved with the weights)
+    n_range: tuple[int, int] = (8, 8)  # curve iterations per batch, inclusive
+    e_range: tuple[float, float] = (0.3, 0.8)
+    lr: float = 1e-4
+    lr_final: float | None = None  # cosine decay from lr to lr_final over the run; None: constant lr
+    weight_decay: float = 1e-4
+    grad_clip: float = 0.1
+    val_every: int = 250
+    ckpt_every: int = 100
+    val_images: int = 16  # validation images scored during training (the model card uses all of them)
+    val_resize_long: int | None = None
+    seed: int = 0
+
+
+RECIPES: dict[str, dict[str, CurveRecipe]] = {
+    "zero_dce": {
+        # 128 px crops of the 256 px images (the official training scale): ~0.8 s/step on 2 cores.
+        "cpu": CurveRecipe("zero_dce", ZERO_DCE_WEIGHTS, steps=2000, batch=8, crop=128, resize_long=256,
+                           lr=5e-3, lr_final=1e-4, val_resize_long=256),
+        "gpu": CurveRecipe("zero_dce", ZERO_DCE_WEIGHTS, steps=27000, batch=8, crop=256, resize_long=256,
+                           lr=1e-3, lr_final=1e-5, val_every=1000, ckpt_every=1000, val_images=64,
+                           val_resize_long=256),
+    },
+    "zero_dce_pp": {
+        # 128 px crops of the images at 160 px: each crop holds 80 % of the scene, estimated at 32 px.
+        "cpu": CurveRecipe("zero_dce_pp", ZERO_DCE_PP_WEIGHTS, steps=4000, batch=16, crop=128, resize_long=160,
+                           model_config={"estimate_size": 32}, n_range=(4, 12), lr=5e-3, lr_final=1e-4),
+        "gpu": CurveRecipe("zero_dce_pp", ZERO_DCE_PP_WEIGHTS, steps=27000, batch=8, crop=256, resize_long=320,
+                           model_config={"estimate_size": 32}, n_range=(4, 12), lr=1e-3, lr_final=1e-5,
+                           val_every=1000, ckpt_every=1000, val_images=64),
+    },
+}
+
+
+def get_recipe(name: str, config: str = "cpu", **overrides) -> CurveRecipe:
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
+    if config not in RECIPES[name]:
+        raise ValueError(f"recipe {name!r} has configs {sorted(RECIPES[name])}, not {config!r}")
+    return replace(RECIPES[name][config], **{k: v for k, v in overrides.items() if v is not None})
+
+
+class CurveTask:
+    """Zero-reference training of a curve model (the trainer's task for zero_dce and zero_dce_pp)."""
+
+    def __init__(self, model: torch.nn.Module, recipe: CurveRecipe):
+        self.model, self.recipe = model, recipe
+        self.modules = {"model": model}
+
+    def make_optimizers(self):
+        r = self.recipe
+        return {"model": torch.optim.Adam(self.model.parameters(), lr=r.lr, weight_decay=r.weight_decay)}
+
+    def forward(self, x: torch.Tensor, exposure, iterations: int):
+        """The inference path with gradients: alpha at the model's estimate size, curve at x's size."""
+        alpha = self.model.estimate_alpha(x, exposure)
+        # under CUDA AMP the network gives float16 alpha: the curve and the losses run in float32
+        alpha = alpha.to(x.dtype).contiguous()
+        return ops.le_curve(x, alpha, iterations), alpha
+
+    def loss(self, x, exposure, iterations):
+        y, alpha = self.forward(x, exposure, iterations)
+        with torch.autocast(x.device.type, enabled=False):  # the losses in float32 even under AMP
+            alpha = alpha.float()
+            if alpha.shape[-2:] != x.shape[-2:]:  # L_tv of the map as applied (see the module docstring)
+                alpha = F.interpolate(alpha, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            return zero_reference_loss(x.float(), y.float(), alpha, exposure, self.recipe.loss_weights)
+
+    def train_step(self, batch, gen, update):
+        r = self.recipe
+        lo, hi = r.e_range
+        exposure = (lo + (hi - lo) * torch.rand(batch.shape[0], generator=gen)).to(batch.device)
+        n = int(torch.randint(r.n_range[0], r.n_range[1] + 1, (1,), generator=gen))
+        total, terms = self.loss(batch, exposure, n)
+        grad_norm = update(total, "model")
+        return {"loss": total.item(), **{k: v.item() for k, v in terms.items()}, "n": n, "grad_norm": grad_norm}
+
+    def validate(self, images):
+        """Zero-reference loss at E = 0.6, n = 8, and how well the output brightness follows E."""
+        sums = {}
+        for x in images:
+            total, terms = self.loss(x, 0.6, 8)
+            for k, v in {"loss": total, **terms}.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            for e in EVAL_EXPOSURES:
+                y = self.preview(x, e)
+                sums["e_err"] = sums.get("e_err", 0.0) + abs(float(y.mean()) - e) / len(EVAL_EXPOSURES)
+        return {f"val_{k}": v / len(images) for k, v in sums.items()}
+
+    def preview(self, x, exposure, iterations: int = 8):
+        """Inference path: curve applied at x's resolution, clamped to [0, 1]."""
+        y, _ = self.forward(x, exposure, iterations)
+        return y.clamp(0, 1)
+
+
+def pick_validation(paths, k: int, cache_file=None) -> list:
+    """k validation files spread over the brightness range, darkest first, so previews and scores cover
+    dark, medium and bright inputs. The first four (used by the image grid) span the range."""
+    means = data_mod.mean_intensities(paths, cache_file)
+    ranked = sorted(paths, key=lambda p: means[str(p)])
+    if len(ranked) <= k:
+        return ranked
+    idx = [round(i * (len(ranked) - 1) / (k - 1)) for i in range(k)] if k > 1 else [len(ranked) // 2]
+    chosen = [ranked[i] for i in idx]
+    # grid rows: very dark, dark, medium, well exposed
+    grid = list(dict.fromkeys(chosen[round(q * (len(chosen) - 1))] for q in (0.1, 0.3, 0.5, 0.7)))
+    return grid + [p for p in chosen if p not in grid]
