@@ -287,6 +287,17 @@ def _models_run(args) -> int:
     return 0
 
 
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("train_args", nargs=argparse.REMAINDER, metavar="RECIPE ...",
+                   help="arguments of `python -m training` (`lowlight train` alone prints them)")
+
+
+def _train_run(args: argparse.Namespace) -> int:
+    from training.__main__ import main as train_main  # torch and the trainer load only for this command
+
+    return train_main(args.train_args or ["--help"]) or 0
+
+
 # ---------------------------------------------------------------- dispatch
 
 @dataclass(frozen=True)
@@ -300,7 +311,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "enhance": Subcommand("enhance image files or folders into an output folder", _enhance_arguments, _enhance_run),
     "eval": Subcommand("PSNR/SSIM of models on paired low/high folders", _eval_arguments, _eval_run),
     "models": Subcommand("list the models, their parameters, controls and weights", _models_arguments, _models_run),
-    # "train": Subcommand(...) from the training package, registered here.
+    "train": Subcommand("train a model: lowlight train RECIPE [--config cpu|gpu] ... (python -m training)",
+                        _train_arguments, _train_run),
 }
 
 

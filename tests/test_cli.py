@@ -207,3 +207,11 @@ def test_subcommands_are_a_table():
     with pytest.raises(SystemExit) as e:
         cli.main(["--help"])
     assert e.value.code == 0
+
+
+def test_train_subcommand_reaches_the_trainer(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train"])  # no recipe: the trainer prints its usage
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "python -m training" in out and "zero_dce_pp" in out
