@@ -40,8 +40,10 @@ demo: install
 test: install
 	LOWLIGHT_BACKEND=native $(PY) -m pytest -q -p no:cacheprovider tests
 
+# BENCH_ARGS narrows the run, e.g. BENCH_ARGS='-k "1x1200x900 or first"'
+BENCH_ARGS ?=
 bench: install
-	LOWLIGHT_BACKEND=native $(PY) -m pytest -q -p no:cacheprovider benchmarks --benchmark-only \
+	LOWLIGHT_BACKEND=native $(PY) -m pytest -q -p no:cacheprovider benchmarks --benchmark-only $(BENCH_ARGS) \
 	  --benchmark-json=benchmarks/results/cpu.json
 	$(PY) benchmarks/report.py benchmarks/results/cpu.json benchmarks/RESULTS.md
 
