@@ -16,6 +16,7 @@ import shlex
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -42,6 +43,8 @@ def parse_args(argv):
                                                 "lowlight_core/weights/<model>.pt); the card goes beside them")
     p.add_argument("--batch", type=int)
     p.add_argument("--crop", type=int)
+    p.add_argument("--estimate-size", type=int, help="Zero-DCE++: long side (px) at which alpha is estimated")
+    p.add_argument("--iterations", help="curve iterations per batch, LO..HI (inclusive) or N")
     p.add_argument("--lr", type=float, help="learning rate (default: the config's)")
     p.add_argument("--seed", type=int)
     p.add_argument("--val-every", type=int)
@@ -80,6 +83,13 @@ def main(argv=None) -> int:
     recipe = get_recipe(args.recipe, args.config, steps=args.steps, batch=args.batch, crop=args.crop,
                         lr=args.lr, seed=args.seed, val_every=args.val_every, ckpt_every=args.ckpt_every,
                         val_images=args.val_images)
+    if args.iterations:
+        lo, _, hi = args.iterations.partition("..")
+        recipe = replace(recipe, n_range=(int(lo), int(hi or lo)))
+    if args.estimate_size is not None:
+        if "estimate_size" not in recipe.model_config:
+            raise SystemExit(f"--estimate-size applies to zero_dce_pp, not {args.recipe}")
+        recipe = replace(recipe, model_config={**recipe.model_config, "estimate_size": args.estimate_size})
     out = args.out or data_mod.PROJECT_ROOT / "runs" / f"{args.recipe}-{args.config}"
     weights = args.weights or WEIGHTS_DIR / f"{recipe.model}.pt"
     cache = data_mod.PROJECT_ROOT / "runs" / "cache" / "mean_intensity.json"
