@@ -42,8 +42,10 @@ test: install
 
 # BENCH_ARGS narrows the run, e.g. BENCH_ARGS='-k "1x1200x900 or first"'
 BENCH_ARGS ?=
+# THP_MEM_ALLOC_ENABLE=1: torch's CPU allocator asks for huge pages, so fresh 100 MB gradients do not spend
+# most of a backward pass in page faults (same setting for every implementation compared).
 bench: install
-	LOWLIGHT_BACKEND=native $(PY) -m pytest -q -p no:cacheprovider benchmarks --benchmark-only $(BENCH_ARGS) \
+	THP_MEM_ALLOC_ENABLE=1 LOWLIGHT_BACKEND=native $(PY) -m pytest -q -p no:cacheprovider benchmarks --benchmark-only $(BENCH_ARGS) \
 	  --benchmark-json=benchmarks/results/cpu.json
 	$(PY) benchmarks/report.py benchmarks/results/cpu.json benchmarks/RESULTS.md
 
