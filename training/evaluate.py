@@ -134,7 +134,9 @@ def model_card(name: str, meta: dict, ev: dict, weights_file: Path, figure: str 
         f"- recipe: `{t.get('recipe', '?')}`, config `{t.get('config', '?')}`: {t.get('summary', '')}",
         f"- data: {t.get('data', '?')}",
         f"- steps: {t.get('steps', '?')} (batch {t.get('batch', '?')}, crop {t.get('crop', '?')} px), "
-        f"wall time {t.get('wall_time_min', float('nan')):.1f} min of training on {t.get('device', '?')}",
+        f"{t.get('wall_time_min', float('nan')):.1f} min in training steps "
+        f"({t.get('run_time_min', float('nan')):.1f} min wall time with the periodic validation) on "
+        f"{t.get('device', '?')}, ops backend {t.get('backend', '?')}; the 2 cores were shared with other jobs",
         f"- weights: `{weights_file.name}`, {weights_file.stat().st_size / 1024:.0f} KiB, "
         f"{meta.get('parameters', '?')} parameters",
         "",
@@ -170,8 +172,14 @@ def model_card(name: str, meta: dict, ev: dict, weights_file: Path, figure: str 
         "",
         f"Near-identity: on the {ev['identity']['images']} well-exposed images with E set to the image's own "
         f"brightness, the mean abs change per pixel value is {_f(ev['identity']['mean_abs_change'])} and the "
-        f"brightness changes by {_f(ev['identity']['mean_brightness_change'], 3)} on average.",
+        f"brightness changes by {_f(ev['identity']['mean_brightness_change'], 3)} on average (the exposure loss "
+        f"pulls every 16 x 16 region towards E, so the curve also compresses contrast).",
     ]
+    if ev["mean_abs_err"] > 0.1:
+        lines += ["", f"**Limitation:** the output brightness follows E only loosely (mean error "
+                  f"{ev['mean_abs_err']:.2f}): dark inputs stay too dark and bright ones get too bright, i.e. E acts "
+                  "mostly as a global gain. A network that sees only a small neighbourhood cannot tell how bright the "
+                  "whole scene is; prefer a model whose error above is small when the exposure control matters."]
     if ev.get("iterations_at_E06_under"):
         its = ev["iterations_at_E06_under"]
         lines += ["", "Iterations (E = 0.6, alpha estimated once, curve re-applied; under-exposed images): mean "
