@@ -45,6 +45,10 @@ def parse_args(argv):
     p.add_argument("--crop", type=int)
     p.add_argument("--estimate-size", type=int, help="Zero-DCE++: long side (px) at which alpha is estimated")
     p.add_argument("--iterations", help="curve iterations per batch, LO..HI (inclusive) or N")
+    p.add_argument("--width", type=int, help="image models: network width (default: the config's)")
+    p.add_argument("--vgg-weights", type=Path, help="VGG-19 state dict (torchvision key names) for the IQE content "
+                                                    "loss and EnlightenGAN's self-feature-preserving loss; "
+                                                    "without it those losses are off (the log says so)")
     p.add_argument("--lr", type=float, help="learning rate (default: the config's)")
     p.add_argument("--seed", type=int)
     p.add_argument("--val-every", type=int)
@@ -73,23 +77,86 @@ def device_description(device: torch.device) -> str:
     return f"CPU, {torch.get_num_threads()} threads (torch {torch.__version__})"
 
 
+# Task class of each image recipe ("module:Class" under training/, imported when used).
+IMAGE_TASKS = {"dln": "image_tasks:DLNTask", "iqe_dcgan": "iqe:IQETask", "enlightengan": "enlightengan:EnlightenGANTask"}
+
+
+def _curve_setup(args, recipe, train, val, cache):
+    """(model, task, training batches, validation images, summary) of a curve recipe."""
+    from lowlight_core.models import registry
+
+    from .recipes import CurveTask, pick_validation
+
+    model = registry.get_model_info(recipe.model).build(**recipe.model_config)
+    batches = data_mod.CropBatches(train, recipe.batch, recipe.crop, seed=recipe.seed, resize_long=recipe.resize_long)
+    val_images = data_mod.validation_images(pick_validation(val, recipe.val_images, cache), recipe.val_resize_long)
+    summary = (f"E ~ U{recipe.e_range} per sample, iterations {recipe.n_range[0]}..{recipe.n_range[1]} "
+               f"per batch, {recipe.crop} px crops of images resized to {recipe.resize_long} px, "
+               f"model config {model.config}, loss weights {recipe.loss_weights}, Adam lr {recipe.lr}"
+               + (f" cosine-decayed to {recipe.lr_final}" if recipe.lr_final else "")
+               + f", weight decay {recipe.weight_decay}, grad-norm clip {recipe.grad_clip}, seed {recipe.seed}")
+    return model, CurveTask(model, recipe), batches, val_images, summary
+
+
+def _image_setup(args, recipe, train, val, cache):
+    """(model, task, training batches, validation pairs, summary) of an image recipe (DLN, DCGAN, EnlightenGAN)."""
+    import importlib
+
+    from lowlight_core.models import registry
+
+    from . import degrade
+
+    model = registry.get_model_info(recipe.model).build(**recipe.model_config)
+    module, cls = IMAGE_TASKS[recipe.task].split(":")
+    task = getattr(importlib.import_module(f".{module}", __package__), cls)(model, recipe, vgg_weights=args.vgg_weights)
+    normals = data_mod.sice_normals(train, cache)
+    if not normals:
+        raise SystemExit("no well-exposed training images (mean intensity 0.35-0.65) in sice_part1")
+    if recipe.task == "enlightengan":  # unpaired: LOL lows + the dark SICE exposures vs the well-exposed ones
+        means = data_mod.mean_intensities(train, cache)
+        lows = [p for p in train if p.parent.name == "lol_train_low" or means[str(p)] < data_mod.WELL_EXPOSED[0]]
+        batches = data_mod.UnpairedBatches(lows, normals, recipe.batch, recipe.crop, recipe.seed, recipe.resize_long)
+        data_summary = f"unpaired: {len(lows)} low-light vs {len(normals)} well-exposed photos"
+    else:
+        batches = degrade.PairBatches(normals, recipe.batch, recipe.crop, recipe.seed, recipe.resize_long)
+        data_summary = f"synthetic pairs (training.degrade) from {len(normals)} well-exposed photos"
+    val_normals = data_mod.sice_normals(val, cache)
+    if not val_normals:
+        raise SystemExit("no held-out well-exposed sice_part1 images for the synthetic validation pairs")
+    val_pairs = degrade.validation_pairs(val_normals, recipe.val_resize_long, recipe.val_images)
+    summary = (f"{data_summary}, {recipe.crop} px crops of images resized to {recipe.resize_long} px, "
+               f"model config {model.config}, options {recipe.options}, Adam lr {recipe.lr} betas {recipe.betas}"
+               + (f" cosine-decayed to {recipe.lr_final}" if recipe.lr_final else "")
+               + f", grad-norm clip {recipe.grad_clip}, seed {recipe.seed}")
+    return model, task, batches, val_pairs, summary
+
+
 def main(argv=None) -> int:
     from lowlight_core.models import registry
 
-    from .recipes import CurveTask, get_recipe, pick_validation
+    from .recipes import CurveRecipe, get_recipe
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     recipe = get_recipe(args.recipe, args.config, steps=args.steps, batch=args.batch, crop=args.crop,
                         lr=args.lr, seed=args.seed, val_every=args.val_every, ckpt_every=args.ckpt_every,
                         val_images=args.val_images)
+    curve = isinstance(recipe, CurveRecipe)
+    if args.iterations or args.estimate_size is not None:
+        if not curve or (args.estimate_size is not None and "estimate_size" not in recipe.model_config):
+            raise SystemExit(f"--iterations/--estimate-size apply to curve recipes (--estimate-size to "
+                             f"zero_dce_pp), not {args.recipe}")
     if args.iterations:
         lo, _, hi = args.iterations.partition("..")
         recipe = replace(recipe, n_range=(int(lo), int(hi or lo)))
     if args.estimate_size is not None:
-        if "estimate_size" not in recipe.model_config:
-            raise SystemExit(f"--estimate-size applies to zero_dce_pp, not {args.recipe}")
         recipe = replace(recipe, model_config={**recipe.model_config, "estimate_size": args.estimate_size})
+    if args.width is not None:
+        if curve:
+            raise SystemExit(f"--width applies to the image recipes, not {args.recipe}")
+        recipe = replace(recipe, model_config={**recipe.model_config, "width": args.width})
+    if args.vgg_weights is not None and not args.vgg_weights.is_file():
+        raise SystemExit(f"--vgg-weights {args.vgg_weights}: file not found")
     out = args.out or data_mod.PROJECT_ROOT / "runs" / f"{args.recipe}-{args.config}"
     weights = args.weights or WEIGHTS_DIR / f"{recipe.model}.pt"
     cache = data_mod.PROJECT_ROOT / "runs" / "cache" / "mean_intensity.json"
@@ -103,17 +170,13 @@ def main(argv=None) -> int:
     if not args.eval_only:
         t0 = time.time()
         seed_everything(recipe.seed)  # the initial weights too are a function of the seed
-        model = registry.get_model_info(recipe.model).build(**recipe.model_config)
-        task = CurveTask(model, recipe)
-        val_show = pick_validation(val, recipe.val_images, cache)
-        batches = data_mod.CropBatches(train, recipe.batch, recipe.crop, seed=recipe.seed,
-                                       resize_long=recipe.resize_long)
+        setup = _curve_setup if curve else _image_setup
+        model, task, batches, val_images, summary = setup(args, recipe, train, val, cache)
         cfg = TrainerConfig(steps=recipe.steps, seed=recipe.seed, val_every=recipe.val_every,
                             ckpt_every=recipe.ckpt_every, grad_clip=recipe.grad_clip, device=str(device),
                             lr_final_factor=recipe.lr_final / recipe.lr if recipe.lr_final else None,
                             workers=args.workers)
-        trainer = Trainer(task, batches, data_mod.validation_images(val_show, recipe.val_resize_long), cfg, out,
-                          run_info={"recipe": args.recipe, "config": args.config})
+        trainer = Trainer(task, batches, val_images, cfg, out, run_info={"recipe": args.recipe, "config": args.config})
         final_val = trainer.run(resume=args.resume)
         model = model.to("cpu")
         data_desc = (f"{len(train)} training / {len(val)} held-out images from "
@@ -123,17 +186,11 @@ def main(argv=None) -> int:
             "parameters": sum(p.numel() for p in model.parameters()),
             "training": {
                 "command": "python -m training " + shlex.join(argv),
-                "recipe": args.recipe, "config": args.config,
-                "summary": (f"E ~ U{recipe.e_range} per sample, iterations {recipe.n_range[0]}..{recipe.n_range[1]} "
-                            f"per batch, {recipe.crop} px crops of images resized to {recipe.resize_long} px, "
-                            f"model config {model.config}, "
-                            f"loss weights {recipe.loss_weights}, Adam lr {recipe.lr}"
-                            + (f" cosine-decayed to {recipe.lr_final}" if recipe.lr_final else "")
-                            + f", weight decay {recipe.weight_decay}, "
-                            f"grad-norm clip {recipe.grad_clip}, seed {recipe.seed}"),
+                "recipe": args.recipe, "config": args.config, "summary": summary,
+                "notes": list(getattr(task, "notes", [])),
                 "data": data_desc, "steps": trainer.step, "batch": recipe.batch, "crop": recipe.crop,
                 "wall_time_min": trainer.elapsed / 60, "run_time_min": (time.time() - t0) / 60,
-                "device": device_description(device), "val_images": len(val_show),
+                "device": device_description(device), "val_images": len(val_images),
                 "final_validation": final_val, "commit": git_commit(), "backend": _ops_backend(),
             },
         }
@@ -142,19 +199,46 @@ def main(argv=None) -> int:
         print(f"weights: {weights} ({weights.stat().st_size / 1024:.0f} KiB)", file=sys.stderr)
     if args.no_eval:
         return 0
+    (_evaluate_curve_model if curve else _evaluate_image_model)(recipe, weights, val, out, device, cache)
+    return 0
+
+
+def _evaluate_curve_model(recipe, weights, val, out, device, cache) -> None:
+    from lowlight_core.models import registry
+
+    from .recipes import pick_validation
 
     saved = torch.load(weights, map_location="cpu", weights_only=True)
     model = registry.load_model(recipe.model, device=str(device), weights=weights)
     ev = eval_mod.evaluate(model, val, device=device)
     out.mkdir(parents=True, exist_ok=True)
     eval_mod.write_json(out / "eval.json", ev)
-    figure_paths = pick_validation(val, 4, cache)[:4]
     fig = weights.with_suffix(".png")
-    eval_mod.card_figure(model, figure_paths, fig, device=device)
+    eval_mod.card_figure(model, pick_validation(val, 4, cache)[:4], fig, device=device)
     card = eval_mod.model_card(recipe.model, saved.get("meta", {}), ev, weights, fig.name)
     weights.with_suffix(".md").write_text(card)
     print(f"card: {weights.with_suffix('.md')}; mean |brightness - E| {ev['mean_abs_err']:.3f}", file=sys.stderr)
-    return 0
+
+
+def _evaluate_image_model(recipe, weights, val, out, device, cache) -> None:
+    """Scores on all synthetic validation pairs and the held-out real LOL images; the model card."""
+    from lowlight_core.models import registry
+
+    from . import image_eval
+
+    saved = torch.load(weights, map_location="cpu", weights_only=True)
+    model = registry.load_model(recipe.model, device=str(device), weights=weights)
+    normals = data_mod.sice_normals(val, cache)
+    real_lows = [p for p in val if p.parent.name == "lol_train_low"]
+    ev = image_eval.evaluate(model, normals, real_lows, device=device)
+    out.mkdir(parents=True, exist_ok=True)
+    eval_mod.write_json(out / "eval.json", ev)
+    fig = weights.with_suffix(".png")
+    image_eval.card_figure(model, real_lows[:4], normals[:2], fig, device=device)
+    card = image_eval.model_card(recipe.model, saved.get("meta", {}), ev, weights, fig.name)
+    weights.with_suffix(".md").write_text(card)
+    print(f"card: {weights.with_suffix('.md')}; synthetic PSNR {ev['synthetic']['psnr']:.2f} dB, "
+          f"SSIM {ev['synthetic']['ssim']:.3f}", file=sys.stderr)
 
 
 def _ops_backend() -> str:

@@ -114,6 +114,11 @@ def well_exposed(paths, lo: float = WELL_EXPOSED[0], hi: float = WELL_EXPOSED[1]
     return [p for p in paths if lo <= means[str(p)] <= hi]
 
 
+def sice_normals(paths, cache_file=None) -> list[Path]:
+    """The well-exposed sice_part1 images among paths: the normal-light side of pairs and of unpaired training."""
+    return well_exposed([p for p in paths if p.parent.name == "sice_part1"], cache_file=cache_file)
+
+
 def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
     """A generator owned by one training step (stream separates data randomness from the recipe's own)."""
     g = torch.Generator()
@@ -163,7 +168,24 @@ class CropBatches(torch.utils.data.Dataset):
         return img.contiguous()
 
 
-def batch_loader(dataset: CropBatches, start_step: int, stop_step: int, workers: int = 1):
+class UnpairedBatches(torch.utils.data.Dataset):
+    """Item s: (2, batch, 3, crop, crop) [low, normal], crops of unrelated low-light and well-exposed photos
+    (EnlightenGAN's unpaired domains), each stream a CropBatches of its own."""
+
+    def __init__(self, low_paths, normal_paths, batch: int, crop: int, seed: int = 0,
+                 resize_long: int | None = None):
+        self.low = CropBatches(low_paths, batch, crop, seed, resize_long)
+        self.normal = CropBatches(normal_paths, batch, crop, seed + 1, resize_long)
+        self.seed = seed
+
+    def __len__(self):
+        return 2**62
+
+    def __getitem__(self, step: int) -> torch.Tensor:
+        return torch.stack([self.low[step], self.normal[step]])
+
+
+def batch_loader(dataset: torch.utils.data.Dataset, start_step: int, stop_step: int, workers: int = 1):
     """Batches for steps start_step..stop_step-1, decoded in `workers` background processes (0: inline)."""
     steps = range(start_step, stop_step)
     # Its own generator: a DataLoader otherwise draws its worker seed from the global RNG, so a resumed run's

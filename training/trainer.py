@@ -182,7 +182,7 @@ def _fmt(v):
 # ---------------------------------------------------------------- the trainer
 
 class Trainer:
-    def __init__(self, task: TrainTask, train_data: data_mod.CropBatches, val_images: list[torch.Tensor],
+    def __init__(self, task: TrainTask, train_data: torch.utils.data.Dataset, val_images: list[torch.Tensor],
                  config: TrainerConfig, out_dir: str | os.PathLike, run_info: dict | None = None):
         self.task, self.train_data, self.val_images = task, train_data, val_images
         self.cfg, self.out = config, Path(out_dir)
@@ -340,8 +340,11 @@ class Trainer:
         rows = []
         for x in self.val_images[: self.cfg.grid_images]:
             x = x.to(self.device)
-            rows.append([x] + [self.task.preview(x, e) for e in self.cfg.grid_exposures])
-        labels = ["input"] + [f"E = {e:g}" for e in self.cfg.grid_exposures]
+            if hasattr(self.task, "grid_row"):  # image models: their own columns (no exposure control)
+                rows.append(self.task.grid_row(x))
+            else:
+                rows.append([x] + [self.task.preview(x, e) for e in self.cfg.grid_exposures])
+        labels = list(getattr(self.task, "grid_labels", ["input"] + [f"E = {e:g}" for e in self.cfg.grid_exposures]))
         plots.image_grid(rows, labels, path, max_bytes=max_bytes)
         for m in self.task.modules.values():
             m.train()

@@ -1,0 +1,96 @@
+"""Trainer tasks of the image-to-image models (DLN, IQE DCGAN, EnlightenGAN): what they share, and DLN.
+
+Every training batch is a (2, B, 3, crop, crop) tensor: [low, normal]. For the paired recipes the two are a
+synthetic pair (training.degrade), for EnlightenGAN two unrelated crops (low-light and well-exposed photos).
+Every task validates on the same fixed synthetic pairs (training.degrade.validation_pairs), so the numbers of
+all image models compare directly: PSNR / SSIM of the uint8 output against the normal image, the share of
+output values clipped at 255 beyond the target's, and the colour shift (below).
+"""
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from lowlight_core.losses import dln_loss
+from lowlight_core.metrics import psnr, ssim
+
+
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0, 1] and round to the 256 levels of the uint8 image a user would save."""
+    return (x.clamp(0, 1) * 255).round() / 255
+
+
+def clipped_pct(x: torch.Tensor) -> float:
+    """% of values that are 255 after quantization (highlights blown out)."""
+    return float((quantize(x) >= 1.0).float().mean() * 100)
+
+
+def color_shift(y: torch.Tensor, target: torch.Tensor) -> float:
+    """Chromaticity error, independent of brightness: mean |c(y) - c(target)| over RGB, with c = the channel
+    means divided by their average (1, 1, 1 for a grey-balanced image). 0.01 is a just-visible cast."""
+    def chroma(t):
+        m = t.float().mean(dim=(0, 2, 3))
+        return m / m.mean().clamp_min(1e-6)
+    return float((chroma(y) - chroma(target)).abs().mean())
+
+
+def pair_scores(y: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """The validation numbers of one enhanced image y against its target, both (1, 3, H, W)."""
+    yq = quantize(y)
+    return {"psnr": float(psnr(yq, target)[0]), "ssim": float(ssim(yq, target)[0]),
+            "clip_excess": clipped_pct(y) - clipped_pct(target), "color_shift": color_shift(yq, target)}
+
+
+def log(message: str) -> None:
+    """Training notices the user must see (a loss switched off, say); goes to stderr beside the progress bar."""
+    print(f"[training] {message}", file=sys.stderr, flush=True)
+
+
+class ImageTask:
+    """Base of the image-model tasks: `self.model` (the generator that gets exported), validation, previews.
+
+    Subclasses set self.modules and implement make_optimizers and train_step (see trainer.TrainTask).
+    """
+
+    grid_labels = ("low (synthetic, held out)", "enhanced", "normal (target)")
+
+    def __init__(self, model: torch.nn.Module, recipe, vgg_weights=None):
+        self.model, self.recipe, self.vgg_weights = model, recipe, vgg_weights
+        self.modules = {"model": model}
+        self.notes: list[str] = []  # what the model card should say about this run (losses that were off)
+
+    def adam(self, params, lr_scale: float = 1.0) -> torch.optim.Adam:
+        r = self.recipe
+        return torch.optim.Adam(params, lr=r.lr * lr_scale, betas=r.betas, weight_decay=r.weight_decay)
+
+    def validate(self, pairs) -> dict[str, float]:
+        """Mean scores over the synthetic validation pairs ((2, 1, 3, H, W) tensors [low, normal])."""
+        sums: dict[str, float] = {}
+        for pair in pairs:
+            low, normal = pair
+            for k, v in pair_scores(self.model(low), normal).items():
+                sums[k] = sums.get(k, 0.0) + v
+        return {f"val_{k}": v / len(pairs) for k, v in sums.items()}
+
+    def preview(self, x: torch.Tensor, exposure=None) -> torch.Tensor:
+        return self.model(x).clamp(0, 1)
+
+    def grid_row(self, pair: torch.Tensor) -> list[torch.Tensor]:
+        low, normal = pair
+        return [low, self.preview(low), normal]
+
+
+class DLNTask(ImageTask):
+    """DLN, supervised on synthetic pairs: 1 - SSIM(y, normal) + tv_weight * TV_iso(y) (lowlight_core.losses)."""
+
+    def make_optimizers(self):
+        return {"model": self.adam(self.model.parameters())}
+
+    def train_step(self, batch, gen, update):
+        low, normal = batch
+        y = self.model(low)
+        with torch.autocast(y.device.type, enabled=False):
+            total, terms = dln_loss(y.float(), normal.float(), self.recipe.options.get("tv_weight", 1e-3))
+        grad_norm = update(total, "model")
+        return {"loss": total.item(), **{k: v.item() for k, v in terms.items()}, "grad_norm": grad_norm}
