@@ -114,11 +114,13 @@ class ImageRecipe:
 # the papers' widths and scale and have not been run here.
 IMAGE_RECIPES: dict[str, dict[str, ImageRecipe]] = {
     "dln": {
-        "cpu": ImageRecipe("dln", "dln", steps=2500, batch=8, crop=64, resize_long=256,
-                           model_config={"width": 32}, options={"tv_weight": 1e-3}, lr=2e-3, lr_final=5e-5),
+        # 80 px crops of the images at 256 px, width 32 (0.18 M parameters): ~0.5 s/step on 2 cores
+        "cpu": ImageRecipe("dln", "dln", steps=3000, batch=8, crop=80, resize_long=256,
+                           model_config={"width": 32}, options={"tv_weight": 1e-3}, lr=1e-3, lr_final=1e-5,
+                           grad_clip=1.0),
         "gpu": ImageRecipe("dln", "dln", steps=60000, batch=16, crop=128, resize_long=512,
                            model_config={"width": 64}, options={"tv_weight": 1e-3}, lr=1e-3, lr_final=1e-5,
-                           val_every=2000, ckpt_every=1000, val_images=32, val_resize_long=512),
+                           grad_clip=1.0, val_every=2000, ckpt_every=1000, val_images=32, val_resize_long=512),
     },
 }
 RECIPES = {**CURVE_RECIPES, **IMAGE_RECIPES}
