@@ -25,6 +25,9 @@ from . import plots
 EXPOSURES = (0.4, 0.5, 0.6, 0.7)
 ITERATIONS_TABLE = (1, 2, 4, 8, 12, 16)
 CARD_FIGURE_BYTES = 300_000
+LICENCE = ("Trained on SICE Part 1 (Cai et al., TIP 2018; CC BY-NC 4.0 as distributed with Zero-DCE++) and the LOL "
+           "training low-light images (Wei et al., BMVC 2018; no stated licence, research benchmark). These weights "
+           "inherit those terms: **non-commercial research use only**.")
 
 
 def gray_world_deviation(x: torch.Tensor) -> float:
@@ -190,9 +193,7 @@ def model_card(name: str, meta: dict, ev: dict, weights_file: Path, figure: str 
     lines += [
         "",
         "## Licence",
-        "Trained on SICE Part 1 (Cai et al., TIP 2018; CC BY-NC 4.0 as distributed with Zero-DCE++) and the LOL "
-        "training low-light images (Wei et al., BMVC 2018; no stated licence, research benchmark). These weights "
-        "inherit those terms: **non-commercial research use only**.",
+        LICENCE,
         "",
     ]
     return "\n".join(lines)

@@ -115,7 +115,7 @@ class ImageRecipe:
 IMAGE_RECIPES: dict[str, dict[str, ImageRecipe]] = {
     "dln": {
         # 80 px crops of the images at 256 px, width 32 (0.18 M parameters): ~0.5 s/step on 2 cores
-        "cpu": ImageRecipe("dln", "dln", steps=3000, batch=8, crop=80, resize_long=256,
+        "cpu": ImageRecipe("dln", "dln", steps=2000, batch=8, crop=80, resize_long=256,
                            model_config={"width": 32}, options={"tv_weight": 1e-3}, lr=1e-3, lr_final=1e-5,
                            grad_clip=1.0),
         "gpu": ImageRecipe("dln", "dln", steps=60000, batch=16, crop=128, resize_long=512,
