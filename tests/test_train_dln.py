@@ -1,0 +1,143 @@
+"""Synthetic pairs (training.degrade), the image-model scores (training.image_eval) and a real tiny DLN run."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from training import data as data_mod
+from training import degrade
+from training.image_tasks import clipped_pct, color_shift, pair_scores
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZE = 64
+VAL_FRACTION = "0.3"  # with these names: SICE scene blocks 48 and 96 and lol 1.png, 2.png are held out
+
+
+@pytest.fixture(scope="module")
+def paired_dir(tmp_path_factory):
+    """A data folder like ../shared/data with well-exposed SICE photos on both sides of the split."""
+    import skimage.data as skd
+
+    root = tmp_path_factory.mktemp("data")
+    photos = {"astronaut": skd.astronaut(), "chelsea": skd.chelsea(), "coffee": skd.coffee(), "rocket": skd.rocket()}
+    layout = {"sice_part1": {"0": ("astronaut", 1.0), "16": ("chelsea", 1.0), "32": ("rocket", 0.3),
+                             "48": ("coffee", 1.0), "96": ("chelsea", 1.0)},
+              "lol_train_low": {"1": ("rocket", 0.15), "2": ("astronaut", 0.1), "3": ("coffee", 0.12)}}
+    for folder, items in layout.items():
+        (root / folder).mkdir()
+        for stem, (name, gain) in items.items():
+            im = Image.fromarray(photos[name])
+            im.thumbnail((SIZE, SIZE))
+            a = (np.asarray(im, dtype=np.float32) * gain).clip(0, 255).astype(np.uint8)
+            Image.fromarray(a).save(root / folder / f"{stem}.png")
+    return root
+
+
+def test_fixture_has_held_out_normals(paired_dir):
+    train, val = data_mod.split(data_mod.list_images(paired_dir), float(VAL_FRACTION))
+    assert {p.name for p in data_mod.sice_normals(val)} == {"48.png", "96.png"}
+    assert {p.name for p in data_mod.sice_normals(train)} == {"0.png", "16.png"}
+
+
+def _image(seed=0, h=40, w=48):
+    return torch.rand(3, h, w, generator=torch.Generator().manual_seed(seed)) * 0.6 + 0.2
+
+
+def test_degrade_is_a_function_of_the_generator():
+    y = _image()
+    a = degrade.degrade(y, torch.Generator().manual_seed(5))
+    b = degrade.degrade(y, torch.Generator().manual_seed(5))
+    c = degrade.degrade(y, torch.Generator().manual_seed(6))
+    assert a.shape == y.shape and a.dtype == torch.float32
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert 0 <= float(a.min()) and float(a.max()) <= 1
+    assert torch.equal(a, (a * 255).round() / 255)  # stored as 8-bit levels
+
+
+def test_degrade_darkens_and_the_mild_branch_keeps_brightness():
+    y = _image()
+    dark = degrade.Degradation(mild_prob=0.0, jpeg_prob=0.0)
+    means = [float(degrade.degrade(y, torch.Generator().manual_seed(s), dark).mean()) for s in range(20)]
+    assert max(means) < float(y.mean()) * 0.8
+    mild = degrade.Degradation(mild_prob=1.0, gain=(1.0, 1.0), beta=(1.0, 1.0), jpeg_prob=0.0)
+    m = float(degrade.degrade(y, torch.Generator().manual_seed(0), mild).mean())
+    assert m > float(y.mean()) * 0.6
+
+
+def test_degrade_jpeg_branch_changes_pixels_and_bad_shape_is_named():
+    y = _image(h=64, w=64)
+    no = degrade.Degradation(jpeg_prob=0.0, mild_prob=0.0)
+    yes = degrade.Degradation(jpeg_prob=1.0, mild_prob=0.0)
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    assert not torch.equal(degrade.degrade(y, g(), no), degrade.degrade(y, g(), yes))
+    with pytest.raises(ValueError, match=r"\(3, H, W\)"):
+        degrade.degrade(y[None], g())
+
+
+def test_pair_batches_are_a_function_of_the_step(paired_dir):
+    paths = data_mod.sice_normals(data_mod.list_images(paired_dir))
+    pb = degrade.PairBatches(paths, batch=3, crop=24, seed=1)
+    a, b = pb[7], pb[7]
+    assert a.shape == (2, 3, 3, 24, 24)
+    assert torch.equal(a, b) and not torch.equal(a, pb[8])
+    assert float(a[0].mean()) < float(a[1].mean())  # low is darker than its target
+
+
+def test_validation_pairs_are_fixed_per_file_and_written_for_lowlight_eval(paired_dir, tmp_path):
+    normals = degrade.validation_normals(paired_dir, float(VAL_FRACTION))
+    first, second = degrade.validation_pairs(normals), degrade.validation_pairs(normals)
+    assert len(first) == 2 and all(torch.equal(a, b) for a, b in zip(first, second))
+    out = tmp_path / "val"
+    r = subprocess.run([sys.executable, "-m", "training.degrade", "--data", str(paired_dir), "--out", str(out),
+                        "--val-fraction", VAL_FRACTION], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (out / "low").iterdir()) == ["48.png", "96.png"]
+    low = np.asarray(Image.open(out / "low" / "48.png"))
+    assert np.array_equal(low, (first[0][0, 0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+
+
+def test_scores_see_clipping_and_colour_casts():
+    t = _image()[None]
+    assert color_shift(t, t) == 0.0
+    cast = t * torch.tensor([1.1, 1.0, 0.9]).view(1, 3, 1, 1)
+    assert color_shift(cast, t) > 0.05
+    assert clipped_pct(t) == 0.0 and clipped_pct(t + 0.5) > 10
+    s = pair_scores(t, t)
+    assert s["psnr"] > 40 and s["ssim"] > 0.99 and s["clip_excess"] == 0.0
+
+
+def test_tiny_dln_run_beats_its_input_and_writes_a_card(paired_dir, tmp_path):
+    out = tmp_path / "run"
+    weights = out / "w" / "dln.pt"
+    args = ["dln", "--data", str(paired_dir), "--out", str(out), "--weights", str(weights), "--batch", "4",
+            "--crop", "32", "--steps", "40", "--val-every", "20", "--width", "8", "--workers", "0",
+            "--val-fraction", VAL_FRACTION]
+    r = subprocess.run([sys.executable, "-m", "training", *args], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    for name in ("checkpoint.pt", "train.csv", "val.csv", "losses.png", "grid.png", "eval.json"):
+        assert (out / name).is_file(), name
+    ev = json.loads((out / "eval.json").read_text())
+    assert ev["synthetic"]["images"] == 2 and ev["real"]["images"] == 2
+    assert ev["synthetic"]["psnr"] > ev["synthetic_input"]["psnr"] + 3  # 40 steps already lift the dark input
+    card = weights.with_suffix(".md").read_text()
+    assert "| **dln** |" in card and "python -m training dln" in card and weights.with_suffix(".png").is_file()
+
+    from lowlight_core.models import registry
+
+    model = registry.load_model("dln", weights=weights)
+    assert model.config == {"width": 8, "blocks": 3}
+    y = model.enhance(torch.rand(1, 3, 13, 17))
+    assert y.shape == (1, 3, 13, 17) and 0 <= float(y.min()) and float(y.max()) <= 1
+
+
+def test_curve_options_are_refused_for_image_recipes(paired_dir, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "training", "dln", "--data", str(paired_dir), "--iterations", "8",
+                        "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "curve recipes" in r.stderr

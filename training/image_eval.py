@@ -1,0 +1,135 @@
+"""Score a trained image model (DLN, IQE DCGAN, EnlightenGAN) and write its model card.
+
+Two held-out sets, neither ever trained on; every number comes from the inference path (`model.enhance`, full
+resolution, output clamped to [0, 1] and saved as uint8):
+- synthetic: every held-out well-exposed SICE image and its fixed degradation (training.degrade): PSNR / SSIM
+  under the project's protocol (lowlight_core.metrics.PROTOCOL), the output values clipped at 255 beyond the
+  target's (blown highlights), and the colour shift (training.image_tasks.color_shift). The input itself is
+  scored too, as the floor to beat.
+- real: the held-out LOL low-light photos (no references): output brightness, % clipped at 255 and gray-world
+  deviation, next to the input's.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from lowlight_core.metrics import PROTOCOL, psnr_uint8, ssim_uint8, to_uint8
+
+from . import data as data_mod
+from . import degrade, plots
+from .evaluate import CARD_FIGURE_BYTES, LICENCE, clipped_percent, gray_world_deviation
+from .image_tasks import color_shift
+
+
+def _mean(v) -> float:
+    return float(np.mean(v)) if len(v) else math.nan
+
+
+def _pair_numbers(y: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    a, b = to_uint8(y[0]), to_uint8(target[0])
+    return {"psnr": psnr_uint8(a, b), "ssim": ssim_uint8(a, b),
+            "clip_excess": clipped_percent(y) - clipped_percent(target), "color_shift": color_shift(y, target)}
+
+
+@torch.no_grad()
+def evaluate(model, normals, real_lows, device="cpu") -> dict:
+    """{"synthetic": mean scores of the model and of the input, "real": brightness / clipping / colour}."""
+    model.eval()
+    rows, inputs, seconds = [], [], []
+    for pair in degrade.validation_pairs(normals):
+        low, normal = (t.to(device) for t in pair)
+        t0 = time.perf_counter()
+        y = model.enhance(low)
+        seconds.append(time.perf_counter() - t0)
+        rows.append(_pair_numbers(y, normal))
+        inputs.append(_pair_numbers(low, normal))
+    real = {"bright": [], "clip": [], "gw": [], "in_bright": [], "in_clip": [], "in_gw": []}
+    for p in real_lows:
+        x = data_mod.load_rgb(p)[None].to(device)
+        y = model.enhance(x)
+        for k, t in (("", y), ("in_", x)):
+            real[k + "bright"].append(float(t.mean()))
+            real[k + "clip"].append(clipped_percent(t))
+            real[k + "gw"].append(gray_world_deviation(t))
+    keys = ("psnr", "ssim", "clip_excess", "color_shift")
+    return {
+        "protocol": PROTOCOL,
+        "synthetic": {"images": len(rows), **{k: _mean([r[k] for r in rows]) for k in keys},
+                      "seconds_per_image": _mean(seconds)},
+        "synthetic_input": {k: _mean([r[k] for r in inputs]) for k in keys},
+        "real": {"images": len(real_lows), **{k: _mean(v) for k, v in real.items()}},
+    }
+
+
+@torch.no_grad()
+def card_figure(model, real_lows, normals, out_png, device="cpu", max_bytes: int = CARD_FIGURE_BYTES) -> None:
+    """Rows: held-out real LOL photos (input, enhanced), then synthetic pairs (low, enhanced, target)."""
+    model.eval()
+    rows = []
+    for p in real_lows:
+        x = data_mod.load_rgb(p)[None].to(device)
+        rows.append([x, model.enhance(x)])
+    for pair in degrade.validation_pairs(normals):
+        low, normal = (t.to(device) for t in pair)
+        rows.append([low, model.enhance(low), normal])
+    plots.image_grid(rows, ["input", "enhanced", "target (synthetic rows)"], out_png, tile=240, max_bytes=max_bytes)
+
+
+def _f(v, nd=3):
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
+
+
+def model_card(name: str, meta: dict, ev: dict, weights_file, figure: str | None) -> str:
+    t = meta.get("training", {})
+    s, si, r = ev["synthetic"], ev["synthetic_input"], ev["real"]
+    lines = [
+        f"# {name}: model card", "", f"{meta.get('description', '')}".strip(), "",
+        "## Training",
+        f"- command: `{t.get('command', '?')}`",
+        f"- recipe: `{t.get('recipe', '?')}`, config `{t.get('config', '?')}`: {t.get('summary', '')}",
+        f"- data: {t.get('data', '?')}",
+        f"- steps: {t.get('steps', '?')} (batch {t.get('batch', '?')}, crop {t.get('crop', '?')} px), "
+        f"{t.get('wall_time_min', float('nan')):.1f} min in training steps "
+        f"({t.get('run_time_min', float('nan')):.1f} min wall time with the periodic validation) on "
+        f"{t.get('device', '?')}, ops backend {t.get('backend', '?')}; the 2 cores were shared with other jobs",
+        f"- weights: `{weights_file.name}`, {weights_file.stat().st_size / 1024:.0f} KiB, "
+        f"{meta.get('parameters', '?')} parameters",
+    ]
+    lines += [f"- note: {n}" for n in t.get("notes", [])]
+    val = t.get("final_validation", {})
+    lines += [
+        "", "## Validation (held out, never trained on)",
+        f"### Synthetic pairs ({s['images']} held-out well-exposed SICE images, degraded once with fixed seeds "
+        "by `training.degrade`)",
+        "| | PSNR (dB) | SSIM | clipped at 255 beyond the target (% of values) | colour shift |",
+        "|---|---|---|---|---|",
+        f"| input (unenhanced) | {_f(si['psnr'], 2)} | {_f(si['ssim'])} | {_f(si['clip_excess'], 2)} | "
+        f"{_f(si['color_shift'])} |",
+        f"| **{name}** | **{_f(s['psnr'], 2)}** | **{_f(s['ssim'])}** | {_f(s['clip_excess'], 2)} | "
+        f"{_f(s['color_shift'])} |",
+        "",
+        f"Protocol: {ev['protocol']}. Colour shift: mean abs difference of the channel means divided by their "
+        f"average (brightness-independent chromaticity), output vs target. {_f(s['seconds_per_image'], 2)} s per "
+        "512 x 512 image on this CPU.",
+    ]
+    if val:
+        lines += ["", f"At the end of training (first {t.get('val_images', '?')} pairs at 256 px): "
+                  + ", ".join(f"{k.removeprefix('val_')} {v:.4g}" for k, v in val.items())]
+    lines += [
+        "", f"### Real low-light photos ({r['images']} held-out LOL training images, no references)",
+        "| | mean brightness | clipped at 255 (%) | gray-world deviation |", "|---|---|---|---|",
+        f"| input | {_f(r['in_bright'])} | {_f(r['in_clip'], 2)} | {_f(r['in_gw'])} |",
+        f"| {name} | {_f(r['bright'])} | {_f(r['clip'], 2)} | {_f(r['gw'])} |",
+        "", "Gray-world deviation: std of the three channel means over their mean (0 = grey on average).",
+        "Real LOL pairs and night photos outside ../shared/data were not available: the synthetic numbers are "
+        "not comparable with published LOL results.",
+    ]
+    if figure:
+        lines += ["", f"![held-out real and synthetic examples]({figure})", "",
+                  "Rows: held-out real LOL photos (input, enhanced), then synthetic pairs (low, enhanced, target)."]
+    lines += ["", "## Licence", LICENCE, ""]
+    return "\n".join(lines)
