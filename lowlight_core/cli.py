@@ -135,6 +135,9 @@ def _enhance_run(args) -> int:
 # ---------------------------------------------------------------- lowlight eval
 
 INPUT_BASELINE = "input"  # pseudo-model: score the low-light image itself
+METRICS = ("psnr", "ssim", "clipped", "color_shift")
+METRICS_NOTE = ("clip%: output values at 255 where the reference is below 255 (blown highlights); cast: colour "
+                "shift, mean abs difference of the channel means over their average, output vs reference")
 
 
 def _eval_arguments(p: argparse.ArgumentParser) -> None:
@@ -181,7 +184,7 @@ def _eval_run(args) -> int:
 
     from .inference import enhance
     from .io import read_image
-    from .metrics import PROTOCOL, psnr_uint8, ssim_uint8
+    from .metrics import PROTOCOL, clipped_beyond_uint8, color_shift_uint8, psnr_uint8, ssim_uint8
     from .models.registry import has_weights, list_models
 
     weights = {}
@@ -212,21 +215,23 @@ def _eval_run(args) -> int:
                     low, model=name, iterations=args.iterations, exposure=args.exposure, device=args.device,
                     tile=args.tile, weights=weights.get(name))
                 out = _color(out)
-                row[name] = {"psnr": psnr_uint8(out, high), "ssim": ssim_uint8(out, high)}
+                row[name] = {"psnr": psnr_uint8(out, high), "ssim": ssim_uint8(out, high),
+                             "clipped": clipped_beyond_uint8(out, high),
+                             "color_shift": color_shift_uint8(out, high) if out.ndim == 3 else math.nan}
             scores[key] = row
         except Exception as e:
             failed.append(key)
             _error(_reason(low_file, e))
 
     means = {name: {metric: (sum(scores[k][name][metric] for k in scores) / len(scores)) if scores else math.nan
-                    for metric in ("psnr", "ssim")} for name in models}
+                    for metric in METRICS} for name in models}
     _print_table(models, scores, means, args, PROTOCOL)
     if args.json:
         def number(v):
             return v if math.isfinite(v) else None  # JSON has no inf/nan (PSNR of identical images is inf)
 
         report = {
-            "protocol": PROTOCOL,
+            "protocol": PROTOCOL, "metrics_note": METRICS_NOTE,
             "settings": {"iterations": args.iterations, "exposure": args.exposure, "device": args.device,
                          "tile": args.tile, "weights": {k: str(v) for k, v in weights.items()}},
             "low": str(args.low), "high": str(args.high), "models": models,
@@ -242,15 +247,16 @@ def _eval_run(args) -> int:
 
 def _print_table(models, scores, means, args, protocol) -> None:
     width = max([len("mean")] + [len(k) for k in scores]) + 2
-    col = max(16, max(len(m) for m in models) + 2)
-    print(f"Protocol: {protocol}")
+    col = max(30, max(len(m) for m in models) + 2)
+    print(f"Protocol: {protocol}; {METRICS_NOTE}")
     print(f"Settings: iterations={args.iterations} exposure={args.exposure} device={args.device} "
           f"({len(scores)} images scored)")
     print(" " * width + "".join(m.rjust(col) for m in models))
-    print(" " * width + "".join("PSNR dB   SSIM".rjust(col) for _ in models))
+    print(" " * width + "".join("PSNR dB   SSIM  clip%   cast".rjust(col) for _ in models))
 
     def line(label, row):
-        cells = "".join(f"{row[m]['psnr']:7.2f}  {row[m]['ssim']:.4f}".rjust(col) for m in models)
+        cells = "".join(f"{row[m]['psnr']:7.2f}  {row[m]['ssim']:.4f} {row[m]['clipped']:6.2f}  "
+                        f"{row[m]['color_shift']:.3f}".rjust(col) for m in models)
         print(label.ljust(width) + cells)
 
     for key, row in scores.items():

@@ -155,3 +155,24 @@ def ssim_uint8(a: np.ndarray, b: np.ndarray, *, gaussian_weights: bool = True, s
         tb = torch.from_numpy(np.ascontiguousarray(b3[:, :, c])).to(torch.float64)[None, None]
         scores.append(_ssim_map(ta, tb, 255.0, g, use_sample_covariance, 0.01, 0.03).mean().item())
     return float(np.mean(scores))
+
+
+def clipped_beyond_uint8(a: np.ndarray, ref: np.ndarray) -> float:
+    """% of the values of `a` at 255 where the reference is below 255: highlights the enhancement blew out
+    (the reference's own saturated pixels are not counted). uint8 arrays of equal shape."""
+    _check_uint8_pair(a, ref, "clipped_beyond")
+    return float(np.mean((a == 255) & (ref < 255)) * 100)
+
+
+def color_shift_uint8(a: np.ndarray, ref: np.ndarray) -> float:
+    """Colour cast of `a` against the reference, independent of brightness: mean over R, G, B of
+    |c(a) - c(ref)|, c = the channel means divided by their average ((1, 1, 1) for a grey-balanced image).
+    uint8 (H, W, 3) arrays; about 0.01 is a just-visible cast, 0.05 a clear one."""
+    _check_uint8_pair(a, ref, "color_shift")
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"color_shift: needs RGB images (H, W, 3), got shape {a.shape}")
+
+    def chroma(x):
+        m = x.reshape(-1, 3).mean(0, dtype=np.float64)
+        return m / max(m.mean(), 1e-6)
+    return float(np.abs(chroma(a) - chroma(ref)).mean())

@@ -162,6 +162,8 @@ def test_eval_scores_models_side_by_side(pairs, tmp_path, capsys):
         assert data["images"][name]["input"]["psnr"] == pytest.approx(psnr_uint8(a, b))
         assert data["images"][name]["input"]["ssim"] == pytest.approx(ssim_uint8(a, b))
         assert data["images"][name]["gamma"]["psnr"] > data["images"][name]["input"]["psnr"]
+        assert data["images"][name]["input"]["clipped"] == 0.0  # the input never exceeds its own reference here
+        assert 0 <= data["images"][name]["gamma"]["color_shift"] < 1
     mean_psnr = np.mean([data["images"][n]["gamma"]["psnr"] for n in ("1", "2")])
     assert data["mean"]["gamma"]["psnr"] == pytest.approx(mean_psnr)
 

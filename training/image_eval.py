@@ -3,9 +3,9 @@
 Two held-out sets, neither ever trained on; every number comes from the inference path (`model.enhance`, full
 resolution, output clamped to [0, 1] and saved as uint8):
 - synthetic: every held-out well-exposed SICE image and its fixed degradation (training.degrade): PSNR / SSIM
-  under the project's protocol (lowlight_core.metrics.PROTOCOL), the output values clipped at 255 beyond the
-  target's (blown highlights), and the colour shift (training.image_tasks.color_shift). The input itself is
-  scored too, as the floor to beat.
+  under the project's protocol (lowlight_core.metrics.PROTOCOL), the output values clipped at 255 where the
+  target is not (blown highlights) and the colour shift (lowlight_core.metrics). The input itself is scored
+  too, as the floor to beat.
 - real: the held-out LOL low-light photos (no references): output brightness, % clipped at 255 and gray-world
   deviation, next to the input's.
 """
@@ -17,22 +17,16 @@ import time
 import numpy as np
 import torch
 
-from lowlight_core.metrics import PROTOCOL, psnr_uint8, ssim_uint8, to_uint8
+from lowlight_core.metrics import PROTOCOL
 
 from . import data as data_mod
 from . import degrade, plots
 from .evaluate import CARD_FIGURE_BYTES, LICENCE, clipped_percent, gray_world_deviation
-from .image_tasks import color_shift
+from .image_tasks import pair_scores
 
 
 def _mean(v) -> float:
     return float(np.mean(v)) if len(v) else math.nan
-
-
-def _pair_numbers(y: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-    a, b = to_uint8(y[0]), to_uint8(target[0])
-    return {"psnr": psnr_uint8(a, b), "ssim": ssim_uint8(a, b),
-            "clip_excess": clipped_percent(y) - clipped_percent(target), "color_shift": color_shift(y, target)}
 
 
 @torch.no_grad()
@@ -45,8 +39,8 @@ def evaluate(model, normals, real_lows, device="cpu") -> dict:
         t0 = time.perf_counter()
         y = model.enhance(low)
         seconds.append(time.perf_counter() - t0)
-        rows.append(_pair_numbers(y, normal))
-        inputs.append(_pair_numbers(low, normal))
+        rows.append(pair_scores(y, normal))
+        inputs.append(pair_scores(low, normal))
     real = {"bright": [], "clip": [], "gw": [], "in_bright": [], "in_clip": [], "in_gw": []}
     for p in real_lows:
         x = data_mod.load_rgb(p)[None].to(device)
@@ -55,7 +49,7 @@ def evaluate(model, normals, real_lows, device="cpu") -> dict:
             real[k + "bright"].append(float(t.mean()))
             real[k + "clip"].append(clipped_percent(t))
             real[k + "gw"].append(gray_world_deviation(t))
-    keys = ("psnr", "ssim", "clip_excess", "color_shift")
+    keys = ("psnr", "ssim", "clipped", "color_shift")
     return {
         "protocol": PROTOCOL,
         "synthetic": {"images": len(rows), **{k: _mean([r[k] for r in rows]) for k in keys},
@@ -105,15 +99,15 @@ def model_card(name: str, meta: dict, ev: dict, weights_file, figure: str | None
         "", "## Validation (held out, never trained on)",
         f"### Synthetic pairs ({s['images']} held-out well-exposed SICE images, degraded once with fixed seeds "
         "by `training.degrade`)",
-        "| | PSNR (dB) | SSIM | clipped at 255 beyond the target (% of values) | colour shift |",
+        "| | PSNR (dB) | SSIM | clipped at 255 where the target is not (% of values) | colour shift |",
         "|---|---|---|---|---|",
-        f"| input (unenhanced) | {_f(si['psnr'], 2)} | {_f(si['ssim'])} | {_f(si['clip_excess'], 2)} | "
+        f"| input (unenhanced) | {_f(si['psnr'], 2)} | {_f(si['ssim'])} | {_f(si['clipped'], 2)} | "
         f"{_f(si['color_shift'])} |",
-        f"| **{name}** | **{_f(s['psnr'], 2)}** | **{_f(s['ssim'])}** | {_f(s['clip_excess'], 2)} | "
+        f"| **{name}** | **{_f(s['psnr'], 2)}** | **{_f(s['ssim'])}** | {_f(s['clipped'], 2)} | "
         f"{_f(s['color_shift'])} |",
         "",
-        f"Protocol: {ev['protocol']}. Colour shift: mean abs difference of the channel means divided by their "
-        f"average (brightness-independent chromaticity), output vs target. {_f(s['seconds_per_image'], 2)} s per "
+        f"Protocol: {ev['protocol']}. Colour shift: `lowlight_core.metrics.color_shift_uint8` (mean abs "
+        f"difference of the channel means divided by their average, output vs target). {_f(s['seconds_per_image'], 2)} s per "
         "512 x 512 image on this CPU.",
     ]
     if val:

@@ -4,7 +4,7 @@ Every training batch is a (2, B, 3, crop, crop) tensor: [low, normal]. For the p
 synthetic pair (training.degrade), for EnlightenGAN two unrelated crops (low-light and well-exposed photos).
 Every task validates on the same fixed synthetic pairs (training.degrade.validation_pairs), so the numbers of
 all image models compare directly: PSNR / SSIM of the uint8 output against the normal image, the share of
-output values clipped at 255 beyond the target's, and the colour shift (below).
+output values clipped at 255 where the target is not, and the colour shift (lowlight_core.metrics).
 """
 from __future__ import annotations
 
@@ -13,33 +13,14 @@ import sys
 import torch
 
 from lowlight_core.losses import dln_loss
-from lowlight_core.metrics import psnr, ssim
-
-
-def quantize(x: torch.Tensor) -> torch.Tensor:
-    """Clamp to [0, 1] and round to the 256 levels of the uint8 image a user would save."""
-    return (x.clamp(0, 1) * 255).round() / 255
-
-
-def clipped_pct(x: torch.Tensor) -> float:
-    """% of values that are 255 after quantization (highlights blown out)."""
-    return float((quantize(x) >= 1.0).float().mean() * 100)
-
-
-def color_shift(y: torch.Tensor, target: torch.Tensor) -> float:
-    """Chromaticity error, independent of brightness: mean |c(y) - c(target)| over RGB, with c = the channel
-    means divided by their average (1, 1, 1 for a grey-balanced image). 0.01 is a just-visible cast."""
-    def chroma(t):
-        m = t.float().mean(dim=(0, 2, 3))
-        return m / m.mean().clamp_min(1e-6)
-    return float((chroma(y) - chroma(target)).abs().mean())
+from lowlight_core.metrics import clipped_beyond_uint8, color_shift_uint8, psnr_uint8, ssim_uint8, to_uint8
 
 
 def pair_scores(y: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-    """The validation numbers of one enhanced image y against its target, both (1, 3, H, W)."""
-    yq = quantize(y)
-    return {"psnr": float(psnr(yq, target)[0]), "ssim": float(ssim(yq, target)[0]),
-            "clip_excess": clipped_pct(y) - clipped_pct(target), "color_shift": color_shift(yq, target)}
+    """The reported numbers of one enhanced image y against its target, both (1, 3, H, W), as saved (uint8)."""
+    a, b = to_uint8(y[0]), to_uint8(target[0])
+    return {"psnr": psnr_uint8(a, b), "ssim": ssim_uint8(a, b), "clipped": clipped_beyond_uint8(a, b),
+            "color_shift": color_shift_uint8(a, b)}
 
 
 def log(message: str) -> None:
