@@ -37,7 +37,9 @@ class ZeroDCEPP(CurveEstimator):
     # itself in bounded memory, so it is never tiled.
     receptive_radius = 0
 
-    def __init__(self, e_conditioned: bool = True, estimate_size: int | None = 256):
+    # 8 px: what the shipped weights were trained at (training/recipes.py says why: the net then sees the
+    # whole scene and alpha follows its brightness)
+    def __init__(self, e_conditioned: bool = True, estimate_size: int | None = 8):
         super().__init__()
         if estimate_size is not None and (isinstance(estimate_size, bool) or int(estimate_size) != estimate_size
                                           or estimate_size < 1):
