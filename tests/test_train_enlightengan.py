@@ -96,12 +96,12 @@ def test_one_step_updates_generator_and_both_discriminators(capsys):
 def test_sfp_on_with_vgg_weights_turns_the_anchor_to_its_sfp_weight(monkeypatch, capsys):
     """With VGG weights the SFP loss is on (and logged) and the anchor takes anchor_weight_sfp (default 0)."""
     from lowlight_core.losses import SelfFeaturePreservingLoss
+    from lowlight_core.models.enlightengan import EnlightenGANGenerator
     from training import enlightengan as eg
 
     monkeypatch.setattr(eg, "SelfFeaturePreservingLoss",  # a tiny stand-in for VGG-19 (no weights here)
                         lambda path: SelfFeaturePreservingLoss(features=torch.nn.Conv2d(3, 4, 3)))
     recipe = get_recipe("enlightengan", "cpu", crop=64, batch=2)
-    from lowlight_core.models.enlightengan import EnlightenGANGenerator
     task = eg.EnlightenGANTask(EnlightenGANGenerator(width=4, depth=3), recipe, vgg_weights="vgg19.pth")
     err = capsys.readouterr().err
     assert "self-feature-preserving loss ON" in err and "OFF" not in err
