@@ -17,3 +17,29 @@ def native():
 
     assert ops._C is not None, ops._native_error
     return torch.ops.lowlight
+
+
+@pytest.fixture(scope="session")
+def make_data_dir(tmp_path_factory):
+    """make(layout, size) -> a tiny data folder laid out like ../shared/data, from real skimage photos.
+
+    layout: {folder: {file stem: (photo, gain)}}, photo an index into (astronaut, chelsea, rocket, coffee),
+    gain scales the pixel values (about 1: well exposed, below 0.3: dark); each photo is shrunk to `size` px.
+    """
+    import numpy as np
+    import skimage.data as skd
+    from PIL import Image
+
+    photos = [skd.astronaut(), skd.chelsea(), skd.rocket(), skd.coffee()]
+
+    def make(layout: dict, size: int = 64):
+        root = tmp_path_factory.mktemp("data")
+        for folder, items in layout.items():
+            (root / folder).mkdir()
+            for stem, (k, gain) in items.items():
+                im = Image.fromarray(photos[k])
+                im.thumbnail((size, size))
+                a = (np.asarray(im, dtype=np.float32) * gain).clip(0, 255).astype(np.uint8)
+                Image.fromarray(a).save(root / folder / f"{stem}.png")
+        return root
+    return make

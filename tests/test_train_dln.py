@@ -20,23 +20,10 @@ VAL_FRACTION = "0.3"  # with these names: SICE scene blocks 48 and 96 and lol 1.
 
 
 @pytest.fixture(scope="module")
-def paired_dir(tmp_path_factory):
-    """A data folder like ../shared/data with well-exposed SICE photos on both sides of the split."""
-    import skimage.data as skd
-
-    root = tmp_path_factory.mktemp("data")
-    photos = {"astronaut": skd.astronaut(), "chelsea": skd.chelsea(), "coffee": skd.coffee(), "rocket": skd.rocket()}
-    layout = {"sice_part1": {"0": ("astronaut", 1.0), "16": ("chelsea", 1.0), "32": ("rocket", 0.3),
-                             "48": ("coffee", 1.0), "96": ("chelsea", 1.0)},
-              "lol_train_low": {"1": ("rocket", 0.15), "2": ("astronaut", 0.1), "3": ("coffee", 0.12)}}
-    for folder, items in layout.items():
-        (root / folder).mkdir()
-        for stem, (name, gain) in items.items():
-            im = Image.fromarray(photos[name])
-            im.thumbnail((SIZE, SIZE))
-            a = (np.asarray(im, dtype=np.float32) * gain).clip(0, 255).astype(np.uint8)
-            Image.fromarray(a).save(root / folder / f"{stem}.png")
-    return root
+def paired_dir(make_data_dir):
+    """Well-exposed SICE photos on both sides of the split (astronaut, chelsea, rocket, coffee = 0..3)."""
+    return make_data_dir({"sice_part1": {0: (0, 1.0), 16: (1, 1.0), 32: (2, 0.3), 48: (3, 1.0), 96: (1, 1.0)},
+                          "lol_train_low": {1: (2, 0.15), 2: (0, 0.1), 3: (3, 0.12)}}, SIZE)
 
 
 def test_fixture_has_held_out_normals(paired_dir):

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from training import data as data_mod
 from training.recipes import get_recipe
@@ -20,28 +19,16 @@ VAL_FRACTION = 0.4
 
 
 @pytest.fixture(scope="module")
-def image_dir(tmp_path_factory):
-    """A tiny data folder laid out like ../shared/data: dark and well-exposed versions of real photos.
+def image_dir(make_data_dir):
+    """Dark and well-exposed versions of real photos (astronaut, chelsea, rocket, coffee = 0..3).
 
     sice_part1 numbers are spread over scene blocks of 16 (the split hashes blocks), so both the training
     and the held-out side get well-exposed and dark images (checked in test_layout_has_both_domains...)."""
-    import skimage.data as skd
-
-    root = tmp_path_factory.mktemp("egan-data")
-    photos = [skd.astronaut(), skd.chelsea(), skd.rocket(), skd.coffee()]
-    # (file number, photo, gain): gain ~1 gives a well-exposed image, < 0.3 a dark one
-    layout = {"sice_part1": [(n, k % 4, gain) for k, n in enumerate(range(1, 160, 16))
-                             for gain in (0.2, 1.0)],
-              "lol_train_low": [(i, i % 4, 0.15) for i in range(1, 5)]}
-    for folder, items in layout.items():
-        (root / folder).mkdir()
-        for n, k, gain in items:
-            im = Image.fromarray(photos[k])
-            im.thumbnail((SIZE, SIZE))
-            a = (np.asarray(im, dtype=np.float32) * gain).clip(0, 255).astype(np.uint8)
-            name = f"{n + (gain < 0.5)}.png" if folder == "sice_part1" else f"{n}.png"
-            Image.fromarray(a).save(root / folder / name)
-    return root
+    sice = {}
+    for k, n in enumerate(range(1, 160, 16)):
+        sice[n] = (k % 4, 1.0)  # well exposed
+        sice[n + 1] = (k % 4, 0.2)  # dark
+    return make_data_dir({"sice_part1": sice, "lol_train_low": {i: (i % 4, 0.15) for i in range(1, 5)}}, SIZE)
 
 
 def test_layout_has_both_domains_in_train_and_held_out(image_dir):

@@ -7,10 +7,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from lowlight_core.models.dcgan import DCGANGenerator
 from training import data as data_mod
@@ -25,22 +23,11 @@ VAL_FRACTION = 0.3
 
 
 @pytest.fixture(scope="module")
-def image_dir(tmp_path_factory):
-    """A tiny data folder laid out like ../shared/data: dark and well-exposed copies of real photos."""
-    import skimage.data as skd
-
-    root = tmp_path_factory.mktemp("data")
-    photos = [skd.astronaut(), skd.chelsea(), skd.rocket(), skd.coffee()]
-    layout = {"sice_part1": {1: (0, 0.25), 2: (0, 1.0), 17: (1, 0.15), 18: (1, 0.9), 49: (3, 0.3), 50: (3, 1.2)},
-              "lol_train_low": {1: (3, 0.2), 2: (0, 0.1), 3: (1, 0.2), 4: (3, 0.12)}}
-    for folder, items in layout.items():
-        (root / folder).mkdir()
-        for i, (k, gain) in items.items():
-            im = Image.fromarray(photos[k])
-            im.thumbnail((SIZE, SIZE))
-            a = (np.asarray(im, dtype=np.float32) * gain).clip(0, 255).astype(np.uint8)
-            Image.fromarray(a).save(root / folder / f"{i}.png")
-    return root
+def image_dir(make_data_dir):
+    """Dark and well-exposed copies of real photos (astronaut, chelsea, rocket, coffee = 0..3)."""
+    return make_data_dir({"sice_part1": {1: (0, 0.25), 2: (0, 1.0), 17: (1, 0.15), 18: (1, 0.9), 49: (3, 0.3),
+                                         50: (3, 1.2)},
+                          "lol_train_low": {1: (3, 0.2), 2: (0, 0.1), 3: (1, 0.2), 4: (3, 0.12)}}, SIZE)
 
 
 def read_rows(path):

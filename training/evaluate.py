@@ -120,14 +120,14 @@ def card_figure(model, paths, out_png, device="cpu", max_bytes: int = CARD_FIGUR
     plots.image_grid(rows, ["input"] + [f"E = {e:g}" for e in EXPOSURES], out_png, tile=200, max_bytes=max_bytes)
 
 
-def _f(v, nd=3):
+def fmt(v, nd=3):
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
 
 
-def model_card(name: str, meta: dict, ev: dict, weights_file: Path, figure: str | None) -> str:
-    """Markdown model card from the weights' meta (how it was trained) and evaluate()'s numbers."""
+def card_header(name: str, meta: dict, weights_file: Path) -> list[str]:
+    """Title, description and the "Training" section of a model card (how the weights were made)."""
     t = meta.get("training", {})
-    lines = [
+    return [
         f"# {name}: model card",
         "",
         f"{meta.get('description', '')}".strip(),
@@ -142,6 +142,13 @@ def model_card(name: str, meta: dict, ev: dict, weights_file: Path, figure: str 
         f"{t.get('device', '?')}, ops backend {t.get('backend', '?')}; the 2 cores were shared with other jobs",
         f"- weights: `{weights_file.name}`, {weights_file.stat().st_size / 1024:.0f} KiB, "
         f"{meta.get('parameters', '?')} parameters",
+    ] + [f"- note: {n}" for n in t.get("notes", [])]
+
+
+def model_card(name: str, meta: dict, ev: dict, weights_file: Path, figure: str | None) -> str:
+    """Markdown model card from the weights' meta (how it was trained) and evaluate()'s numbers."""
+    t = meta.get("training", {})
+    lines = card_header(name, meta, weights_file) + [
         "",
         "## Validation (held-out images, never trained on)",
         f"{ev['images']} images (split: sha1 of folder + file name, SICE by blocks of 16 consecutive numbers = "
@@ -162,20 +169,20 @@ def model_card(name: str, meta: dict, ev: dict, weights_file: Path, figure: str 
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in ev["e_tracking"]:
-        lines.append(f"| {r['E']:.1f} | {_f(r['brightness'])} | {_f(r['abs_err'])} | {_f(r['abs_err_under'])} | "
-                     f"{_f(r['abs_err_well'])} | {_f(r['abs_err_over'])} | {_f(r['clipped_pct'], 2)} | "
-                     f"{_f(r['gray_world'])} |")
+        lines.append(f"| {r['E']:.1f} | {fmt(r['brightness'])} | {fmt(r['abs_err'])} | {fmt(r['abs_err_under'])} | "
+                     f"{fmt(r['abs_err_well'])} | {fmt(r['abs_err_over'])} | {fmt(r['clipped_pct'], 2)} | "
+                     f"{fmt(r['gray_world'])} |")
     lines += [
         "",
-        f"Inputs: mean brightness {_f(ev['input_brightness'])}, clipped {_f(ev['input_clipped_pct'], 2)} %, "
-        f"gray-world deviation {_f(ev['input_gray_world'])} (std of the channel means / their mean).",
-        f"Mean abs(brightness − E) over E = 0.4..0.7: **{_f(ev['mean_abs_err'])}**. Mean brightness rises with E: "
+        f"Inputs: mean brightness {fmt(ev['input_brightness'])}, clipped {fmt(ev['input_clipped_pct'], 2)} %, "
+        f"gray-world deviation {fmt(ev['input_gray_world'])} (std of the channel means / their mean).",
+        f"Mean abs(brightness − E) over E = 0.4..0.7: **{fmt(ev['mean_abs_err'])}**. Mean brightness rises with E: "
         f"{'yes' if ev['brightness_monotonic_in_E'] else 'NO'}; per image, brightness rises at every step of E for "
         f"{ev['monotonic_pct']:.0f} % of the images.",
         "",
         f"Near-identity: on the {ev['identity']['images']} well-exposed images with E set to the image's own "
-        f"brightness, the mean abs change per pixel value is {_f(ev['identity']['mean_abs_change'])} and the "
-        f"brightness changes by {_f(ev['identity']['mean_brightness_change'], 3)} on average (the exposure loss "
+        f"brightness, the mean abs change per pixel value is {fmt(ev['identity']['mean_abs_change'])} and the "
+        f"brightness changes by {fmt(ev['identity']['mean_brightness_change'], 3)} on average (the exposure loss "
         f"pulls every 16 x 16 region towards E, so the curve also compresses contrast).",
     ]
     if ev["mean_abs_err"] > 0.1:
@@ -186,7 +193,7 @@ def model_card(name: str, meta: dict, ev: dict, weights_file: Path, figure: str 
     if ev.get("iterations_at_E06_under"):
         its = ev["iterations_at_E06_under"]
         lines += ["", "Iterations (E = 0.6, alpha estimated once, curve re-applied; under-exposed images): mean "
-                  "brightness " + ", ".join(f"n={n}: {_f(v)}" for n, v in its.items()) + "."]
+                  "brightness " + ", ".join(f"n={n}: {fmt(v)}" for n, v in its.items()) + "."]
     if figure:
         lines += ["", f"![before/after at E = 0.4, 0.5, 0.6, 0.7]({figure})",
                   "", "Rows: held-out images from dark to bright; columns: input, then E = 0.4, 0.5, 0.6, 0.7."]

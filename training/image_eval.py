@@ -21,7 +21,7 @@ from lowlight_core.metrics import PROTOCOL
 
 from . import data as data_mod
 from . import degrade, plots
-from .evaluate import CARD_FIGURE_BYTES, LICENCE, clipped_percent, gray_world_deviation
+from .evaluate import CARD_FIGURE_BYTES, LICENCE, card_header, clipped_percent, fmt, gray_world_deviation
 from .image_tasks import pair_scores
 
 
@@ -73,27 +73,10 @@ def card_figure(model, real_lows, normals, out_png, device="cpu", max_bytes: int
     plots.image_grid(rows, ["input", "enhanced", "target (synthetic rows)"], out_png, tile=240, max_bytes=max_bytes)
 
 
-def _f(v, nd=3):
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
-
-
 def model_card(name: str, meta: dict, ev: dict, weights_file, figure: str | None) -> str:
     t = meta.get("training", {})
     s, si, r = ev["synthetic"], ev["synthetic_input"], ev["real"]
-    lines = [
-        f"# {name}: model card", "", f"{meta.get('description', '')}".strip(), "",
-        "## Training",
-        f"- command: `{t.get('command', '?')}`",
-        f"- recipe: `{t.get('recipe', '?')}`, config `{t.get('config', '?')}`: {t.get('summary', '')}",
-        f"- data: {t.get('data', '?')}",
-        f"- steps: {t.get('steps', '?')} (batch {t.get('batch', '?')}, crop {t.get('crop', '?')} px), "
-        f"{t.get('wall_time_min', float('nan')):.1f} min in training steps "
-        f"({t.get('run_time_min', float('nan')):.1f} min wall time with the periodic validation) on "
-        f"{t.get('device', '?')}, ops backend {t.get('backend', '?')}; the 2 cores were shared with other jobs",
-        f"- weights: `{weights_file.name}`, {weights_file.stat().st_size / 1024:.0f} KiB, "
-        f"{meta.get('parameters', '?')} parameters",
-    ]
-    lines += [f"- note: {n}" for n in t.get("notes", [])]
+    lines = card_header(name, meta, weights_file)
     val = t.get("final_validation", {})
     lines += [
         "", "## Validation (held out, never trained on)",
@@ -101,13 +84,13 @@ def model_card(name: str, meta: dict, ev: dict, weights_file, figure: str | None
         "by `training.degrade`)",
         "| | PSNR (dB) | SSIM | clipped at 255 where the target is not (% of values) | colour shift |",
         "|---|---|---|---|---|",
-        f"| input (unenhanced) | {_f(si['psnr'], 2)} | {_f(si['ssim'])} | {_f(si['clipped'], 2)} | "
-        f"{_f(si['color_shift'])} |",
-        f"| **{name}** | **{_f(s['psnr'], 2)}** | **{_f(s['ssim'])}** | {_f(s['clipped'], 2)} | "
-        f"{_f(s['color_shift'])} |",
+        f"| input (unenhanced) | {fmt(si['psnr'], 2)} | {fmt(si['ssim'])} | {fmt(si['clipped'], 2)} | "
+        f"{fmt(si['color_shift'])} |",
+        f"| **{name}** | **{fmt(s['psnr'], 2)}** | **{fmt(s['ssim'])}** | {fmt(s['clipped'], 2)} | "
+        f"{fmt(s['color_shift'])} |",
         "",
         f"Protocol: {ev['protocol']}. Colour shift: `lowlight_core.metrics.color_shift_uint8` (mean abs "
-        f"difference of the channel means divided by their average, output vs target). {_f(s['seconds_per_image'], 2)} s per "
+        f"difference of the channel means divided by their average, output vs target). {fmt(s['seconds_per_image'], 2)} s per "
         "512 x 512 image on this CPU.",
     ]
     if val:
@@ -116,8 +99,8 @@ def model_card(name: str, meta: dict, ev: dict, weights_file, figure: str | None
     lines += [
         "", f"### Real low-light photos ({r['images']} held-out LOL training images, no references)",
         "| | mean brightness | clipped at 255 (%) | gray-world deviation |", "|---|---|---|---|",
-        f"| input | {_f(r['in_bright'])} | {_f(r['in_clip'], 2)} | {_f(r['in_gw'])} |",
-        f"| {name} | {_f(r['bright'])} | {_f(r['clip'], 2)} | {_f(r['gw'])} |",
+        f"| input | {fmt(r['in_bright'])} | {fmt(r['in_clip'], 2)} | {fmt(r['in_gw'])} |",
+        f"| {name} | {fmt(r['bright'])} | {fmt(r['clip'], 2)} | {fmt(r['gw'])} |",
         "", "Gray-world deviation: std of the three channel means over their mean (0 = grey on average).",
         "Real LOL pairs and night photos outside ../shared/data were not available: the synthetic numbers are "
         "not comparable with published LOL results.",
