@@ -176,6 +176,16 @@ def test_content_off_is_logged_and_noted(capsys):
     assert CONTENT_OFF in capsys.readouterr().err
 
 
+def test_ssim_stands_in_for_the_content_loss_only_while_it_is_off():
+    off = tiny_task(tiny_recipe(ssim_weight=5.0))
+    assert off.ssim_weight == 5.0 and any("1 - SSIM" in n for n in off.notes)
+    terms = off.train_step(fake_batch(), None, make_update(off.make_optimizers()))
+    assert 0 < terms["ssim"] <= 2 and terms["loss"] > 5.0 * terms["ssim"]
+    on = tiny_task(tiny_recipe(ssim_weight=5.0), content_features=TinyFeatures())
+    assert on.ssim_weight == 0.0
+    assert "ssim" not in on.train_step(fake_batch(), None, make_update(on.make_optimizers()))
+
+
 def test_bad_options_and_crops_are_refused():
     with pytest.raises(ValueError, match="unknown option"):
         tiny_task(tiny_recipe(d_steps=2))

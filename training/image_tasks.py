@@ -40,10 +40,25 @@ class ImageTask:
         self.model, self.recipe, self.vgg_weights = model, recipe, vgg_weights
         self.modules = {"model": model}
         self.notes: list[str] = []  # what the model card should say about this run (losses that were off)
+        self._opt_g: torch.optim.Optimizer | None = None
 
     def adam(self, params, lr_scale: float = 1.0) -> torch.optim.Adam:
         r = self.recipe
         return torch.optim.Adam(params, lr=r.lr * lr_scale, betas=r.betas, weight_decay=r.weight_decay)
+
+    def generator_optimizer(self) -> torch.optim.Adam:
+        """The exported model's optimizer; steps_done() counts its updates."""
+        self._opt_g = self.adam(self.model.parameters())
+        return self._opt_g
+
+    def steps_done(self) -> int:
+        """Generator updates so far: Adam's step count of the first parameter (restored from checkpoints, so a
+        resumed run keeps any schedule built on it)."""
+        opt = self._opt_g
+        if opt is None:
+            return 0
+        state = opt.state.get(opt.param_groups[0]["params"][0])
+        return int(state["step"]) if state else 0
 
     def validate(self, pairs) -> dict[str, float]:
         """Mean scores over the synthetic validation pairs ((2, 1, 3, H, W) tensors [low, normal])."""
@@ -66,7 +81,7 @@ class DLNTask(ImageTask):
     """DLN, supervised on synthetic pairs: 1 - SSIM(y, normal) + tv_weight * TV_iso(y) (lowlight_core.losses)."""
 
     def make_optimizers(self):
-        return {"model": self.adam(self.model.parameters())}
+        return {"model": self.generator_optimizer()}
 
     def train_step(self, batch, gen, update):
         low, normal = batch
