@@ -29,12 +29,12 @@ The structure loss (option `structure_weight`, our addition, also only while the
 alone did not stop the first CPU run (anchor weight 1, 500 steps): the generator painted large bright blobs
 that follow no edge of the input, and validation PSNR fell below the unenhanced input's. What SFP compares --
 instance-normalized features of input and output -- can be had without VGG for one property that matters here:
-where the edges are. Features: x and y differences of log luminance, average-pooled to 2, 4 and 8 px. A tone
-curve L -> g * L ** gamma only scales log L, so after instance normalization (each feature map divided by its
-std over the image) these features are the same for the input and for ANY global gamma/gain brightening of it,
-while a blob or a halo adds edges the input lacks. L1 between the normalized features of fake and low. The
-finest scale is 2 px, so the generator may still denoise (single-pixel noise averages out). eps = 0.02 in the
-log keeps the noise of black regions from dominating.
+where the edges are and how strong they are relative to each other. Features: x and y differences of the
+luminance, average-pooled to 2, 4 and 8 px, each divided by its std over the image; reference: the same
+features of the gamma-brightened input the anchor uses. L1 between the two. A blob or a halo adds edges the
+reference lacks; the finest scale is 2 px, so the generator may still denoise. (A first version compared log
+luminance, which is invariant to every gamma, but its epsilon made brightened shadows look like new edges, and
+the generator learned to keep them dark.)
 
 Warm-up (option `gan_warmup`, generator steps): the adversarial terms are off for the generator's first steps
 (the discriminators train from step 0), so the generator first learns the anchored brightening and only then
@@ -69,7 +69,6 @@ DEFAULTS = {
     "gan_warmup": 0,  # generator steps without the adversarial terms
 }
 STRUCTURE_POOLS = (2, 4, 8)
-STRUCTURE_EPS = 0.02
 
 
 def min_input_size(layers: int) -> int:
@@ -79,21 +78,21 @@ def min_input_size(layers: int) -> int:
 
 
 def edge_features(x: torch.Tensor) -> list[torch.Tensor]:
-    """Instance-normalized x/y differences of log luminance at STRUCTURE_POOLS: invariant to L -> g * L ** gamma."""
-    log_l = (luminance(x).clamp_min(0) + STRUCTURE_EPS).log()  # the raw output can dip below 0
+    """x/y luminance differences at STRUCTURE_POOLS px, each divided by its std over the image (gain-invariant)."""
+    lum = luminance(x)
     feats = []
     for k in STRUCTURE_POOLS:
-        p = F.avg_pool2d(log_l, k, ceil_mode=True)
+        p = F.avg_pool2d(lum, k, ceil_mode=True)
         for d in (p[..., :, 1:] - p[..., :, :-1], p[..., 1:, :] - p[..., :-1, :]):
-            if d.numel():
+            if d.numel() > d.shape[0]:
                 feats.append(d / d.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-4))
     return feats
 
 
-def structure_loss(fake: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
-    """Mean L1 between edge_features of fake and of low (the low side is a fixed target: no gradient)."""
+def structure_loss(fake: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Mean L1 between edge_features of fake and of the reference (a fixed target: no gradient)."""
     with torch.no_grad():
-        target = edge_features(low)
+        target = edge_features(reference)
     return sum(F.l1_loss(f, t) for f, t in zip(edge_features(fake), target)) / len(target)
 
 
@@ -145,9 +144,9 @@ class EnlightenGANTask(ImageTask):
             self._say("self-feature-preserving loss OFF: no VGG-19 weights given (--vgg-weights)")
         self.structure_weight = 0.0 if self.sfp.enabled else float(o["structure_weight"])
         if self.structure_weight > 0:
-            self._say(f"structure loss ON (weight {self.structure_weight:g}): instance-normalized log-luminance "
-                      f"edges of output vs input at {STRUCTURE_POOLS} px (not in the paper; stands in for the SFP "
-                      "loss: invariant to any gamma/gain brightening, penalizes blobs and halos)")
+            self._say(f"structure loss ON (weight {self.structure_weight:g}): std-normalized luminance edges at "
+                      f"{STRUCTURE_POOLS} px of the output vs the gamma-brightened input (not in the paper; stands "
+                      "in for the SFP loss: penalizes blobs and halos)")
         self.gan_warmup = int(o["gan_warmup"])
         if self.gan_warmup > 0:
             self._say(f"GAN warm-up: the generator's adversarial terms start after {self.gan_warmup} steps")
@@ -201,8 +200,9 @@ class EnlightenGANTask(ImageTask):
             g_local = lsgan_generator_loss(pl_fake_g.float())
             g_loss = (g_global + g_local) * float(adversarial)
             terms = {"adversarial": float(adversarial)}
+            reference = brightened(low.float(), float(o["anchor_target"]))
             if self.structure_weight:
-                structure = structure_loss(fake.float(), low.float())
+                structure = structure_loss(fake.float(), reference)
                 g_loss = g_loss + self.structure_weight * structure
                 terms["structure"] = structure.item()
             if self.sfp_weight:
@@ -212,7 +212,7 @@ class EnlightenGANTask(ImageTask):
             if self.anchor_weight:
                 k = int(o["anchor_pool"])
                 anchor = F.l1_loss(F.avg_pool2d(fake.float(), k, ceil_mode=True),
-                                   F.avg_pool2d(brightened(low.float(), float(o["anchor_target"])), k, ceil_mode=True))
+                                   F.avg_pool2d(reference, k, ceil_mode=True))
                 g_loss = g_loss + self.anchor_weight * anchor
                 terms["anchor"] = anchor.item()
         g_norm = update(g_loss, "model")

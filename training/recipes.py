@@ -164,9 +164,9 @@ IMAGE_RECIPES: dict[str, dict[str, ImageRecipe]] = {
     "enlightengan": {
         "cpu": ImageRecipe("enlightengan", "enlightengan", steps=2500, batch=4, crop=128, resize_long=256,
                            model_config={"width": 16, "depth": 4},
-                           options={"patches": 5, "patch_size": 32, "d_width": 32, "anchor_weight": 1.0,
-                                    "structure_weight": 1.0, "gan_warmup": 200},
-                           lr=2e-4, lr_final=2e-5, betas=(0.5, 0.999)),
+                           options={"patches": 5, "patch_size": 32, "d_width": 32, "anchor_weight": 2.0,
+                                    "structure_weight": 1.0, "gan_warmup": 300},
+                           lr=5e-4, lr_final=2e-5, betas=(0.5, 0.999)),
         "gpu": ImageRecipe("enlightengan", "enlightengan", steps=7000, batch=32, crop=320, resize_long=600,
                            model_config={"width": 32, "depth": 4},
                            options={"patches": 5, "patch_size": 32, "d_width": 64, "anchor_weight": 1.0},

@@ -137,6 +137,14 @@ __device__ __forceinline__ acc_t le_pixel_backward(acc_t x0, acc_t grad_y, int n
   return g;
 }
 
+// The alpha lookup of element p of x, flattened as (plane = b * C + c, i, j) over B * C planes of H x W.
+template <typename scalar_t, typename acc_t, bool RESIZE, typename index_t>
+__device__ __forceinline__ auto alpha_at_flat_index(const scalar_t* alpha, const LeShape<acc_t>& s, index_t p) {
+  const index_t row = p / s.W;
+  return alpha_at_pixel<scalar_t, acc_t, RESIZE>(alpha, s, row / s.H, static_cast<int>(row % s.H),
+                                                 static_cast<int>(p % s.W));
+}
+
 // ------------------------------------------------------------------------------------------ kernels
 
 template <typename scalar_t, typename index_t, bool RESIZE>
@@ -146,11 +154,7 @@ __global__ void __launch_bounds__(kThreads)
                             int n) {
   using acc_t = at::opmath_type<scalar_t>;
   LOWLIGHT_GRID_STRIDE(index_t, p, total) {
-    const index_t j = p % s.W;
-    const index_t row = p / s.W;
-    const index_t i = row % s.H;
-    const index_t plane = row / s.H;
-    const auto alpha_at = alpha_at_pixel<scalar_t, acc_t, RESIZE>(alpha, s, plane, i, j);
+    const auto alpha_at = alpha_at_flat_index<scalar_t, acc_t, RESIZE>(alpha, s, p);
     acc_t v = static_cast<acc_t>(x[p]), a = acc_t(0);
     for (int step = 0; step < n; ++step) {
       if (step < s.k) a = alpha_at(step);
@@ -170,11 +174,7 @@ __global__ void __launch_bounds__(kThreads)
                                      LeShape<at::opmath_type<scalar_t>> s, int n) {
   using acc_t = at::opmath_type<scalar_t>;
   LOWLIGHT_GRID_STRIDE(index_t, p, total) {
-    const index_t j = p % s.W;
-    const index_t row = p / s.W;
-    const index_t i = row % s.H;
-    const index_t plane = row / s.H;
-    const auto alpha_at = alpha_at_pixel<scalar_t, acc_t, false>(alpha, s, plane, i, j);
+    const auto alpha_at = alpha_at_flat_index<scalar_t, acc_t, false>(alpha, s, p);
     scalar_t* ga = grad_alpha + (alpha_at.base - alpha) + alpha_at.o00;
     const acc_t gx = le_pixel_backward(static_cast<acc_t>(x[p]), static_cast<acc_t>(grad_y[p]), n, s.k, alpha_at,
                                        [&](int m, acc_t g) { ga[m * alpha_at.map_stride] = static_cast<scalar_t>(g); });
