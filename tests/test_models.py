@@ -311,6 +311,20 @@ def test_save_load_round_trip(name, tmp_path):
     assert ckpt["model"] == name and ckpt["meta"] == {"epochs": 3, "loss": [0.5, 0.25]}
 
 
+def test_float16_storage_halves_the_file_and_loads_as_float32(tmp_path):
+    model = build("enlightengan")
+    full = registry.save_weights(model, "enlightengan", tmp_path / "full.pt")
+    half = registry.save_weights(model, "enlightengan", tmp_path / "half.pt", storage_dtype=torch.float16)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    stored = torch.load(half, weights_only=True)["state_dict"]
+    assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
+    assert stored["down.0.1.num_batches_tracked"].dtype == torch.int64  # integer buffers kept as they are
+    loaded = registry.load_model("enlightengan", weights=half)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = image(1, 3, 37, 53) * 0.4
+    torch.testing.assert_close(loaded.enhance(x), model.enhance(x), rtol=0, atol=2e-2)
+
+
 def test_shipped_location_and_wrong_model(tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path / "weights")
     model = ZeroDCE().eval()

@@ -77,6 +77,8 @@ def device_description(device: torch.device) -> str:
     return f"CPU, {torch.get_num_threads()} threads (torch {torch.__version__})"
 
 
+HALF_STORAGE_PARAMETERS = 1_000_000
+
 # Task class of each image recipe ("module:Class" under training/, imported when used).
 IMAGE_TASKS = {"dln": "image_tasks:DLNTask", "iqe_dcgan": "iqe:IQETask", "enlightengan": "enlightengan:EnlightenGANTask"}
 
@@ -195,7 +197,12 @@ def main(argv=None) -> int:
             },
         }
         weights.parent.mkdir(parents=True, exist_ok=True)
-        registry.save_weights(model, recipe.model, weights, meta)
+        # Shipped weights stay a few MB: networks over 1 M parameters are stored in float16 (and say so).
+        half = meta["parameters"] > HALF_STORAGE_PARAMETERS
+        if half:
+            meta["training"]["notes"].append("weights stored in float16 (loaded as float32); the numbers below "
+                                             "are measured with these stored weights")
+        registry.save_weights(model, recipe.model, weights, meta, storage_dtype=torch.float16 if half else None)
         print(f"weights: {weights} ({weights.stat().st_size / 1024:.0f} KiB)", file=sys.stderr)
     if args.no_eval:
         return 0

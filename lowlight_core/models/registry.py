@@ -133,11 +133,13 @@ def _load_file(info: ModelInfo, path: pathlib.Path) -> nn.Module:
 
 
 def save_weights(model: nn.Module, name: str, path: str | os.PathLike | None = None,
-                 meta: dict | None = None) -> pathlib.Path:
+                 meta: dict | None = None, storage_dtype: torch.dtype | None = None) -> pathlib.Path:
     """Write {"model", "config", "state_dict", "meta"} atomically (temp file + os.replace).
 
     path defaults to the shipped location weights_path(name); meta must hold plain Python values
     (numbers, strings, lists, dicts) so that torch.load(weights_only=True) can read it back.
+    storage_dtype (e.g. torch.float16) stores the floating-point tensors in that dtype, halving the file;
+    loading casts them back to the model's float32 parameters.
     """
     get_model_info(name)
     path = pathlib.Path(path) if path is not None else weights_path(name)
@@ -145,7 +147,8 @@ def save_weights(model: nn.Module, name: str, path: str | os.PathLike | None = N
     ckpt = {
         "model": name,
         "config": dict(model.config),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().cpu().to(storage_dtype) if storage_dtype and v.is_floating_point()
+                       else v.detach().cpu() for k, v in model.state_dict().items()},
         "meta": dict(meta or {}),
     }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
