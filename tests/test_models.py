@@ -340,3 +340,23 @@ def test_shipped_location_and_wrong_model(tmp_path, monkeypatch):
     torch.save({"model": "dln", "config": {"width": 4}, "state_dict": {}}, bad)
     with pytest.raises(ValueError, match="does not fit dln"):
         registry.load_model("dln", weights=bad)
+
+
+@pytest.mark.parametrize("name", ["zero_dce_pp", "dln", "iqe_dcgan", "enlightengan"])
+def test_shipped_weights_enhance_the_bundled_sample(name):
+    """The trained weights in the repository, on a photo none of them saw: the bundled dark astronaut against
+    the original (skimage.data.astronaut). Measured when shipped: input 8.7 dB; zero_dce_pp 21.1, dln 21.3,
+    iqe_dcgan 20.9, enlightengan 18.2 dB; clipping <= 3.1 %, colour shift <= 0.048 (input 0.110)."""
+    import skimage.data
+
+    from lowlight_core import enhance, io
+    from lowlight_core.metrics import clipped_beyond_uint8, color_shift_uint8, psnr_uint8, ssim_uint8
+
+    assert registry.has_weights(name), f"{registry.weights_path(name)} is missing from the repository"
+    low, _ = io.read_image(pathlib.Path(__file__).resolve().parents[1] / "lowlight_core/data/sample_dark.png")
+    ref = skimage.data.astronaut()
+    out = enhance(low, model=name, exposure=0.5)
+    assert psnr_uint8(out, ref) > psnr_uint8(low, ref) + 8
+    assert ssim_uint8(out, ref) > 0.65
+    assert clipped_beyond_uint8(out, ref) < 5.0
+    assert color_shift_uint8(out, ref) < 0.06
