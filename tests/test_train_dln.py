@@ -1,4 +1,5 @@
 """Synthetic pairs (training.degrade), the image-model scores (training.image_eval) and a real tiny DLN run."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -133,3 +134,53 @@ def test_curve_options_are_refused_for_image_recipes(paired_dir, tmp_path):
     r = subprocess.run([sys.executable, "-m", "training", "dln", "--data", str(paired_dir), "--iterations", "8",
                         "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "curve recipes" in r.stderr
+
+
+def test_circle_training_teaches_the_darkening_twin(paired_dir):
+    from lowlight_core.models.dln import DLN
+    from training.image_tasks import DLNTask
+    from training.recipes import get_recipe
+
+    torch.manual_seed(0)
+    recipe = get_recipe("dln", "cpu")
+    recipe = dataclasses.replace(recipe, options={**recipe.options, "circle_weight": 1.0})
+    task = DLNTask(DLN(width=8), recipe)
+    assert set(task.modules) == {"model", "darkener"}
+    opts = task.make_optimizers()
+
+    def update(loss, name):
+        opts[name].zero_grad(set_to_none=True)
+        loss.backward()
+        opts[name].step()
+        return 0.0
+
+    batch = degrade.PairBatches(data_mod.sice_normals(data_mod.list_images(paired_dir)), 4, 32, seed=0)[0]
+    before = {k: [p.detach().clone() for p in m.parameters()] for k, m in task.modules.items()}
+    logs = [task.train_step(batch, None, update) for _ in range(30)]
+    for k, m in task.modules.items():  # each optimizer moved its own network
+        assert any(not torch.equal(a, b) for a, b in zip(before[k], m.parameters())), k
+    assert {"circle", "dark_ssim", "dark_circle", "dark_loss"} <= set(logs[0])
+    assert logs[-1]["dark_loss"] < logs[0]["dark_loss"] * 0.8  # the twin learns normal -> low
+    assert logs[-1]["loss"] < logs[0]["loss"]
+    with torch.no_grad():
+        low, normal = batch
+        assert float(task.darkener(normal).mean()) < float(normal.mean())
+
+
+def test_circle_run_checkpoints_the_twin_and_exports_only_the_model(paired_dir, tmp_path):
+    out, weights = tmp_path / "run", tmp_path / "dln.pt"
+    args = ["dln", "--circle", "0.5", "--data", str(paired_dir), "--out", str(out), "--weights", str(weights),
+            "--batch", "2", "--crop", "32", "--steps", "4", "--val-every", "4", "--width", "8", "--workers", "0",
+            "--val-fraction", VAL_FRACTION, "--no-eval"]
+    r = subprocess.run([sys.executable, "-m", "training", *args], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert set(ckpt["modules"]) == {"model", "darkener"}
+    assert "dark_loss" in (out / "train.csv").read_text().splitlines()[0]
+    saved = torch.load(weights, weights_only=True)
+    assert any("circle training" in n for n in saved["meta"]["training"]["notes"])
+    assert not any(k.startswith("darkener") for k in saved["state_dict"])
+    r = subprocess.run([sys.executable, "-m", "training", "iqe_dcgan", "--circle", "--data", str(paired_dir),
+                        "--out", str(tmp_path / "x")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "applies to the dln recipe" in r.stderr

@@ -49,6 +49,8 @@ def parse_args(argv):
     p.add_argument("--vgg-weights", type=Path, help="VGG-19 state dict (torchvision key names) for the IQE content "
                                                     "loss and EnlightenGAN's self-feature-preserving loss; "
                                                     "without it those losses are off (the log says so)")
+    p.add_argument("--circle", type=float, nargs="?", const=1.0, metavar="WEIGHT",
+                   help="dln: circle training with a darkening twin, circle losses weighted WEIGHT (default 1)")
     p.add_argument("--lr", type=float, help="learning rate (default: the config's)")
     p.add_argument("--seed", type=int)
     p.add_argument("--val-every", type=int)
@@ -157,6 +159,10 @@ def main(argv=None) -> int:
         if curve:
             raise SystemExit(f"--width applies to the image recipes, not {args.recipe}")
         recipe = replace(recipe, model_config={**recipe.model_config, "width": args.width})
+    if args.circle is not None:
+        if recipe.task != "dln" or args.circle <= 0:
+            raise SystemExit(f"--circle takes a positive weight and applies to the dln recipe, not {args.recipe}")
+        recipe = replace(recipe, options={**recipe.options, "circle_weight": args.circle})
     if args.vgg_weights is not None and not args.vgg_weights.is_file():
         raise SystemExit(f"--vgg-weights {args.vgg_weights}: file not found")
     out = args.out or data_mod.PROJECT_ROOT / "runs" / f"{args.recipe}-{args.config}"
