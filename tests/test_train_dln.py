@@ -184,3 +184,17 @@ def test_circle_run_checkpoints_the_twin_and_exports_only_the_model(paired_dir, 
     r = subprocess.run([sys.executable, "-m", "training", "iqe_dcgan", "--circle", "--data", str(paired_dir),
                         "--out", str(tmp_path / "x")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "applies to the dln recipe" in r.stderr
+
+
+def test_recipe_degradation_option_reaches_training_but_not_validation(paired_dir):
+    from types import SimpleNamespace
+
+    from training.__main__ import _image_setup
+    from training.recipes import get_recipe
+
+    recipe = get_recipe("dln", "cpu", val_images=1)
+    recipe = dataclasses.replace(recipe, options={**recipe.options, "degradation": {"beta": (0.2, 0.3)}})
+    train, val = data_mod.split(data_mod.list_images(paired_dir), float(VAL_FRACTION))
+    _, _, batches, val_pairs, summary = _image_setup(SimpleNamespace(vgg_weights=None), recipe, train, val, None)
+    assert batches.degradation.beta == (0.2, 0.3) and "'beta': (0.2, 0.3)" in summary
+    assert torch.equal(val_pairs[0], degrade.validation_pairs(data_mod.sice_normals(val)[:1], 256)[0])

@@ -122,7 +122,8 @@ def _image_setup(args, recipe, train, val, cache):
         batches = data_mod.UnpairedBatches(lows, normals, recipe.batch, recipe.crop, recipe.seed, recipe.resize_long)
         data_summary = f"unpaired: {len(lows)} low-light vs {len(normals)} well-exposed photos"
     else:
-        batches = degrade.PairBatches(normals, recipe.batch, recipe.crop, recipe.seed, recipe.resize_long)
+        degradation = degrade.Degradation(**recipe.options.get("degradation", {}))  # validation keeps the default
+        batches = degrade.PairBatches(normals, recipe.batch, recipe.crop, recipe.seed, recipe.resize_long, degradation)
         data_summary = f"synthetic pairs (training.degrade) from {len(normals)} well-exposed photos"
     val_normals = data_mod.sice_normals(val, cache)
     if not val_normals:

@@ -11,7 +11,7 @@ One degradation, applied to a normal image Y in [0, 1] (every parameter drawn pe
      a ~ logU(1e-4, 1e-2) (shot noise), b ~ logU(1e-6, 1e-4) (read noise), then clipped to [0, 1].
   4. 8-bit quantization (a dark JPEG holds only a few dozen levels), and with probability `jpeg_prob` a real
      JPEG round trip at quality ~ U(50, 95) (block and ringing artifacts of phone photos).
-The target is Y itself. Optional DLN circle training with a darkening twin (seed 003) is not implemented.
+The target is Y itself. DLN circle training (`--circle`) is in training.image_tasks.DLNTask.
 
 The validation split degrades each held-out image with a generator seeded by its file name, so every run,
 machine and model sees the same pairs; `python -m training.degrade --out DIR` writes them as PNG files for

@@ -97,7 +97,9 @@ class ImageRecipe:
     crop: int
     resize_long: int | None
     model_config: dict = field(default_factory=dict)
-    options: dict = field(default_factory=dict)  # task-specific: loss weights, discriminator sizes, ...
+    # task-specific: loss weights, discriminator sizes, ...; paired recipes: "degradation", overrides of
+    # training.degrade.Degradation for the training pairs (validation always uses the defaults)
+    options: dict = field(default_factory=dict)
     lr: float = 1e-4
     lr_final: float | None = None
     betas: tuple[float, float] = (0.9, 0.999)
