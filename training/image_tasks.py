@@ -12,7 +12,7 @@ import sys
 
 import torch
 
-from lowlight_core.losses import dln_loss
+from lowlight_core.losses import DLN_TV_WEIGHT, dln_loss
 from lowlight_core.metrics import clipped_beyond_uint8, color_shift_uint8, psnr_uint8, ssim_uint8, to_uint8
 
 
@@ -104,7 +104,7 @@ class DLNTask(ImageTask):
 
     def _loss(self, y, target):
         with torch.autocast(y.device.type, enabled=False):
-            return dln_loss(y.float(), target.float(), self.recipe.options.get("tv_weight", 1e-3))
+            return dln_loss(y.float(), target.float(), self.recipe.options.get("tv_weight", DLN_TV_WEIGHT))
 
     def train_step(self, batch, gen, update):
         low, normal = batch
@@ -118,9 +118,9 @@ class DLNTask(ImageTask):
             dark_total, dark_terms = self._loss(darkened, low)
             redark, _ = self._loss(self.darkener(y.detach().clamp(0, 1)), low)
             dark_total = dark_total + self.circle_weight * redark
-            logs |= {"circle": back.item(), "dark_ssim": dark_terms["ssim"].item(), "dark_circle": redark.item()}
+            logs |= {"circle": back.item(), "dark_ssim": dark_terms["ssim"].item(), "dark_circle": redark.item(),
+                     "dark_loss": dark_total.item()}
         grad_norm = update(total, "model")
         if self.circle_weight > 0:
-            logs["dark_loss"] = dark_total.item()
             update(dark_total, "darkener")
         return {"loss": total.item(), **logs, "grad_norm": grad_norm}
