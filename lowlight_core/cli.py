@@ -142,8 +142,9 @@ METRICS_NOTE = ("clip%: output values at 255 where the reference is below 255 (b
 
 def _eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--low", required=True, type=Path, help="folder of low-light images")
-    p.add_argument("--high", required=True, type=Path, help="folder of references, paired by relative path "
-                                                            "and file stem (the extension may differ)")
+    p.add_argument("--high", type=Path, help="folder of references, paired by relative path and file stem (the "
+                                             "extension may differ); without it only the real-photo checks "
+                                             "against each input are scored")
     p.add_argument("--model", action="append", metavar="NAME",
                    help=f"model to score (repeat for several; '{INPUT_BASELINE}' scores the unenhanced input); "
                         "default: the input and every model whose weights are present")
@@ -160,12 +161,12 @@ def _pairs(low: Path, high: Path):
         return {f.relative_to(folder).with_suffix("").as_posix(): f for f in files}
 
     for name, folder in (("--low", low), ("--high", high)):
-        if not folder.is_dir():
+        if folder is not None and not folder.is_dir():
             raise SetupError(f"{name} {folder}: not a folder")
-    lows, highs = index(low), index(high)
+    lows, highs = index(low), (index(high) if high is not None else None)
     if not lows:
         raise SetupError(f"--low {low}: no images found")
-    return [(key, f, highs.get(key)) for key, f in lows.items()]
+    return [(key, f, highs.get(key) if highs is not None else None) for key, f in lows.items()]
 
 
 def _color(image):
@@ -184,7 +185,8 @@ def _eval_run(args) -> int:
 
     from .inference import enhance
     from .io import read_image
-    from .metrics import PROTOCOL, clipped_beyond_uint8, color_shift_uint8, psnr_uint8, ssim_uint8
+    from .metrics import (PROTOCOL, REAL_PHOTO_NOTE, clipped_beyond_uint8, color_shift_uint8, psnr_uint8,
+                          real_photo_scores, ssim_uint8)
     from .models.registry import has_weights, list_models
 
     weights = {}
@@ -203,11 +205,12 @@ def _eval_run(args) -> int:
     failed = []
     for key, low_file, high_file in tqdm(pairs, desc="eval", unit="image", disable=None):
         try:
-            if high_file is None:
+            if high_file is None and args.high is not None:
                 raise ValueError(f"no reference for it in {args.high}")
             low, _ = read_image(low_file)
-            high = _color(read_image(high_file)[0])
-            if _color(low).shape != high.shape:
+            low_rgb = _color(low)
+            high = _color(read_image(high_file)[0]) if high_file is not None else None
+            if high is not None and low_rgb.shape != high.shape:
                 raise ValueError(f"shape {low.shape} does not match the reference {high_file} ({high.shape})")
             row = {}
             for name in models:
@@ -215,29 +218,27 @@ def _eval_run(args) -> int:
                     low, model=name, iterations=args.iterations, exposure=args.exposure, device=args.device,
                     tile=args.tile, weights=weights.get(name))
                 out = _color(out)
-                row[name] = {"psnr": psnr_uint8(out, high), "ssim": ssim_uint8(out, high),
-                             "clipped": clipped_beyond_uint8(out, high),
-                             "color_shift": color_shift_uint8(out, high) if out.ndim == 3 else math.nan}
+                row[name] = {} if high is None else {
+                    "psnr": psnr_uint8(out, high), "ssim": ssim_uint8(out, high),
+                    "clipped": clipped_beyond_uint8(out, high),
+                    "color_shift": color_shift_uint8(out, high) if out.ndim == 3 else math.nan}
+                if out.ndim == 3:  # the real-photo checks need colour
+                    row[name]["photo"] = real_photo_scores(low_rgb, out)
             scores[key] = row
         except Exception as e:
             failed.append(key)
             _error(_reason(low_file, e))
 
-    means = {name: {metric: (sum(scores[k][name][metric] for k in scores) / len(scores)) if scores else math.nan
-                    for metric in METRICS} for name in models}
+    means = {name: _means([scores[k][name] for k in scores]) for name in models}
     _print_table(models, scores, means, args, PROTOCOL)
     if args.json:
-        def number(v):
-            return v if math.isfinite(v) else None  # JSON has no inf/nan (PSNR of identical images is inf)
-
         report = {
-            "protocol": PROTOCOL, "metrics_note": METRICS_NOTE,
+            "protocol": PROTOCOL, "metrics_note": METRICS_NOTE, "photo_note": REAL_PHOTO_NOTE,
             "settings": {"iterations": args.iterations, "exposure": args.exposure, "device": args.device,
                          "tile": args.tile, "weights": {k: str(v) for k, v in weights.items()}},
             "low": str(args.low), "high": str(args.high), "models": models,
-            "images": {k: {m: {s: number(v) for s, v in r.items()} for m, r in row.items()}
-                       for k, row in scores.items()},
-            "mean": {m: {s: number(v) for s, v in r.items()} for m, r in means.items()},
+            "images": {k: {m: _json_numbers(r) for m, r in row.items()} for k, row in scores.items()},
+            "mean": {m: _json_numbers(r) for m, r in means.items()},
             "failed": failed,
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -245,24 +246,50 @@ def _eval_run(args) -> int:
     return 1 if failed else 0
 
 
+def _means(rows: list[dict]) -> dict:
+    """Mean of each number over rows (nested dicts averaged key by key; nan where no row has it)."""
+    out = {}
+    for key in dict.fromkeys(k for r in rows for k in r):
+        vals = [r[key] for r in rows if key in r]
+        out[key] = _means(vals) if isinstance(vals[0], dict) else sum(vals) / len(vals)
+    return out
+
+
+def _json_numbers(row: dict) -> dict:
+    """JSON has no inf/nan (PSNR of identical images is inf): those become null."""
+    return {k: _json_numbers(v) if isinstance(v, dict) else (v if math.isfinite(v) else None) for k, v in row.items()}
+
+
 def _print_table(models, scores, means, args, protocol) -> None:
-    width = max([len("mean")] + [len(k) for k in scores]) + 2
-    col = max(30, max(len(m) for m in models) + 2)
+    from .metrics import REAL_PHOTO_NOTE
+
     print(f"Protocol: {protocol}; {METRICS_NOTE}")
     print(f"Settings: iterations={args.iterations} exposure={args.exposure} device={args.device} "
           f"({len(scores)} images scored)")
-    print(" " * width + "".join(m.rjust(col) for m in models))
-    print(" " * width + "".join("PSNR dB   SSIM  clip%   cast".rjust(col) for _ in models))
+    if args.high is not None:
+        width = max([len("mean")] + [len(k) for k in scores]) + 2
+        col = max(30, max(len(m) for m in models) + 2)
+        print(" " * width + "".join(m.rjust(col) for m in models))
+        print(" " * width + "".join("PSNR dB   SSIM  clip%   cast".rjust(col) for _ in models))
 
-    def line(label, row):
-        cells = "".join(f"{row[m]['psnr']:7.2f}  {row[m]['ssim']:.4f} {row[m]['clipped']:6.2f}  "
-                        f"{row[m]['color_shift']:.3f}".rjust(col) for m in models)
-        print(label.ljust(width) + cells)
+        def line(label, row):
+            cells = "".join(f"{row[m]['psnr']:7.2f}  {row[m]['ssim']:.4f} {row[m]['clipped']:6.2f}  "
+                            f"{row[m]['color_shift']:.3f}".rjust(col) for m in models)
+            print(label.ljust(width) + cells)
 
-    for key, row in scores.items():
-        line(key, row)
-    print("-" * (width + col * len(models)))
-    line("mean", means)
+        for key, row in scores.items():
+            line(key, row)
+        print("-" * (width + col * len(models)))
+        line("mean", means)
+    photo = [m for m in models if "photo" in means[m]]
+    if photo:
+        print(f"\nReal-photo checks against each input (means): {REAL_PHOTO_NOTE}")
+        col = max(len(m) for m in photo) + 2
+        print("".ljust(col) + "brightness   clip%  colour shift  saturation  noise %")
+        for m in photo:
+            q = means[m]["photo"]
+            print(m.ljust(col) + f"{q['brightness']:10.3f} {q['clipped']:7.2f} {q['color_shift']:13.3f} "
+                  f"{q['saturation']:11.3f} {q['noise']:8.2f}")
 
 
 # ---------------------------------------------------------------- lowlight models

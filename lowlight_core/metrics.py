@@ -176,3 +176,97 @@ def color_shift_uint8(a: np.ndarray, ref: np.ndarray) -> float:
         m = x.reshape(-1, 3).mean(0, dtype=np.float64)
         return m / max(m.mean(), 1e-6)
     return float(np.abs(chroma(a) - chroma(ref)).mean())
+
+
+# ---------------------------------------------------------------- no-reference checks of an enhanced photo
+# Compared with the photo's own input, on 16 x 16 block means (noise averaged out), over the blocks where the
+# input is not black (r + g + b of the block mean > 0.03). A pure gain keeps colour shift 0 and saturation
+# ratio 1; any tone curve lowers saturation somewhat.
+BLOCK = 16
+BLACK_BLOCK = 0.03
+REAL_PHOTO_NOTE = (
+    "brightness: mean of the output; clip%: pixels whose brightest channel is 255 in the output but not in the "
+    "input; colour shift: 95th percentile over 16x16 blocks of the L1 distance between input and output "
+    "chromaticity (r, g, b)/(r + g + b); saturation ratio: mean block saturation (1 - min/max) of the output "
+    "over the input's; noise: relative noise in flat regions (% of the local brightness, Immerkaer's "
+    "estimator on the luminance of the 25 % flattest 16x16 blocks)")
+
+
+def _blocks(image: np.ndarray, block: int = BLOCK) -> np.ndarray:
+    """(H, W, 3) uint8 -> (H // block, W // block, 3) float64 block means in [0, 1] (partial edge blocks dropped;
+    an image smaller than one block is one block)."""
+    x = image.astype(np.float64) / 255.0
+    b = min(block, x.shape[0], x.shape[1])
+    h, w = x.shape[0] // b, x.shape[1] // b
+    return x[:h * b, :w * b].reshape(h, b, w, b, 3).mean(axis=(1, 3))
+
+
+def _check_rgb_pair(inp, out, name: str) -> None:
+    _check_uint8_pair(inp, out, name)
+    if inp.ndim != 3 or inp.shape[2] != 3:
+        raise ValueError(f"{name}: needs RGB images (H, W, 3), got shape {inp.shape}")
+
+
+def color_shift_blocks(inp: np.ndarray, out: np.ndarray) -> float:
+    """95th percentile over non-black blocks of |chroma(out) - chroma(inp)|_1, chroma = rgb / (r + g + b).
+    uint8 (H, W, 3) input and output; nan if every block is black."""
+    _check_rgb_pair(inp, out, "color_shift_blocks")
+    a, b = _blocks(inp), _blocks(out)
+    keep = a.sum(-1) > BLACK_BLOCK
+    if not keep.any():
+        return math.nan
+    ca = a[keep] / a[keep].sum(-1, keepdims=True)
+    cb = b[keep] / np.maximum(b[keep].sum(-1, keepdims=True), 1e-9)
+    return float(np.percentile(np.abs(ca - cb).sum(-1), 95))
+
+
+def saturation_ratio(inp: np.ndarray, out: np.ndarray) -> float:
+    """Mean block saturation (1 - min/max of the block mean) of out over inp's, over the non-black blocks of
+    inp. Below 1: washed out; above: more saturated. nan if every block is black or the input is grey."""
+    _check_rgb_pair(inp, out, "saturation_ratio")
+    a, b = _blocks(inp), _blocks(out)
+    keep = a.sum(-1) > BLACK_BLOCK
+
+    def saturation(m):
+        return 1.0 - m.min(-1) / np.maximum(m.max(-1), 1e-9)
+    s_in = saturation(a[keep]).mean() if keep.any() else 0.0
+    return float(saturation(b[keep]).mean() / s_in) if s_in > 0 else math.nan
+
+
+def clipped_beyond_input(inp: np.ndarray, out: np.ndarray) -> float:
+    """% of pixels whose brightest channel is 255 in out but below 255 in inp (uint8 (H, W, 3) or (H, W))."""
+    _check_uint8_pair(inp, out, "clipped_beyond_input")
+    top = (lambda x: x.max(-1)) if inp.ndim == 3 else (lambda x: x)
+    return float(np.mean((top(out) == 255) & (top(inp) < 255)) * 100)
+
+
+def flat_noise(image: np.ndarray) -> float:
+    """Relative noise in flat regions, % of the local brightness. Per 16 x 16 block of the luminance: the noise
+    by Immerkaer's estimator (sqrt(pi/2) / 6 times the mean |response| of the Laplacian-difference kernel) over
+    the block's mean; median over the flat blocks: the 25 % (of those at brightness 0.02-0.98) whose 4 x 4 px
+    means vary least (that averaging removes most noise, so it ranks blocks by structure). nan if none."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3):
+        raise TypeError("flat_noise: needs a uint8 image (H, W) or (H, W, C)")
+    y = image.astype(np.float64).mean(-1) / 255.0 if image.ndim == 3 else image.astype(np.float64) / 255.0
+    b = BLOCK
+    h, w = (y.shape[0] - 2) // b, (y.shape[1] - 2) // b
+    if h < 1 or w < 1:
+        return math.nan
+    r = (y[:-2, :-2] - 2 * y[:-2, 1:-1] + y[:-2, 2:] - 2 * y[1:-1, :-2] + 4 * y[1:-1, 1:-1] - 2 * y[1:-1, 2:]
+         + y[2:, :-2] - 2 * y[2:, 1:-1] + y[2:, 2:])
+    sigma = np.sqrt(np.pi / 2) / 6 * np.abs(r[:h * b, :w * b]).reshape(h, b, w, b).mean(axis=(1, 3))
+    inner = y[1:1 + h * b, 1:1 + w * b].reshape(h, b // 4, 4, w, b // 4, 4).mean(axis=(2, 5))
+    level, structure = inner.mean(axis=(1, 3)), inner.std(axis=(1, 3))
+    keep = (level > 0.02) & (level < 0.98)
+    if not keep.any():
+        return math.nan
+    flat = np.argsort(structure[keep])[:max(1, keep.sum() // 4)]
+    return float(np.median(sigma[keep][flat] / level[keep][flat]) * 100)
+
+
+def real_photo_scores(inp: np.ndarray, out: np.ndarray) -> dict[str, float]:
+    """The no-reference numbers of one enhanced photo (uint8 RGB) against its input (REAL_PHOTO_NOTE)."""
+    _check_rgb_pair(inp, out, "real_photo_scores")
+    return {"brightness": float(out.mean() / 255.0), "clipped": clipped_beyond_input(inp, out),
+            "color_shift": color_shift_blocks(inp, out), "saturation": saturation_ratio(inp, out),
+            "noise": flat_noise(out)}

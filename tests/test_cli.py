@@ -217,3 +217,23 @@ def test_train_subcommand_reaches_the_trainer(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "python -m training" in out and "zero_dce_pp" in out
+
+
+def test_eval_without_references_scores_the_real_photo_checks(pairs, tmp_path, capsys):
+    from lowlight_core import enhance
+    from lowlight_core.metrics import real_photo_scores
+
+    low, _ = pairs
+    report = tmp_path / "r.json"
+    assert cli.main(["eval", "--low", str(low), "--model", "input", "--model", "gamma", "--json", str(report)]) == 0
+    printed = capsys.readouterr().out
+    assert "Real-photo checks" in printed and "PSNR" not in printed.split("Real-photo")[1]
+    data = json.loads(report.read_text())
+    for name in ("1", "2"):
+        a = read_image(low / f"{name}.png")[0]
+        assert data["images"][name]["input"]["photo"]["color_shift"] == pytest.approx(0.0)
+        assert data["images"][name]["input"]["photo"]["saturation"] == pytest.approx(1.0)
+        assert "psnr" not in data["images"][name]["gamma"]
+        g = data["images"][name]["gamma"]["photo"]
+        assert g["brightness"] > a.mean() / 255
+        assert g == pytest.approx(real_photo_scores(a, enhance(a, model="gamma")), nan_ok=True)

@@ -117,3 +117,61 @@ def test_bad_inputs():
         psnr(u, u)
     with pytest.raises(ValueError, match="win_size"):
         ssim(torch.zeros(1, 1, 9, 9), torch.zeros(1, 1, 9, 9), gaussian_weights=False, win_size=4)
+
+
+# ---------------------------------------------------------------- real-photo checks (no reference)
+
+def _photo(seed=0, shape=(96, 128)):
+    import skimage.data as skd
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(skd.astronaut()).resize(shape[::-1]), dtype=np.uint8)
+
+
+def test_a_pure_gain_keeps_colour_and_saturation():
+    from lowlight_core.metrics import color_shift_blocks, saturation_ratio
+
+    x = (_photo() * 0.25).astype(np.uint8)
+    y = np.clip(np.round(x.astype(np.float64) * 3), 0, 255).astype(np.uint8)
+    assert color_shift_blocks(x, y) < 0.01
+    assert saturation_ratio(x, y) == pytest.approx(1.0, abs=0.02)
+
+
+def test_colour_checks_see_washed_out_and_hue_shifted_outputs():
+    from lowlight_core.metrics import color_shift_blocks, saturation_ratio
+
+    x = _photo()
+    grey = x.mean(-1, keepdims=True)
+    washed = np.round(0.5 * x + 0.5 * grey).astype(np.uint8)
+    assert 0.4 < saturation_ratio(x, washed) < 0.7  # halfway to grey: min/max moves less than halfway
+    assert color_shift_blocks(x, x[:, :, [1, 2, 0]]) > 0.2
+    assert color_shift_blocks(x, washed) > color_shift_blocks(x, x)
+
+
+def test_black_blocks_are_not_scored():
+    from lowlight_core.metrics import color_shift_blocks, saturation_ratio
+
+    x = np.zeros((32, 32, 3), np.uint8)
+    y = np.full((32, 32, 3), (200, 0, 0), np.uint8)
+    assert np.isnan(color_shift_blocks(x, y)) and np.isnan(saturation_ratio(x, y))
+
+
+def test_clipped_beyond_input_counts_new_white_pixels_only():
+    from lowlight_core.metrics import clipped_beyond_input
+
+    x = np.full((10, 10, 3), 100, np.uint8)
+    x[0] = 255  # already clipped: not counted
+    y = x.copy()
+    y[0:3, :, 1] = 255
+    assert clipped_beyond_input(x, y) == pytest.approx(20.0)
+
+
+def test_flat_noise_measures_added_noise_relative_to_brightness():
+    from lowlight_core.metrics import flat_noise
+
+    rng = np.random.default_rng(0)
+    clean = np.full((256, 256, 3), 128.0)
+    for sigma in (2.0, 6.0):
+        noisy = np.clip(np.round(clean + rng.normal(0, sigma, (256, 256, 1))), 0, 255).astype(np.uint8)
+        assert flat_noise(noisy) == pytest.approx(100 * sigma / 128, rel=0.15)
+    assert flat_noise(clean.astype(np.uint8)) == pytest.approx(0.0, abs=1e-9)

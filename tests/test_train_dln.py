@@ -17,20 +17,20 @@ from training.image_tasks import pair_scores
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = 64
-VAL_FRACTION = "0.3"  # with these names: SICE scene blocks 48 and 96 and lol 1.png, 2.png are held out
+VAL_FRACTION = "0.3"  # with these names: SICE scenes s0016 and s0045 and lol 1.png, 2.png are held out
 
 
 @pytest.fixture(scope="module")
 def paired_dir(make_data_dir):
     """Well-exposed SICE photos on both sides of the split (astronaut, chelsea, rocket, coffee = 0..3)."""
-    return make_data_dir({"sice_part1": {0: (0, 1.0), 16: (1, 1.0), 32: (2, 0.3), 48: (3, 1.0), 96: (1, 1.0)},
+    return make_data_dir({"sice_part1": {0: (0, 1.0), 16: (1, 1.0), 32: (2, 0.3), 45: (3, 1.0), 96: (1, 1.0)},
                           "lol_train_low": {1: (2, 0.15), 2: (0, 0.1), 3: (3, 0.12)}}, SIZE)
 
 
 def test_fixture_has_held_out_normals(paired_dir):
     train, val = data_mod.split(data_mod.list_images(paired_dir), float(VAL_FRACTION))
-    assert {p.name for p in data_mod.sice_normals(val)} == {"48.png", "96.png"}
-    assert {p.name for p in data_mod.sice_normals(train)} == {"0.png", "16.png"}
+    assert {p.name for p in data_mod.sice_normals(val)} == {"16.png", "45.png"}
+    assert {p.name for p in data_mod.sice_normals(train)} == {"0.png", "96.png"}
 
 
 def _image(seed=0, h=40, w=48):
@@ -85,8 +85,8 @@ def test_validation_pairs_are_fixed_per_file_and_written_for_lowlight_eval(paire
     r = subprocess.run([sys.executable, "-m", "training.degrade", "--data", str(paired_dir), "--out", str(out),
                         "--val-fraction", VAL_FRACTION], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in (out / "low").iterdir()) == ["48.png", "96.png"]
-    low = np.asarray(Image.open(out / "low" / "48.png"))
+    assert sorted(p.name for p in (out / "low").iterdir()) == ["16.png", "45.png"]
+    low = np.asarray(Image.open(out / "low" / "16.png"))
     assert np.array_equal(low, (first[0][0, 0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
 
 
@@ -110,14 +110,14 @@ def test_tiny_dln_run_beats_its_input_and_writes_a_card(paired_dir, tmp_path):
     weights = out / "w" / "dln.pt"
     args = ["dln", "--data", str(paired_dir), "--out", str(out), "--weights", str(weights), "--batch", "4",
             "--crop", "32", "--steps", "40", "--val-every", "20", "--width", "8", "--workers", "0",
-            "--val-fraction", VAL_FRACTION]
+            "--val-fraction", VAL_FRACTION, "--pairs", "synthetic"]
     r = subprocess.run([sys.executable, "-m", "training", *args], cwd=ROOT, capture_output=True, text=True,
                        timeout=600, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
     assert r.returncode == 0, r.stdout + r.stderr
     for name in ("checkpoint.pt", "train.csv", "val.csv", "losses.png", "grid.png", "eval.json"):
         assert (out / name).is_file(), name
     ev = json.loads((out / "eval.json").read_text())
-    assert ev["synthetic"]["images"] == 2 and ev["real"]["images"] == 2
+    assert ev["synthetic"]["images"] == 2 and ev["real_photos"]["counts"]["lol"] == 2
     assert ev["synthetic"]["psnr"] > ev["synthetic_input"]["psnr"] + 3  # 40 steps already lift the dark input
     card = weights.with_suffix(".md").read_text()
     assert "| **dln** |" in card and "python -m training dln" in card and weights.with_suffix(".png").is_file()
@@ -171,7 +171,7 @@ def test_circle_run_checkpoints_the_twin_and_exports_only_the_model(paired_dir, 
     out, weights = tmp_path / "run", tmp_path / "dln.pt"
     args = ["dln", "--circle", "0.5", "--data", str(paired_dir), "--out", str(out), "--weights", str(weights),
             "--batch", "2", "--crop", "32", "--steps", "4", "--val-every", "4", "--width", "8", "--workers", "0",
-            "--val-fraction", VAL_FRACTION, "--no-eval"]
+            "--val-fraction", VAL_FRACTION, "--pairs", "synthetic", "--no-eval"]
     r = subprocess.run([sys.executable, "-m", "training", *args], cwd=ROOT, capture_output=True, text=True,
                        timeout=300, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
     assert r.returncode == 0, r.stdout + r.stderr
@@ -192,9 +192,10 @@ def test_recipe_degradation_option_reaches_training_but_not_validation(paired_di
     from training.__main__ import _image_setup
     from training.recipes import get_recipe
 
-    recipe = get_recipe("dln", "cpu", val_images=1)
+    recipe = get_recipe("dln", "cpu", val_images=1, pairs="synthetic")
     recipe = dataclasses.replace(recipe, options={**recipe.options, "degradation": {"beta": (0.2, 0.3)}})
     train, val = data_mod.split(data_mod.list_images(paired_dir), float(VAL_FRACTION))
-    _, _, batches, val_pairs, summary = _image_setup(SimpleNamespace(vgg_weights=None), recipe, train, val, None)
+    _, _, batches, val_pairs, summary = _image_setup(
+        SimpleNamespace(vgg_weights=None, data=paired_dir, val_fraction=float(VAL_FRACTION)), recipe, train, val, None)
     assert batches.degradation.beta == (0.2, 0.3) and "'beta': (0.2, 0.3)" in summary
     assert torch.equal(val_pairs[0], degrade.validation_pairs(data_mod.sice_normals(val)[:1], 256)[0])

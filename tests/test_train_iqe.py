@@ -17,8 +17,8 @@ from training.recipes import IMAGE_RECIPES, ImageRecipe, get_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = 64  # px, long side of the test photos
-# SICE splits by blocks of 16 file numbers: at 0.3 the block 48..63 is held out, 1..47 trains;
-# lol_train_low/1.png and 2.png are held out.
+# SICE splits by scene (each photo's two exposures are one scene): at 0.3 the scene s0017 is held out, s0001 and
+# s0049 train; lol_train_low/1.png and 2.png are held out.
 VAL_FRACTION = 0.3
 
 
@@ -68,8 +68,8 @@ def fake_batch(crop=32, batch=2):
 
 def test_layout_has_paired_normals_in_train_and_held_out(image_dir):
     train, val = data_mod.split(data_mod.list_images(image_dir), VAL_FRACTION)
-    assert sorted(p.name for p in data_mod.sice_normals(train)) == ["18.png", "2.png"]
-    assert [p.name for p in data_mod.sice_normals(val)] == ["50.png"]
+    assert sorted(p.name for p in data_mod.sice_normals(train)) == ["2.png", "50.png"]
+    assert [p.name for p in data_mod.sice_normals(val)] == ["18.png"]
     assert any(p.parent.name == "lol_train_low" for p in val)
 
 

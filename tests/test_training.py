@@ -62,8 +62,11 @@ def test_split_is_stable_and_keeps_sice_scenes_together(image_dir):
     train, val = data_mod.split(paths, float(VAL_FRACTION))
     assert [p.name for p in val] == ["1.png", "2.png"] and all(p.parent.name == "lol_train_low" for p in val)
     assert data_mod.split(paths, float(VAL_FRACTION)) == (train, val)
-    # consecutive SICE numbers (exposures of one scene) share a split key; LOL files do not
-    assert data_mod.split_key(Path("sice_part1/33.jpg")) == data_mod.split_key(Path("sice_part1/47.jpg"))
+    # the exposures of one SICE scene (training/sice_scenes.csv: 2..8 is one scene, 9 starts the next) share a
+    # split key; LOL files do not
+    sice = data_mod.default_data_dir() / "sice_part1"
+    assert data_mod.split_key(sice / "2.jpg") == data_mod.split_key(sice / "8.jpg")
+    assert data_mod.split_key(sice / "8.jpg") != data_mod.split_key(sice / "9.jpg")
     assert data_mod.split_key(Path("lol_train_low/33.png")) != data_mod.split_key(Path("lol_train_low/34.png"))
 
 

@@ -23,6 +23,7 @@ import torch
 
 from . import data as data_mod
 from . import evaluate as eval_mod
+from . import real_eval, sice_scenes
 from .trainer import Trainer, TrainerConfig, resolve_device, seed_everything
 
 WEIGHTS_DIR = data_mod.PROJECT_ROOT / "lowlight_core" / "weights"
@@ -51,12 +52,16 @@ def parse_args(argv):
                                                     "without it those losses are off (the log says so)")
     p.add_argument("--circle", type=float, nargs="?", const=1.0, metavar="WEIGHT",
                    help="dln: circle training with a darkening twin, circle losses weighted WEIGHT (default 1)")
+    p.add_argument("--pairs", choices=["real", "synthetic"], help="paired models: real SICE pairs or synthetic ones")
+    p.add_argument("--real-share", type=float, help="paired models: share of each batch that is real pairs; the "
+                                                    "rest synthetic (default: the config's)")
     p.add_argument("--lr", type=float, help="learning rate (default: the config's)")
     p.add_argument("--seed", type=int)
     p.add_argument("--val-every", type=int)
     p.add_argument("--ckpt-every", type=int)
     p.add_argument("--val-images", type=int, help="validation images scored during training")
-    p.add_argument("--val-fraction", type=float, default=0.05, help="held-out share of the images (default 0.05)")
+    p.add_argument("--val-fraction", type=float, default=data_mod.VALIDATION_FRACTION,
+                   help="held-out share of the SICE scenes and of the other images (default %(default)s)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
     p.add_argument("--workers", type=int, default=1, help="image-decoding processes (0: in the main process)")
     p.add_argument("--no-eval", action="store_true", help="skip the full evaluation and the model card")
@@ -109,6 +114,7 @@ def _image_setup(args, recipe, train, val, cache):
     from lowlight_core.models import registry
 
     from . import degrade
+    from .image_tasks import log
 
     model = registry.get_model_info(recipe.model).build(**recipe.model_config)
     module, cls = IMAGE_TASKS[recipe.task].split(":")
@@ -122,18 +128,46 @@ def _image_setup(args, recipe, train, val, cache):
         batches = data_mod.UnpairedBatches(lows, normals, recipe.batch, recipe.crop, recipe.seed, recipe.resize_long)
         data_summary = f"unpaired: {len(lows)} low-light vs {len(normals)} well-exposed photos"
     else:
-        degradation = degrade.Degradation(**recipe.options.get("degradation", {}))  # validation keeps the default
-        batches = degrade.PairBatches(normals, recipe.batch, recipe.crop, recipe.seed, recipe.resize_long, degradation)
-        data_summary = f"synthetic pairs (training.degrade) from {len(normals)} well-exposed photos"
-    val_normals = data_mod.sice_normals(val, cache)
-    if not val_normals:
-        raise SystemExit("no held-out well-exposed sice_part1 images for the synthetic validation pairs")
-    val_pairs = degrade.validation_pairs(val_normals, recipe.val_resize_long, recipe.val_images)
+        batches, data_summary = _paired_batches(args, recipe, normals)
+    held_out = sice_scenes.real_pairs(args.data, "validation", args.val_fraction)
+    if held_out:
+        val_pairs = sice_scenes.validation_pairs(data_mod.spread(held_out, recipe.val_images), recipe.val_resize_long)
+    else:  # a data folder without dark + well-exposed frames of one held-out scene
+        log("no held-out real pairs (no validation scene with a dark and a well-exposed frame): validating on "
+            "synthetic pairs instead")
+        val_pairs = degrade.validation_pairs(data_mod.sice_normals(val, cache), recipe.val_resize_long,
+                                             recipe.val_images)
     summary = (f"{data_summary}, {recipe.crop} px crops of images resized to {recipe.resize_long} px, "
                f"model config {model.config}, options {recipe.options}, Adam lr {recipe.lr} betas {recipe.betas}"
                + (f" cosine-decayed to {recipe.lr_final}" if recipe.lr_final else "")
                + f", grad-norm clip {recipe.grad_clip}, seed {recipe.seed}")
     return model, task, batches, val_pairs, summary
+
+
+def _paired_batches(args, recipe, normals):
+    """(training batches, summary) of a paired recipe: real SICE pairs, synthetic pairs, or a mix."""
+    from . import degrade
+
+    degradation = degrade.Degradation(**recipe.options.get("degradation", {}))
+    if recipe.pairs == "synthetic":
+        return (degrade.PairBatches(normals, recipe.batch, recipe.crop, recipe.seed, recipe.resize_long, degradation),
+                f"synthetic pairs (training.degrade) from {len(normals)} well-exposed photos")
+    if recipe.pairs != "real":
+        raise SystemExit(f"recipe {recipe.model}: pairs must be 'real' or 'synthetic', not {recipe.pairs!r}")
+    pairs = sice_scenes.real_pairs(args.data, "train", args.val_fraction)
+    if not pairs:
+        raise SystemExit("no real training pairs: no training scene in sice_part1 holds a dark frame and a "
+                         "well-exposed one (see training/sice_scenes.py); use --pairs synthetic")
+    n_real = max(1, round(recipe.batch * recipe.real_share))
+    real = sice_scenes.RealPairBatches(pairs, n_real, recipe.crop, recipe.seed, recipe.resize_long)
+    summary = (f"real pairs: {len(pairs)} dark SICE frames and their scene's well-exposed frame "
+               f"({len({p[1] for p in pairs})} training scenes, training.sice_scenes)")
+    if n_real == recipe.batch:
+        return real, summary
+    synthetic = degrade.PairBatches(normals, recipe.batch - n_real, recipe.crop, recipe.seed + 7, recipe.resize_long,
+                                    degradation)
+    return (sice_scenes.MixedBatches(real, synthetic),
+            f"{summary}, plus {recipe.batch - n_real} synthetic pairs per batch of {recipe.batch}")
 
 
 def main(argv=None) -> int:
@@ -145,7 +179,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     recipe = get_recipe(args.recipe, args.config, steps=args.steps, batch=args.batch, crop=args.crop,
                         lr=args.lr, seed=args.seed, val_every=args.val_every, ckpt_every=args.ckpt_every,
-                        val_images=args.val_images)
+                        val_images=args.val_images, pairs=args.pairs, real_share=args.real_share)
     curve = isinstance(recipe, CurveRecipe)
     if args.iterations or args.estimate_size is not None:
         if not curve or (args.estimate_size is not None and "estimate_size" not in recipe.model_config):
@@ -200,6 +234,7 @@ def main(argv=None) -> int:
                 "data": data_desc, "steps": trainer.step, "batch": recipe.batch, "crop": recipe.crop,
                 "wall_time_min": trainer.elapsed / 60, "run_time_min": (time.time() - t0) / 60,
                 "device": device_description(device), "val_images": len(val_images),
+                "val_resize_long": getattr(recipe, "val_resize_long", None),
                 "final_validation": final_val, "commit": git_commit(), "backend": _ops_backend(),
             },
         }
@@ -213,11 +248,11 @@ def main(argv=None) -> int:
         print(f"weights: {weights} ({weights.stat().st_size / 1024:.0f} KiB)", file=sys.stderr)
     if args.no_eval:
         return 0
-    (_evaluate_curve_model if curve else _evaluate_image_model)(recipe, weights, val, out, device, cache)
+    (_evaluate_curve_model if curve else _evaluate_image_model)(recipe, weights, val, out, device, cache, args)
     return 0
 
 
-def _evaluate_curve_model(recipe, weights, val, out, device, cache) -> None:
+def _evaluate_curve_model(recipe, weights, val, out, device, cache, args) -> None:
     from lowlight_core.models import registry
 
     from .recipes import pick_validation
@@ -225,6 +260,7 @@ def _evaluate_curve_model(recipe, weights, val, out, device, cache) -> None:
     saved = torch.load(weights, map_location="cpu", weights_only=True)
     model = registry.load_model(recipe.model, device=str(device), weights=weights)
     ev = eval_mod.evaluate(model, val, device=device)
+    ev["real_photos"] = real_eval.evaluate(real_eval.model_enhancer(recipe.model, weights), args.data, args.val_fraction)
     out.mkdir(parents=True, exist_ok=True)
     eval_mod.write_json(out / "eval.json", ev)
     fig = weights.with_suffix(".png")
@@ -234,7 +270,7 @@ def _evaluate_curve_model(recipe, weights, val, out, device, cache) -> None:
     print(f"card: {weights.with_suffix('.md')}; mean |brightness - E| {ev['mean_abs_err']:.3f}", file=sys.stderr)
 
 
-def _evaluate_image_model(recipe, weights, val, out, device, cache) -> None:
+def _evaluate_image_model(recipe, weights, val, out, device, cache, args) -> None:
     """Scores on all synthetic validation pairs and the held-out real LOL images; the model card."""
     from lowlight_core.models import registry
 
@@ -243,16 +279,16 @@ def _evaluate_image_model(recipe, weights, val, out, device, cache) -> None:
     saved = torch.load(weights, map_location="cpu", weights_only=True)
     model = registry.load_model(recipe.model, device=str(device), weights=weights)
     normals = data_mod.sice_normals(val, cache)
-    real_lows = [p for p in val if p.parent.name == "lol_train_low"]
-    ev = image_eval.evaluate(model, normals, real_lows, device=device)
+    ev = image_eval.evaluate(model, normals, device=device)
+    ev["real_photos"] = real_eval.evaluate(real_eval.model_enhancer(recipe.model, weights), args.data, args.val_fraction)
     out.mkdir(parents=True, exist_ok=True)
     eval_mod.write_json(out / "eval.json", ev)
     fig = weights.with_suffix(".png")
-    image_eval.card_figure(model, real_lows[:4], normals[:2], fig, device=device)
+    image_eval.card_figure(model, real_eval.sheet_photos(args.data, args.val_fraction)[::2], fig, device=device)
     card = image_eval.model_card(recipe.model, saved.get("meta", {}), ev, weights, fig.name)
     weights.with_suffix(".md").write_text(card)
-    print(f"card: {weights.with_suffix('.md')}; synthetic PSNR {ev['synthetic']['psnr']:.2f} dB, "
-          f"SSIM {ev['synthetic']['ssim']:.3f}", file=sys.stderr)
+    print(f"card: {weights.with_suffix('.md')}; real pairs {ev['real_photos']['pairs']['psnr']:.2f} dB, "
+          f"SSIM {ev['real_photos']['pairs']['ssim']:.3f}", file=sys.stderr)
 
 
 def _ops_backend() -> str:

@@ -6,6 +6,7 @@ without saving any data-loader state.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -19,10 +20,10 @@ from PIL import Image
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FOLDERS = ("sice_part1", "lol_train_low")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
-# SICE numbers the exposures of one scene consecutively (e.g. 2..8 is one scene from dark to bright), so the
-# split hashes blocks of consecutive numbers: a scene then rarely has exposures on both sides of the split.
-SCENE_BLOCK = {"sice_part1": 16}
 WELL_EXPOSED = (0.35, 0.65)
+# Held-out share: of the SICE scenes (training/sice_scenes.csv; all exposures of a scene on one side) and of the
+# other folders' files.
+VALIDATION_FRACTION = 0.1
 
 
 def default_data_dir() -> Path:
@@ -44,22 +45,35 @@ def list_images(data_dir: str | os.PathLike | None = None, folders=DEFAULT_FOLDE
     return sorted(paths, key=lambda p: (p.parent.name, p.name))
 
 
+@functools.cache
+def _sice_scenes(data_dir: Path) -> dict[str, str]:
+    from .sice_scenes import scene_of
+
+    return scene_of(data_dir)
+
+
 def split_key(path: Path) -> str:
-    """What the validation split hashes: the folder and file name, or the scene block for SICE."""
-    folder, stem = path.parent.name, path.stem
-    block = SCENE_BLOCK.get(folder)
-    if block and stem.isdigit():
-        return f"{folder}/scene-block-{int(stem) // block}"
+    """What the validation split hashes: the folder and file name, or for SICE the file's scene (see
+    training.sice_scenes: all exposures of a scene land on one side)."""
+    folder = path.parent.name
+    if folder == "sice_part1":
+        scene = _sice_scenes(path.parent.parent.resolve()).get(path.name)
+        if scene:
+            return f"{folder}/{scene}"
     return f"{folder}/{path.name}"
 
 
-def is_validation(path: Path, fraction: float = 0.05) -> bool:
-    """Stable across machines and Python runs (sha1, not hash())."""
-    h = int.from_bytes(hashlib.sha1(split_key(path).encode()).digest()[:8], "big")
+def in_validation_share(key: str, fraction: float = VALIDATION_FRACTION) -> bool:
+    """Whether a split key falls into the held-out share; stable across machines and runs (sha1, not hash())."""
+    h = int.from_bytes(hashlib.sha1(key.encode()).digest()[:8], "big")
     return h / 2.0**64 < fraction
 
 
-def split(paths, fraction: float = 0.05) -> tuple[list[Path], list[Path]]:
+def is_validation(path: Path, fraction: float = VALIDATION_FRACTION) -> bool:
+    return in_validation_share(split_key(path), fraction)
+
+
+def split(paths, fraction: float = VALIDATION_FRACTION) -> tuple[list[Path], list[Path]]:
     """(train, validation) lists; the same files land in validation on every run."""
     train = [p for p in paths if not is_validation(p, fraction)]
     val = [p for p in paths if is_validation(p, fraction)]
@@ -119,6 +133,14 @@ def sice_normals(paths, cache_file=None) -> list[Path]:
     return well_exposed([p for p in paths if p.parent.name == "sice_part1"], cache_file=cache_file)
 
 
+def spread(items, k: int | None) -> list:
+    """k items evenly spread over the sequence, first and last included (all of them if k is None or larger)."""
+    items = list(items)
+    if not k or len(items) <= k:
+        return items
+    return [items[round(i * (len(items) - 1) / max(k - 1, 1))] for i in range(k)]
+
+
 def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
     """A generator owned by one training step (stream separates data randomness from the recipe's own)."""
     g = torch.Generator()
@@ -149,17 +171,22 @@ class CropBatches(torch.utils.data.Dataset):
         return torch.stack([self._sample(self.paths[i], g) for i in idx])
 
     def _sample(self, path: Path, g: torch.Generator) -> torch.Tensor:
-        img = load_rgb(path, self.resize_long)
+        return self.crop_and_flip(load_rgb(path, self.resize_long), g)
+
+    def crop_and_flip(self, img: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """(..., H, W) -> (..., crop, crop): one random window and flips, the same for every leading index
+        (so the two frames of a real pair stay aligned)."""
         c = self.crop
         h, w = img.shape[-2:]
         if h < c or w < c:  # upscale so the crop fits (keeps the aspect ratio)
             s = c / min(h, w)
             size = (max(c, round(h * s)), max(c, round(w * s)))
-            img = F.interpolate(img[None], size=size, mode="bilinear", align_corners=False)[0]
+            flat = img.reshape(1, -1, h, w)
+            img = F.interpolate(flat, size=size, mode="bilinear", align_corners=False).reshape(*img.shape[:-2], *size)
             h, w = size
         top = int(torch.randint(h - c + 1, (1,), generator=g))
         left = int(torch.randint(w - c + 1, (1,), generator=g))
-        img = img[:, top:top + c, left:left + c]
+        img = img[..., top:top + c, left:left + c]
         if self.flips:
             if torch.rand((), generator=g) < 0.5:
                 img = img.flip(-1)

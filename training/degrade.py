@@ -124,7 +124,7 @@ def validation_pairs(paths, resize_long: int | None = None, limit: int | None = 
     return out
 
 
-def validation_normals(data_dir=None, fraction: float = 0.05, cache_file=None) -> list[Path]:
+def validation_normals(data_dir=None, fraction: float = data_mod.VALIDATION_FRACTION, cache_file=None) -> list[Path]:
     """The held-out, well-exposed SICE images the synthetic validation split is made from."""
     _, val = data_mod.split(data_mod.list_images(data_dir, ("sice_part1",)), fraction)
     return data_mod.sice_normals(val, cache_file)
@@ -147,7 +147,7 @@ def main(argv=None) -> int:
                                             "images and their fixed degradations) as PNG files.")
     p.add_argument("--out", type=Path, required=True, help="folder; gets low/ and high/")
     p.add_argument("--data", type=Path, help="folder holding sice_part1 (default ../shared/data)")
-    p.add_argument("--val-fraction", type=float, default=0.05)
+    p.add_argument("--val-fraction", type=float, default=data_mod.VALIDATION_FRACTION)
     p.add_argument("--resize-long", type=int, help="shrink so the long side is at most this (default: as is)")
     args = p.parse_args(argv)
     paths = validation_normals(args.data, args.val_fraction)

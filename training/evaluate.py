@@ -151,8 +151,8 @@ def model_card(name: str, meta: dict, ev: dict, weights_file: Path, figure: str 
     lines = card_header(name, meta, weights_file) + [
         "",
         "## Validation (held-out images, never trained on)",
-        f"{ev['images']} images (split: sha1 of folder + file name, SICE by blocks of 16 consecutive numbers = "
-        f"scenes), {ev['groups']['under']} under-exposed (mean < 0.35), {ev['groups']['well']} well exposed, "
+        f"{ev['images']} images (split: sha1 of the SICE scene (training/sice_scenes.csv) or of the file name), "
+        f"{ev['groups']['under']} under-exposed (mean < 0.35), {ev['groups']['well']} well exposed, "
         f"{ev['groups']['over']} over-exposed (> 0.65); full resolution, inference path `model.enhance`, "
         f"8 iterations.",
         "",
@@ -194,6 +194,10 @@ def model_card(name: str, meta: dict, ev: dict, weights_file: Path, figure: str 
         its = ev["iterations_at_E06_under"]
         lines += ["", "Iterations (E = 0.6, alpha estimated once, curve re-applied; under-exposed images): mean "
                   "brightness " + ", ".join(f"n={n}: {fmt(v)}" for n, v in its.items()) + "."]
+    if ev.get("real_photos"):
+        from .real_eval import card_section
+
+        lines += card_section(ev["real_photos"])
     if figure:
         lines += ["", f"![before/after at E = 0.4, 0.5, 0.6, 0.7]({figure})",
                   "", "Rows: held-out images from dark to bright; columns: input, then E = 0.4, 0.5, 0.6, 0.7."]

@@ -6,8 +6,7 @@ resolution, output clamped to [0, 1] and saved as uint8):
   under the project's protocol (lowlight_core.metrics.PROTOCOL), the output values clipped at 255 where the
   target is not (blown highlights) and the colour shift (lowlight_core.metrics). The input itself is scored
   too, as the floor to beat.
-- real: the held-out LOL low-light photos (no references): output brightness, % clipped at 255 and gray-world
-  deviation, next to the input's.
+The real photos and real pairs (training.real_eval) are scored by the caller and added to the card.
 """
 from __future__ import annotations
 
@@ -30,8 +29,8 @@ def _mean(v) -> float:
 
 
 @torch.no_grad()
-def evaluate(model, normals, real_lows, device="cpu") -> dict:
-    """{"synthetic": mean scores of the model and of the input, "real": brightness / clipping / colour}."""
+def evaluate(model, normals, device="cpu") -> dict:
+    """{"synthetic": mean scores of the model, "synthetic_input": those of the unenhanced input}."""
     model.eval()
     rows, inputs, seconds = [], [], []
     for pair in degrade.validation_pairs(normals):
@@ -41,45 +40,37 @@ def evaluate(model, normals, real_lows, device="cpu") -> dict:
         seconds.append(time.perf_counter() - t0)
         rows.append(pair_scores(y, normal))
         inputs.append(pair_scores(low, normal))
-    real = {"bright": [], "clip": [], "gw": [], "in_bright": [], "in_clip": [], "in_gw": []}
-    for p in real_lows:
-        x = data_mod.load_rgb(p)[None].to(device)
-        y = model.enhance(x)
-        for k, t in (("", y), ("in_", x)):
-            real[k + "bright"].append(float(t.mean()))
-            real[k + "clip"].append(clipped_percent(t))
-            real[k + "gw"].append(gray_world_deviation(t))
     keys = ("psnr", "ssim", "clipped", "color_shift")
     return {
         "protocol": PROTOCOL,
         "synthetic": {"images": len(rows), **{k: _mean([r[k] for r in rows]) for k in keys},
                       "seconds_per_image": _mean(seconds)},
         "synthetic_input": {k: _mean([r[k] for r in inputs]) for k in keys},
-        "real": {"images": len(real_lows), **{k: _mean(v) for k, v in real.items()}},
     }
 
 
 @torch.no_grad()
-def card_figure(model, real_lows, normals, out_png, device="cpu", max_bytes: int = CARD_FIGURE_BYTES) -> None:
-    """Rows: held-out real LOL photos (input, enhanced), then synthetic pairs (low, enhanced, target)."""
+def card_figure(model, real_lows, out_png, device="cpu", max_bytes: int = CARD_FIGURE_BYTES) -> None:
+    """Held-out real dark photos: input, enhanced."""
     model.eval()
     rows = []
     for p in real_lows:
         x = data_mod.load_rgb(p)[None].to(device)
         rows.append([x, model.enhance(x)])
-    for pair in degrade.validation_pairs(normals):
-        low, normal = (t.to(device) for t in pair)
-        rows.append([low, model.enhance(low), normal])
-    plots.image_grid(rows, ["input", "enhanced", "target (synthetic rows)"], out_png, tile=240, max_bytes=max_bytes)
+    plots.image_grid(rows, ["input", "enhanced"], out_png, tile=240, max_bytes=max_bytes)
 
 
 def model_card(name: str, meta: dict, ev: dict, weights_file, figure: str | None) -> str:
     t = meta.get("training", {})
-    s, si, r = ev["synthetic"], ev["synthetic_input"], ev["real"]
+    s, si = ev["synthetic"], ev["synthetic_input"]
     lines = card_header(name, meta, weights_file)
     val = t.get("final_validation", {})
+    if ev.get("real_photos"):
+        from .real_eval import card_section
+
+        lines += card_section(ev["real_photos"])
     lines += [
-        "", "## Validation (held out, never trained on)",
+        "", "## Synthetic pairs (held out, never trained on)",
         f"### Synthetic pairs ({s['images']} held-out well-exposed SICE images, degraded once with fixed seeds "
         "by `training.degrade`)",
         "| | PSNR (dB) | SSIM | clipped at 255 where the target is not (% of values) | colour shift |",
@@ -94,19 +85,10 @@ def model_card(name: str, meta: dict, ev: dict, weights_file, figure: str | None
         "512 x 512 image on this CPU.",
     ]
     if val:
-        lines += ["", f"At the end of training (first {t.get('val_images', '?')} pairs at 256 px): "
+        lines += ["", f"At the end of training (first {t.get('val_images', '?')} held-out real pairs at "
+                  f"{t.get('val_resize_long') or 'full'} px): "
                   + ", ".join(f"{k.removeprefix('val_')} {v:.4g}" for k, v in val.items())]
-    lines += [
-        "", f"### Real low-light photos ({r['images']} held-out LOL training images, no references)",
-        "| | mean brightness | clipped at 255 (%) | gray-world deviation |", "|---|---|---|---|",
-        f"| input | {fmt(r['in_bright'])} | {fmt(r['in_clip'], 2)} | {fmt(r['in_gw'])} |",
-        f"| {name} | {fmt(r['bright'])} | {fmt(r['clip'], 2)} | {fmt(r['gw'])} |",
-        "", "Gray-world deviation: std of the three channel means over their mean (0 = grey on average).",
-        "Real LOL pairs and night photos outside ../shared/data were not available: the synthetic numbers are "
-        "not comparable with published LOL results.",
-    ]
     if figure:
-        lines += ["", f"![held-out real and synthetic examples]({figure})", "",
-                  "Rows: held-out real LOL photos (input, enhanced), then synthetic pairs (low, enhanced, target)."]
+        lines += ["", f"![held-out real dark photos]({figure})", "", "Held-out real dark photos: input, enhanced."]
     lines += ["", "## Licence", LICENCE, ""]
     return "\n".join(lines)

@@ -1,9 +1,10 @@
 """Trainer tasks of the image-to-image models (DLN, IQE DCGAN, EnlightenGAN): what they share, and DLN.
 
 Every training batch is a (2, B, 3, crop, crop) tensor: [low, normal]. For the paired recipes the two are a
-synthetic pair (training.degrade), for EnlightenGAN two unrelated crops (low-light and well-exposed photos).
-Every task validates on the same fixed synthetic pairs (training.degrade.validation_pairs), so the numbers of
-all image models compare directly: PSNR / SSIM of the uint8 output against the normal image, the share of
+real pair (a dark SICE frame and its scene's well-exposed frame, training.sice_scenes), optionally mixed with
+synthetic ones (training.degrade); for EnlightenGAN two unrelated crops (low-light and well-exposed photos).
+Every task validates on the same held-out real pairs (training.sice_scenes, validation scenes), so the numbers
+of all image models compare directly: PSNR / SSIM of the uint8 output against the normal image, the share of
 output values clipped at 255 where the target is not, and the colour shift (lowlight_core.metrics).
 """
 from __future__ import annotations
@@ -34,7 +35,7 @@ class ImageTask:
     Subclasses set self.modules and implement make_optimizers and train_step (see trainer.TrainTask).
     """
 
-    grid_labels = ("low (synthetic, held out)", "enhanced", "normal (target)")
+    grid_labels = ("low (real, held out)", "enhanced", "normal (target)")
 
     def __init__(self, model: torch.nn.Module, recipe, vgg_weights=None):
         self.model, self.recipe, self.vgg_weights = model, recipe, vgg_weights
@@ -61,7 +62,7 @@ class ImageTask:
         return int(state["step"]) if state else 0
 
     def validate(self, pairs) -> dict[str, float]:
-        """Mean scores over the synthetic validation pairs ((2, 1, 3, H, W) tensors [low, normal])."""
+        """Mean scores over the held-out validation pairs ((2, 1, 3, H, W) tensors [low, normal])."""
         sums: dict[str, float] = {}
         for pair in pairs:
             low, normal = pair
@@ -78,7 +79,7 @@ class ImageTask:
 
 
 class DLNTask(ImageTask):
-    """DLN, supervised on synthetic pairs: 1 - SSIM(y, normal) + tv_weight * TV_iso(y) (lowlight_core.losses).
+    """DLN, supervised on real (or synthetic) pairs: 1 - SSIM(y, normal) + tv_weight * TV_iso(y) (lowlight_core.losses).
 
     With options["circle_weight"] > 0 (`--circle`), circle training (DLN paper, seed 003): a darkening twin D
     (same architecture) learns normal -> low beside the brightening model B, and each network also learns from

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ._common import check_rgb, exposure_plane, fit_long_side, init_normal_
-from .zero_dce import CurveEstimator, symmetric_forward
+from .zero_dce import CurveEstimator, check_curve_space, symmetric_forward
 
 WIDTH = 32
 
@@ -39,13 +39,14 @@ class ZeroDCEPP(CurveEstimator):
 
     # 8 px: what the shipped weights were trained at (training/recipes.py says why: the net then sees the
     # whole scene and alpha follows its brightness)
-    def __init__(self, e_conditioned: bool = True, estimate_size: int | None = 8):
+    def __init__(self, e_conditioned: bool = True, estimate_size: int | None = 8, curve_on: str = "rgb"):
         super().__init__()
         if estimate_size is not None and (isinstance(estimate_size, bool) or int(estimate_size) != estimate_size
                                           or estimate_size < 1):
             raise ValueError(f"estimate_size must be a positive int or None, got {estimate_size!r}")
         self.config = {"e_conditioned": bool(e_conditioned),
-                       "estimate_size": None if estimate_size is None else int(estimate_size)}
+                       "estimate_size": None if estimate_size is None else int(estimate_size),
+                       "curve_on": check_curve_space(curve_on)}
         cin = 4 if e_conditioned else 3
         self.convs = nn.ModuleList([
             SeparableConv(cin, WIDTH), SeparableConv(WIDTH, WIDTH), SeparableConv(WIDTH, WIDTH),

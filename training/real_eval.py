@@ -1,0 +1,212 @@
+"""The real-photo evaluation used by every model card, docs/real-eval.md and docs/real-photos.png.
+
+Held out (never trained on; the scene split of training.sice_scenes / training.data):
+- real pairs: every aligned dark frame of the validation SICE scenes and its scene's well-exposed target:
+  PSNR / SSIM under the project's protocol (lowlight_core.metrics.PROTOCOL);
+- real dark photos without reference: the same dark SICE frames and the held-out `lol_train_low` photos:
+  brightness, clipped %, colour shift, saturation ratio and flat-region noise against the photo's own input
+  (lowlight_core.metrics.real_photo_scores, REAL_PHOTO_NOTE).
+Every number comes from the inference path users get (`lowlight_core.enhance` on the uint8 photo, E = 0.6,
+8 iterations for the curve models), so `lowlight eval` on the folders written by `--write` gives the same.
+
+    python -m training.real_eval --write runs/real_val      # low/, high/ (pairs) and dark/ (LOL) as PNG
+    python -m training.real_eval --models all --table docs/real-eval.md --sheet docs/real-photos.png
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from lowlight_core.metrics import (PROTOCOL, REAL_PHOTO_NOTE, clipped_beyond_uint8, psnr_uint8, real_photo_scores,
+                                   ssim_uint8)
+
+from . import data as data_mod
+from . import sice_scenes
+
+PAIR_KEYS = ("psnr", "ssim", "clipped_ref")
+PHOTO_KEYS = ("brightness", "clipped", "color_shift", "saturation", "noise")
+SHEET_PHOTOS = 8
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def held_out(data_dir=None, fraction: float = data_mod.VALIDATION_FRACTION) -> tuple[list, list[Path]]:
+    """(real pairs [(dark, target)], held-out LOL low-light photos)."""
+    pairs = sice_scenes.real_pairs(data_dir, "validation", fraction)
+    lol = data_mod.list_images(data_dir, ("lol_train_low",))
+    return pairs, [p for p in lol if data_mod.is_validation(p, fraction)]
+
+
+def _mean(rows: list[dict], key: str) -> float:
+    v = [r[key] for r in rows if math.isfinite(r[key])]
+    return float(np.mean(v)) if v else math.nan
+
+
+def evaluate(enhance_fn, data_dir=None, fraction: float = data_mod.VALIDATION_FRACTION) -> dict:
+    """Scores of enhance_fn (uint8 (H, W, 3) -> uint8 (H, W, 3)) on the held-out real pairs and photos.
+
+    {"pairs": {...means}, "photos": {...means over the SICE dark frames and LOL photos}, "sice", "lol"
+    (the photo means of each source), "input" (the same numbers for the unenhanced input), counts, seconds}."""
+    pairs, lol = held_out(data_dir, fraction)
+    pair_rows, in_rows, sice_rows, lol_rows, lol_in = [], [], [], [], []
+    t0 = time.perf_counter()
+    for dark, target in pairs:
+        x, ref = read_rgb(dark), read_rgb(target)
+        y = enhance_fn(x)
+        pair_rows.append({"psnr": psnr_uint8(y, ref), "ssim": ssim_uint8(y, ref),
+                          "clipped_ref": clipped_beyond_uint8(y, ref)})
+        in_rows.append({"psnr": psnr_uint8(x, ref), "ssim": ssim_uint8(x, ref), "clipped_ref": 0.0,
+                        **real_photo_scores(x, x)})
+        sice_rows.append(real_photo_scores(x, y))
+    for path in lol:
+        x = read_rgb(path)
+        lol_rows.append(real_photo_scores(x, enhance_fn(x)))
+        lol_in.append(real_photo_scores(x, x))
+    photos = sice_rows + lol_rows
+    return {
+        "pairs": {k: _mean(pair_rows, k) for k in PAIR_KEYS},
+        "photos": {k: _mean(photos, k) for k in PHOTO_KEYS},
+        "sice": {k: _mean(sice_rows, k) for k in PHOTO_KEYS},
+        "lol": {k: _mean(lol_rows, k) for k in PHOTO_KEYS},
+        "input": {**{k: _mean(in_rows, k) for k in PAIR_KEYS},
+                  **{k: _mean(in_rows + lol_in, k) for k in PHOTO_KEYS}},
+        "worst_photo": {"color_shift": max((r["color_shift"] for r in photos), default=math.nan),
+                        "clipped": max((r["clipped"] for r in photos), default=math.nan)},
+        "counts": {"pairs": len(pairs), "scenes": len({t for _, t in pairs}), "sice_dark": len(sice_rows),
+                   "lol": len(lol_rows)},
+        "seconds": time.perf_counter() - t0,
+        "protocol": PROTOCOL, "note": REAL_PHOTO_NOTE,
+    }
+
+
+def model_enhancer(name: str, weights=None, exposure: float = 0.6, iterations: int = 8):
+    from lowlight_core import enhance
+
+    return lambda x: enhance(x, model=name, exposure=exposure, iterations=iterations, device="cpu", weights=weights)
+
+
+def fmt(v, nd=3) -> str:
+    return "–" if v is None or not math.isfinite(v) else f"{v:.{nd}f}"
+
+
+def table_rows(results: dict[str, dict]) -> list[str]:
+    """Markdown table: one row per model (and the input), real pairs then real photos."""
+    lines = ["| model | PSNR (dB) | SSIM | brightness | clipped beyond input (%) | colour shift | saturation ratio "
+             "| flat noise (%) |", "|---|---|---|---|---|---|---|---|"]
+    first = next(iter(results.values()))
+    i = first["input"]
+    lines.append(f"| input | {fmt(i['psnr'], 2)} | {fmt(i['ssim'])} | {fmt(i['brightness'])} | – | 0 | 1 | "
+                 f"{fmt(i['noise'], 2)} |")
+    for name, r in results.items():
+        p, q = r["pairs"], r["photos"]
+        lines.append(f"| {name} | {fmt(p['psnr'], 2)} | {fmt(p['ssim'])} | {fmt(q['brightness'])} | "
+                     f"{fmt(q['clipped'], 2)} | {fmt(q['color_shift'])} | {fmt(q['saturation'])} | "
+                     f"{fmt(q['noise'], 2)} |")
+    return lines
+
+
+def card_section(r: dict) -> list[str]:
+    """The model card's real-photo section (every model card has it)."""
+    c, p, i = r["counts"], r["pairs"], r["input"]
+    rows = [
+        "", f"## Real photos (held out: {c['scenes']} SICE scenes, {c['pairs']} dark frames with their scene's "
+        f"well-exposed frame; {c['lol']} LOL low-light photos)",
+        "| | PSNR (dB) | SSIM | brightness | clipped beyond input (%) | colour shift | saturation ratio "
+        "| flat noise (%) |", "|---|---|---|---|---|---|---|---|",
+        f"| input | {fmt(i['psnr'], 2)} | {fmt(i['ssim'])} | {fmt(i['brightness'])} | – | 0 | 1 | {fmt(i['noise'], 2)} |",
+    ]
+    for label, q in (("all dark photos", r["photos"]), ("SICE dark frames", r["sice"]), ("LOL photos", r["lol"])):
+        pp = p if label == "all dark photos" else {"psnr": math.nan, "ssim": math.nan}
+        rows.append(f"| {label} | {fmt(pp['psnr'], 2)} | {fmt(pp['ssim'])} | {fmt(q['brightness'])} | "
+                    f"{fmt(q['clipped'], 2)} | {fmt(q['color_shift'])} | {fmt(q['saturation'])} | {fmt(q['noise'], 2)} |")
+    rows += ["", f"PSNR/SSIM on the real pairs: {r['protocol']}. Photos: {r['note']}. Worst single photo: colour "
+             f"shift {fmt(r['worst_photo']['color_shift'])}, clipped {fmt(r['worst_photo']['clipped'], 2)} %. "
+             "Inference as shipped (`lowlight_core.enhance`, E = 0.6, 8 iterations where they apply)."]
+    return rows
+
+
+def sheet_photos(data_dir=None, fraction: float = data_mod.VALIDATION_FRACTION, k: int = SHEET_PHOTOS) -> list[Path]:
+    """k held-out dark photos for docs/real-photos.png: half SICE dark frames (one per scene, spread over the
+    scenes), half LOL photos."""
+    pairs, lol = held_out(data_dir, fraction)
+    firsts = list({t: d for d, t in reversed(pairs)}.values())  # the darkest frame of each scene comes first
+    return data_mod.spread(firsts, k // 2) + data_mod.spread(lol, k - k // 2)
+
+
+def real_photo_sheet(models: list[tuple[str, object]], out_png: Path, data_dir=None, tile: int = 200) -> None:
+    """docs/real-photos.png: each held-out dark photo (rows) enhanced by every model (columns)."""
+    import torch
+
+    from . import plots
+
+    def tensor(a):
+        return torch.from_numpy(a).permute(2, 0, 1).float().div(255)[None]
+
+    rows = []
+    for path in sheet_photos(data_dir):
+        x = read_rgb(path)
+        rows.append([tensor(x)] + [tensor(fn(x)) for _, fn in models])
+    plots.image_grid(rows, ["input"] + [n for n, _ in models], out_png, tile=tile, max_bytes=3_000_000)
+
+
+def write_sets(out_dir: Path, data_dir=None) -> dict[str, int]:
+    """low/ + high/ (the real pairs, named <scene>_<file>) and dark/ (held-out LOL photos) as PNG files."""
+    pairs, lol = held_out(data_dir)
+    for sub in ("low", "high", "dark"):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    for dark, target in pairs:
+        stem = f"{target.stem}_{dark.stem}"
+        Image.fromarray(read_rgb(dark)).save(out_dir / "low" / f"{stem}.png")
+        Image.fromarray(read_rgb(target)).save(out_dir / "high" / f"{stem}.png")
+    for p in lol:
+        Image.fromarray(read_rgb(p)).save(out_dir / "dark" / f"{p.stem}.png")
+    return {"pairs": len(pairs), "dark": len(lol)}
+
+
+def main(argv=None) -> int:
+    from lowlight_core.models.registry import has_weights, list_models
+
+    p = argparse.ArgumentParser(prog="python -m training.real_eval", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, help="folder holding sice_part1 and lol_train_low (default ../shared/data)")
+    p.add_argument("--models", nargs="+", default=[], help="model names, or 'all' (every model with weights)")
+    p.add_argument("--weights", action="append", default=[], metavar="NAME=PATH", help="weights instead of shipped")
+    p.add_argument("--json", type=Path, help="write all scores here")
+    p.add_argument("--table", type=Path, help="write the markdown table here")
+    p.add_argument("--sheet", type=Path, help="write the side-by-side sheet (PNG) here")
+    p.add_argument("--write", type=Path, help="write the held-out sets as PNG folders here and stop")
+    args = p.parse_args(argv)
+    if args.write:
+        print(write_sets(args.write, args.data))
+        return 0
+    weights = dict(w.split("=", 1) for w in args.weights)
+    names = [m.name for m in list_models() if has_weights(m.name)] if args.models == ["all"] else args.models
+    fns = [(n, model_enhancer(n, weights.get(n))) for n in names]
+    results = {}
+    for name, fn in fns:
+        results[name] = evaluate(fn, args.data)
+        r = results[name]
+        print(f"{name}: {r['pairs']['psnr']:.2f} dB / SSIM {r['pairs']['ssim']:.3f}; photos: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in r["photos"].items()) + f" ({r['seconds']:.0f} s)",
+              file=sys.stderr)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1, default=float))
+    if args.table and results:
+        args.table.write_text("\n".join(table_rows(results)) + "\n")
+    if args.sheet:
+        real_photo_sheet(fns, args.sheet, args.data)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
