@@ -55,6 +55,8 @@ def parse_args(argv):
     p.add_argument("--pairs", choices=["real", "synthetic"], help="paired models: real SICE pairs or synthetic ones")
     p.add_argument("--real-share", type=float, help="paired models: share of each batch that is real pairs; the "
                                                     "rest synthetic (default: the config's)")
+    p.add_argument("--init", type=Path, metavar="WEIGHTS", help="start from these weights (same architecture; "
+                                                               "fine-tuning) instead of a random initialization")
     p.add_argument("--lr", type=float, help="learning rate (default: the config's)")
     p.add_argument("--seed", type=int)
     p.add_argument("--val-every", type=int)
@@ -198,6 +200,8 @@ def main(argv=None) -> int:
         if recipe.task != "dln" or args.circle <= 0:
             raise SystemExit(f"--circle takes a positive weight and applies to the dln recipe, not {args.recipe}")
         recipe = replace(recipe, options={**recipe.options, "circle_weight": args.circle})
+    if args.init is not None and not args.init.is_file():
+        raise SystemExit(f"--init {args.init}: file not found")
     if args.vgg_weights is not None and not args.vgg_weights.is_file():
         raise SystemExit(f"--vgg-weights {args.vgg_weights}: file not found")
     out = args.out or data_mod.PROJECT_ROOT / "runs" / f"{args.recipe}-{args.config}"
@@ -215,6 +219,9 @@ def main(argv=None) -> int:
         seed_everything(recipe.seed)  # the initial weights too are a function of the seed
         setup = _curve_setup if curve else _image_setup
         model, task, batches, val_images, summary = setup(args, recipe, train, val, cache)
+        if args.init:
+            model.load_state_dict(registry.load_model(recipe.model, weights=args.init).state_dict())
+            summary += f"; initialized from {args.init.name}"
         cfg = TrainerConfig(steps=recipe.steps, seed=recipe.seed, val_every=recipe.val_every,
                             ckpt_every=recipe.ckpt_every, grad_clip=recipe.grad_clip, device=str(device),
                             lr_final_factor=recipe.lr_final / recipe.lr if recipe.lr_final else None,

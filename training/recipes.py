@@ -70,9 +70,9 @@ CURVE_RECIPES: dict[str, dict[str, CurveRecipe]] = {
     "zero_dce": {
         # 96 px crops of the 256 px images (the official training scale): ~0.6 s/step on 2 cores.
         "cpu": CurveRecipe("zero_dce", ZERO_DCE_WEIGHTS, steps=3000, batch=8, crop=96, resize_long=256,
-                           lr=5e-3, lr_final=1e-4, val_resize_long=256),
+                           model_config={"curve_on": "value"}, lr=5e-3, lr_final=1e-4, val_resize_long=256),
         "gpu": CurveRecipe("zero_dce", ZERO_DCE_WEIGHTS, steps=27000, batch=8, crop=256, resize_long=256,
-                           lr=1e-3, lr_final=1e-5, val_every=1000, ckpt_every=1000, val_images=64,
+                           model_config={"curve_on": "value"}, lr=1e-3, lr_final=1e-5, val_every=1000, ckpt_every=1000, val_images=64,
                            val_resize_long=256),
     },
     "zero_dce_pp": {
