@@ -3,6 +3,8 @@
     lowlight enhance INPUT... -o OUTDIR [--model NAME] [--iterations N] [--exposure E] [--device D] [--tile T]
     lowlight eval --low DIR --high DIR [--model NAME ...] [--json FILE]
     lowlight models
+    lowlight train RECIPE ...          (python -m training: writes only under its run folder)
+    lowlight export RUN                (the one step that replaces shipped weights; keeps a backup)
 
 Each subcommand is an entry of SUBCOMMANDS (name -> help, argument builder, runner); `train` is added there.
 Exit codes: 0 all done, 1 some file failed (the others were still processed), 2 bad arguments or setup.
@@ -304,6 +306,21 @@ def _train_run(args: argparse.Namespace) -> int:
     return train_main(args.train_args or ["--help"]) or 0
 
 
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, metavar="RUN", help="training run folder (its weights/<model>.pt, .md, .png) "
+                                                         "or a weights file with its card beside it")
+
+
+def _export_run(args: argparse.Namespace) -> int:
+    from training.export import export_run
+
+    try:
+        export_run(args.run_dir)
+    except (ValueError, FileNotFoundError) as e:
+        raise SetupError(str(e)) from None
+    return 0
+
+
 # ---------------------------------------------------------------- dispatch
 
 @dataclass(frozen=True)
@@ -319,6 +336,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "models": Subcommand("list the models, their parameters, controls and weights", _models_arguments, _models_run),
     "train": Subcommand("train a model: lowlight train RECIPE [--config cpu|gpu] ... (python -m training)",
                         _train_arguments, _train_run),
+    "export": Subcommand("replace the shipped weights, card and figure of a model with a training run's "
+                         "(the old files are kept in lowlight_core/weights/backup/)", _export_arguments, _export_run),
 }
 
 
