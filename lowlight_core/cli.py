@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -75,6 +77,27 @@ def _enhance_arguments(p: argparse.ArgumentParser) -> None:
                    help="refuse larger images, a guard against decompression bombs (default 200)")
 
 
+def _check_enhance_arguments(args) -> None:
+    """Arguments that argparse cannot check: exit 2 before any file is read."""
+    mp = args.max_megapixels
+    if not (math.isfinite(mp) and mp > 0):
+        raise SetupError(f"--max-megapixels must be a positive number, got {mp}")
+    if any(c in args.suffix for c in ("/", "\\", "\0", os.sep)) or args.suffix in (".", ".."):
+        raise SetupError(f"--suffix {args.suffix!r}: must not contain a path separator (it goes into file names)")
+
+
+def _prepare_output(outdir: Path) -> None:
+    """The output folder exists (created now) and takes files, else SetupError."""
+    if outdir.exists() and not outdir.is_dir():
+        raise SetupError(f"-o {outdir}: exists and is not a folder")
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=outdir):  # the one sure test of writability (ACLs, read-only mounts)
+            pass
+    except OSError as e:
+        raise SetupError(f"-o {outdir}: cannot write there ({e.strerror or e})") from None
+
+
 def _plan(inputs: list[str], outdir: Path, suffix: str):
     """[(source, destination)] and a list of problems; folders map to outdir by relative path."""
     jobs, problems = [], []
@@ -82,8 +105,11 @@ def _plan(inputs: list[str], outdir: Path, suffix: str):
     for name in inputs:
         root = Path(name)
         if root.is_dir():
+            # Earlier outputs are skipped only when the output folder lies inside this input folder; an
+            # output folder at or above it (-o . for raw/) must not hide the inputs.
+            nested = root.resolve() in outdir_resolved.parents
             found = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in EXTENSIONS
-                           and outdir_resolved not in f.resolve().parents)  # not our own earlier outputs
+                           and not (nested and outdir_resolved in f.resolve().parents))
             if not found:
                 problems.append(f"{root}: no images found ({', '.join(sorted(EXTENSIONS))})")
             jobs += [(f, outdir / f.relative_to(root)) for f in found]
@@ -102,8 +128,10 @@ def _enhance_run(args) -> int:
     from .io import read_image, write_image
 
     weights = {args.model: args.weights} if args.weights else {}
+    _check_enhance_arguments(args)
     device = _check_setup(args, [args.model], weights)
     jobs, problems = _plan(args.inputs, args.output, args.suffix)
+    _prepare_output(args.output)
     for p in problems:
         _error(p)
     sources = {src.resolve() for src, _ in jobs}
@@ -189,6 +217,8 @@ def _eval_run(args) -> int:
     from .metrics import PROTOCOL, clipped_beyond_uint8, color_shift_uint8, psnr_uint8, ssim_uint8
     from .models.registry import has_weights, list_models
 
+    if args.json is not None and args.json.is_dir():
+        raise SetupError(f"--json {args.json}: is a folder, expected a file name")
     weights = {}
     for item in args.weights:
         name, sep, path = item.partition("=")

@@ -28,6 +28,7 @@ import os
 import struct
 import sys
 import threading
+import uuid
 import warnings
 import zlib
 from contextlib import contextmanager
@@ -529,7 +530,8 @@ def write_image(path, array: np.ndarray, info: dict | None = None) -> Path:
     elif fmt == "TIFF":
         array = array.astype(np.float32, copy=False) if array.dtype.kind == "f" else array
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # a short temp name: the final name may be as long as the file system allows, the temp one must fit too
+    tmp = path.with_name(f".lowlight-{uuid.uuid4().hex[:16]}.tmp")  # (mkstemp would make it mode 0600)
     try:
         if fmt == "TIFF":
             _write_tiff(tmp, array, icc, dpi)
