@@ -93,3 +93,68 @@ def test_export_refuses_runs_without_card_or_with_garbage(shipped, tmp_path, cap
     assert cli.main(["export", str(tmp_path / "run")]) == 2
     assert "no .md, .png beside it" in capsys.readouterr().err
     assert contents(shipped) == before
+
+
+# ---------------------------------------------------------------- checkpoints and logs
+
+def steps_logged(path):
+    with open(path, newline="") as f:
+        return [int(r["step"]) for r in csv.DictReader(f)]
+
+
+def test_flipped_bytes_inside_a_tensor_are_detected(tmp_path):
+    """Item 9: the zip container has no checksum over tensor data; the content hash catches the flip."""
+    path = tmp_path / "checkpoint.pt"
+    w = torch.arange(4096, dtype=torch.float32)
+    save_checkpoint(path, {"version": 1, "step": 3, "w": w})
+    assert torch.equal(load_checkpoint(path)["w"], w) and "sha256" not in load_checkpoint(path)
+    blob = bytearray(path.read_bytes())
+    at = blob.find(w[1000:1016].numpy().tobytes())
+    assert at > 0
+    blob[at + 5] ^= 0x10
+    path.write_bytes(bytes(blob))
+    assert not torch.equal(torch.load(path, weights_only=True)["w"], w)  # torch itself reads it happily
+    with pytest.raises(CheckpointError, match="does not match its SHA-256"):
+        load_checkpoint(path)
+
+
+def test_resume_refuses_another_recipe_or_settings_naming_the_difference(data_dir, tmp_path):
+    out = tmp_path / "run"
+    train_main.main(args(data_dir, out, "--no-eval"))
+    other = args(data_dir, out, "--no-eval", "--resume", steps=3)
+    other[0] = "zero_dce"
+    with pytest.raises(SystemExit, match="recipe: checkpoint 'zero_dce_pp', now 'zero_dce'"):
+        train_main.main(other)
+    with pytest.raises(SystemExit, match=r"settings.lr: checkpoint 0.005, now 0.02"):
+        train_main.main(args(data_dir, out, "--no-eval", "--resume", "--lr", "0.02", steps=3))
+    # more steps with the same settings is a legitimate continuation
+    assert train_main.main(args(data_dir, out, "--no-eval", "--resume", steps=3)) == 0
+    assert steps_logged(out / "train.csv") == [1, 2, 3]
+
+
+def test_resume_without_checkpoint_is_an_error_and_a_fresh_run_drops_stale_rows(data_dir, tmp_path):
+    """Item 6: --resume with no checkpoint started at step 0 and appended to the old CSVs."""
+    out = tmp_path / "run"
+    train_main.main(args(data_dir, out, "--no-eval"))
+    (out / "checkpoint.pt").unlink()  # as if killed before its first checkpoint
+    with pytest.raises(SystemExit, match="--resume: there is no checkpoint .*drop --resume"):
+        train_main.main(args(data_dir, out, "--no-eval", "--resume"))
+    assert train_main.main(args(data_dir, out, "--no-eval", steps=3)) == 0
+    assert steps_logged(out / "train.csv") == [1, 2, 3]
+
+
+def test_torn_csv_row_and_stale_temp_files_survive_a_resume(data_dir, tmp_path):
+    """Item 9: a kill in the middle of a CSV write crashed --resume; temp files of a killed save stayed."""
+    out = tmp_path / "run"
+    train_main.main(args(data_dir, out, "--no-eval"))
+    with open(out / "train.csv", "a") as f:
+        f.write("3,0.41,0.2")  # torn: no newline, too few cells
+    with open(out / "val.csv", "a") as f:
+        f.write("x")
+    stale = out / ".checkpoint.pt.tmp-999999999"  # above any pid_max: that process is gone
+    stale.write_bytes(b"PK half a checkpoint")
+    assert train_main.main(args(data_dir, out, "--no-eval", "--resume", steps=4)) == 0
+    assert steps_logged(out / "train.csv") == [1, 2, 3, 4]
+    assert steps_logged(out / "val.csv") == [2, 4]
+    assert not stale.exists()
+    assert load_checkpoint(out / "checkpoint.pt")["run_info"]["settings"]["model"] == "zero_dce_pp"

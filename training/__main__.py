@@ -18,14 +18,14 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
 from . import data as data_mod
 from . import evaluate as eval_mod
-from .trainer import Trainer, TrainerConfig, resolve_device, seed_everything
+from .trainer import CheckpointError, Trainer, TrainerConfig, resolve_device, seed_everything
 
 WEIGHTS_DIR = data_mod.PROJECT_ROOT / "lowlight_core" / "weights"
 
@@ -194,8 +194,15 @@ def main(argv=None) -> int:
                             ckpt_every=recipe.ckpt_every, grad_clip=recipe.grad_clip, device=str(device),
                             lr_final_factor=recipe.lr_final / recipe.lr if recipe.lr_final else None,
                             workers=args.workers)
-        trainer = Trainer(task, batches, val_images, cfg, out, run_info={"recipe": args.recipe, "config": args.config})
-        final_val = trainer.run(resume=args.resume)
+        # What a resumed run must share with the checkpoint (not steps or logging intervals: extending is fine)
+        settings = {k: v for k, v in asdict(recipe).items() if k not in ("steps", "val_every", "ckpt_every",
+                                                                         "val_images")}
+        trainer = Trainer(task, batches, val_images, cfg, out,
+                          run_info={"recipe": args.recipe, "config": args.config, "settings": settings})
+        try:
+            final_val = trainer.run(resume=args.resume)
+        except CheckpointError as e:
+            raise SystemExit(f"error: {e}") from None
         model = model.to("cpu")
         data_desc = (f"{len(train)} training / {len(val)} held-out images from "
                      + ", ".join(f"{f} ({sum(p.parent.name == f for p in paths)})" for f in data_mod.DEFAULT_FOLDERS))
