@@ -255,8 +255,12 @@ def _eval_run(args) -> int:
             failed.append(key)
             _error(_reason(low_file, e))
 
-    means = {name: {metric: (sum(scores[k][name][metric] for k in scores) / len(scores)) if scores else math.nan
-                    for metric in METRICS} for name in models}
+    def mean(values):  # over the images that have the number: a gray image has no colour cast (NaN)
+        values = [v for v in values if not math.isnan(v)]
+        return sum(values) / len(values) if values else math.nan
+
+    means = {name: {metric: mean([scores[k][name][metric] for k in scores]) for metric in METRICS}
+             for name in models}
     _print_table(models, scores, means, args, PROTOCOL)
     if args.json:
         def number(v):
