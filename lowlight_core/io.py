@@ -267,35 +267,40 @@ def _read_tiff(path: Path, max_pixels, page: int | None):
     import tifffile
 
     try:
-        tif = tifffile.TiffFile(path)
-    except Exception as e:  # tifffile raises its own TiffFileError, ValueError, struct.error ...
-        raise _bad(path, f"corrupt TIFF file ({e})") from None
-    with tif:
-        pages = [p for p in tif.pages if not p.is_reduced]  # reduced: a thumbnail of another page
-        if page is None and len(pages) > 1:
-            raise _bad(path, f"TIFF with {len(pages)} pages (images); this reads one image: pick it with "
-                             f"read_image(path, page=K), K = 0..{len(pages) - 1}")
-        if not pages or not 0 <= (page or 0) < len(pages):
-            raise _bad(path, f"TIFF has no page {page or 0} (it has {len(pages)})")
-        page = pages[page or 0]
-        _check_size(path, page.imagewidth, page.imagelength, max_pixels,
-                    page.samplesperpixel * max(page.dtype.itemsize if page.dtype else 1, 1))
-        if page.axes not in ("YX", "YXS", "SYX"):
-            raise _bad(path, f"unsupported TIFF layout (axes {page.axes}; expected a 2-D gray or colour image)")
-        photometric = int(page.photometric)
-        if photometric not in (1, 2):  # MINISBLACK, RGB
-            raise _bad(path, f"unsupported TIFF photometric interpretation {page.photometric.name}")
-        try:
-            array = page.asarray(buffersize=_BAND_BYTES)  # reads the file in bands too
-        except Exception as e:
-            raise _bad(path, f"corrupt or truncated TIFF file, or an unsupported compression ({e})") from None
-        orientation = int(page.tags.valueof(274, 1) or 1)
-        icc = page.tags.valueof(34675)
-        resolution = page.tags.valueof(282), page.tags.valueof(283)
+        with tifffile.TiffFile(path) as tif:
+            return _tiff_page(path, tif, max_pixels, page)
+    except Exception as e:  # tifffile raises TiffFileError, ValueError, struct.error, KeyError, ... on bad files
+        if isinstance(e, ValueError) and str(e).startswith(str(path)):
+            raise  # ours, already naming the problem
+        raise _bad(path, f"corrupt TIFF file ({type(e).__name__}: {e})") from None
+
+
+def _tiff_page(path: Path, tif, max_pixels, page: int | None):
+    pages = [p for p in tif.pages if not p.is_reduced]  # reduced: a thumbnail of another page
+    if page is None and len(pages) > 1:
+        raise _bad(path, f"TIFF with {len(pages)} pages (images); this reads one image: pick it with "
+                         f"read_image(path, page=K), K = 0..{len(pages) - 1}")
+    if not pages or not 0 <= (page or 0) < len(pages):
+        raise _bad(path, f"TIFF has no page {page or 0} (it has {len(pages)})")
+    page = pages[page or 0]
+    height, width, samples = page.imagelength, page.imagewidth, page.samplesperpixel
+    _check_size(path, width, height, max_pixels, samples * max(page.dtype.itemsize if page.dtype else 1, 1))
+    if page.axes not in ("YX", "YXS", "SYX"):
+        raise _bad(path, f"unsupported TIFF layout (axes {page.axes}; expected a 2-D gray or colour image)")
+    if int(page.photometric) not in (1, 2):  # MINISBLACK, RGB
+        raise _bad(path, f"unsupported TIFF photometric interpretation {int(page.photometric)}")
+    try:
+        array = page.asarray(buffersize=_BAND_BYTES)  # reads the file in bands too
+    except Exception as e:
+        raise _bad(path, f"corrupt or truncated TIFF file, or an unsupported compression ({e})") from None
+    orientation = page.tags.valueof(274, 1)
+    icc = page.tags.valueof(34675)
+    resolution = page.tags.valueof(282), page.tags.valueof(283)
     if page.axes == "SYX":
         array = np.moveaxis(array, 0, -1)
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
+    if array.size != height * width * samples:
+        raise _bad(path, f"corrupt TIFF file ({array.shape} samples decoded for a {width}x{height}x{samples} image)")
+    array = array.reshape((height, width) if samples == 1 else (height, width, samples))  # tifffile squeezes 1s
     if array.ndim == 3 and array.shape[2] > 4:
         raise _bad(path, f"{array.shape[2]} samples per pixel are not supported (at most 4)")
     if array.dtype == bool:
@@ -307,7 +312,8 @@ def _read_tiff(path: Path, max_pixels, page: int | None):
     dpi = None
     if all(isinstance(r, tuple) and len(r) == 2 and r[1] for r in resolution):
         dpi = tuple(r[0] / r[1] for r in resolution)
-    info = {"icc_profile": bytes(icc) if icc else None, "exif": None, "orientation": orientation, "dpi": dpi}
+    info = {"icc_profile": bytes(icc) if isinstance(icc, (bytes, bytearray)) and icc else None, "exif": None,
+            "orientation": orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1, "dpi": dpi}
     return array, info
 
 
