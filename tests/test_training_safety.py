@@ -158,3 +158,13 @@ def test_torn_csv_row_and_stale_temp_files_survive_a_resume(data_dir, tmp_path):
     assert steps_logged(out / "val.csv") == [2, 4]
     assert not stale.exists()
     assert load_checkpoint(out / "checkpoint.pt")["run_info"]["settings"]["model"] == "zero_dce_pp"
+
+
+def test_checkpoint_from_before_the_settings_record_still_resumes(data_dir, tmp_path):
+    out = tmp_path / "run"
+    train_main.main(args(data_dir, out, "--no-eval"))
+    state = load_checkpoint(out / "checkpoint.pt")
+    del state["run_info"]["settings"]  # as written before checkpoints recorded the recipe's settings
+    save_checkpoint(out / "checkpoint.pt", state)
+    assert train_main.main(args(data_dir, out, "--no-eval", "--resume", steps=3)) == 0
+    assert steps_logged(out / "train.csv") == [1, 2, 3]

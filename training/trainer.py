@@ -327,7 +327,8 @@ class Trainer:
     def load(self, path=None) -> None:
         path = path or self.ckpt_path
         state = load_checkpoint(path, map_location=self.device)
-        changed = _differences(_plain(state.get("run_info", {})), _plain(self.run_info))
+        stored = _plain(state.get("run_info", {}))  # what it recorded (older checkpoints: recipe and config only)
+        changed = _differences(stored, {k: v for k, v in _plain(self.run_info).items() if k in stored})
         if changed:
             raise CheckpointError(f"checkpoint {path} was made with other settings ({'; '.join(changed)}); "
                                   f"resume with the same ones, or start a new run with another --out")
