@@ -4,9 +4,9 @@ Flow: a control change restarts a short timer (coalescing a burst of slider even
 preview worker enhances the plane on screen. Changes made while a worker runs leave one request pending,
 started when the worker finishes; every request carries a generation number and a result whose generation
 is no longer the latest is dropped, so the output always matches the controls. The result goes to one
-layer "<input> enhanced" that the widget made (marked in its metadata), updated in place. Apply enhances every plane of a stack in a generator worker
-that reports progress. All work lives in _compute (no Qt there); errors arrive as Failure values and are
-shown as napari notifications.
+layer "<input> enhanced" that the widget made (marked in its metadata), updated in place. Apply enhances
+every plane of a stack in a generator worker that reports progress. All work lives in _compute (no Qt
+there); errors arrive as Failure values and are shown as napari notifications.
 """
 from __future__ import annotations
 

@@ -39,7 +39,8 @@ def unfilter_reference(raw: np.ndarray, bpp: int) -> np.ndarray:
             b = out[r - 1, i] if r else 0
             c = out[r - 1, i - bpp] if r and i >= bpp else 0
             p = a + b - c
-            paeth = a if abs(p - a) <= abs(p - b) and abs(p - a) <= abs(p - c) else (b if abs(p - b) <= abs(p - c) else c)
+            paeth = a if abs(p - a) <= abs(p - b) and abs(p - a) <= abs(p - c) else (
+                b if abs(p - b) <= abs(p - c) else c)
             out[r, i] = (int(raw[r, 1 + i]) + [0, a, b, (a + b) // 2, paeth][kind]) % 256
     return out.astype(np.uint8)
 

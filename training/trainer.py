@@ -341,7 +341,8 @@ class Trainer:
             for k, o in self.optimizers.items():
                 o.load_state_dict(state["optimizers"][k])
         except (RuntimeError, ValueError, KeyError) as e:
-            raise CheckpointError(f"checkpoint {path} does not fit this recipe's model ({str(e).splitlines()[0]})") from None
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise CheckpointError(f"checkpoint {path} does not fit this recipe's model ({reason})") from None
         self.scaler.load_state_dict(state["scaler"])
         set_rng_state({k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in state["rng"].items()})
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
