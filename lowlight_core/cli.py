@@ -3,6 +3,8 @@
     lowlight enhance INPUT... -o OUTDIR [--model NAME] [--iterations N] [--exposure E] [--device D] [--tile T]
     lowlight eval --low DIR --high DIR [--model NAME ...] [--json FILE]
     lowlight models
+    lowlight train RECIPE ...          (python -m training: writes only under its run folder)
+    lowlight export RUN                (the one step that replaces shipped weights; keeps a backup)
 
 Each subcommand is an entry of SUBCOMMANDS (name -> help, argument builder, runner); `train` is added there.
 Exit codes: 0 all done, 1 some file failed (the others were still processed), 2 bad arguments or setup.
@@ -12,7 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -73,6 +77,27 @@ def _enhance_arguments(p: argparse.ArgumentParser) -> None:
                    help="refuse larger images, a guard against decompression bombs (default 200)")
 
 
+def _check_enhance_arguments(args) -> None:
+    """Arguments that argparse cannot check: exit 2 before any file is read."""
+    mp = args.max_megapixels
+    if not (math.isfinite(mp) and mp > 0):
+        raise SetupError(f"--max-megapixels must be a positive number, got {mp}")
+    if any(c in args.suffix for c in ("/", "\\", "\0", os.sep)) or args.suffix in (".", ".."):
+        raise SetupError(f"--suffix {args.suffix!r}: must not contain a path separator (it goes into file names)")
+
+
+def _prepare_output(outdir: Path) -> None:
+    """The output folder exists (created now) and takes files, else SetupError."""
+    if outdir.exists() and not outdir.is_dir():
+        raise SetupError(f"-o {outdir}: exists and is not a folder")
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=outdir):  # the one sure test of writability (ACLs, read-only mounts)
+            pass
+    except OSError as e:
+        raise SetupError(f"-o {outdir}: cannot write there ({e.strerror or e})") from None
+
+
 def _plan(inputs: list[str], outdir: Path, suffix: str):
     """[(source, destination)] and a list of problems; folders map to outdir by relative path."""
     jobs, problems = [], []
@@ -80,8 +105,11 @@ def _plan(inputs: list[str], outdir: Path, suffix: str):
     for name in inputs:
         root = Path(name)
         if root.is_dir():
+            # Earlier outputs are skipped only when the output folder lies inside this input folder; an
+            # output folder at or above it (-o . for raw/) must not hide the inputs.
+            nested = root.resolve() in outdir_resolved.parents
             found = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in EXTENSIONS
-                           and outdir_resolved not in f.resolve().parents)  # not our own earlier outputs
+                           and not (nested and outdir_resolved in f.resolve().parents))
             if not found:
                 problems.append(f"{root}: no images found ({', '.join(sorted(EXTENSIONS))})")
             jobs += [(f, outdir / f.relative_to(root)) for f in found]
@@ -100,8 +128,10 @@ def _enhance_run(args) -> int:
     from .io import read_image, write_image
 
     weights = {args.model: args.weights} if args.weights else {}
+    _check_enhance_arguments(args)
     device = _check_setup(args, [args.model], weights)
     jobs, problems = _plan(args.inputs, args.output, args.suffix)
+    _prepare_output(args.output)
     for p in problems:
         _error(p)
     sources = {src.resolve() for src, _ in jobs}
@@ -189,6 +219,8 @@ def _eval_run(args) -> int:
                           real_photo_scores, ssim_uint8)
     from .models.registry import has_weights, list_models
 
+    if args.json is not None and args.json.is_dir():
+        raise SetupError(f"--json {args.json}: is a folder, expected a file name")
     weights = {}
     for item in args.weights:
         name, sep, path = item.partition("=")
@@ -247,11 +279,16 @@ def _eval_run(args) -> int:
 
 
 def _means(rows: list[dict]) -> dict:
-    """Mean of each number over rows (nested dicts averaged key by key; nan where no row has it)."""
+    """Mean of each number over the rows that have it (a gray image has no colour cast: NaN is skipped);
+    nested dicts are averaged key by key."""
     out = {}
     for key in dict.fromkeys(k for r in rows for k in r):
         vals = [r[key] for r in rows if key in r]
-        out[key] = _means(vals) if isinstance(vals[0], dict) else sum(vals) / len(vals)
+        if isinstance(vals[0], dict):
+            out[key] = _means(vals)
+        else:
+            vals = [v for v in vals if not math.isnan(v)]
+            out[key] = sum(vals) / len(vals) if vals else math.nan
     return out
 
 
@@ -331,6 +368,21 @@ def _train_run(args: argparse.Namespace) -> int:
     return train_main(args.train_args or ["--help"]) or 0
 
 
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, metavar="RUN", help="training run folder (its weights/<model>.pt, .md, .png) "
+                                                         "or a weights file with its card beside it")
+
+
+def _export_run(args: argparse.Namespace) -> int:
+    from training.export import export_run
+
+    try:
+        export_run(args.run_dir)
+    except (ValueError, FileNotFoundError) as e:
+        raise SetupError(str(e)) from None
+    return 0
+
+
 # ---------------------------------------------------------------- dispatch
 
 @dataclass(frozen=True)
@@ -346,6 +398,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "models": Subcommand("list the models, their parameters, controls and weights", _models_arguments, _models_run),
     "train": Subcommand("train a model: lowlight train RECIPE [--config cpu|gpu] ... (python -m training)",
                         _train_arguments, _train_run),
+    "export": Subcommand("replace the shipped weights, card and figure of a model with a training run's "
+                         "(the old files are kept in lowlight_core/weights/backup/)", _export_arguments, _export_run),
 }
 
 

@@ -181,6 +181,8 @@ def _tensor_frames(t: torch.Tensor) -> _Frames:
         raise ValueError(f"expected a C x H x W or B x C x H x W tensor, got shape {tuple(t.shape)}")
     if not t.is_floating_point():
         raise TypeError(f"tensor images must be floating point with values in [0, 1], got {t.dtype}")
+    if t.is_meta:
+        raise ValueError("the tensor is on the 'meta' device: it has a shape but no values to enhance")
     batch = (t if t.dim() == 4 else t[None]).detach()
     _check_shape(batch.shape, batch.shape[1], "a B x C x H x W tensor")
     _check_values(batch)
@@ -236,6 +238,10 @@ def enhance(image, model="zero_dce_pp", iterations: int = 8, exposure: float = 0
             for in_rows, in_cols, crop_rows, crop_cols, rows, cols in _windows(height, width, core, halo):
                 x = frames.load(b, in_rows, in_cols, dev)
                 y = net.enhance(x, exposure=float(exposure), iterations=int(iterations))
+                if not torch.isfinite(y).all():  # NaN curve maps (alpha) or weights: never a silent NaN image
+                    name = model if isinstance(model, str) else type(model).__name__
+                    raise ValueError(f"model {name!r} produced NaN or Inf values (its weights or its curve "
+                                     "parameters alpha are not finite)")
                 frames.store(y[:, :, crop_rows, crop_cols], b, rows, cols)
         frames.copy_alpha()
     return frames.result()

@@ -9,18 +9,26 @@ Choices (each one where the usual library would silently lose something):
 - 16-bit colour PNG: Pillow decodes it to 8 bits, so PNG files with 16-bit samples are decoded and
   encoded here (zlib + the five PNG row filters); 16-bit gray and all 8-bit PNGs go through Pillow.
 - TIFF goes through tifffile (any of uint8/uint16/float32, 1-4 samples, keeps the ICC profile);
-  the EXIF sub-IFD of a TIFF is neither read nor written.
+  the EXIF sub-IFD of a TIFF is neither read nor written. A multi-page TIFF is refused with the page count
+  (never silently cut to its first page) unless `page=K` picks one; thumbnails (reduced pages) do not count.
 - Orientation: the EXIF orientation is applied on read and written back as 1 (top-left).
 - JPEG and BMP hold 8 bits and no alpha here: uint16/float data are rounded to uint8 for them and an
   alpha channel is refused. PNG stores float data as 16 bits.
-- Images larger than `max_pixels` (default `MAX_PIXELS`, 200 MP) are refused before decoding.
+- Limits, checked on the header before decoding: at most `max_pixels` pixels (default `MAX_PIXELS`, 200 MP)
+  and `BYTES_PER_PIXEL` x that many bytes of output (default 1.6 GB: 200 MP of 16-bit RGBA; a float32 RGBA
+  TIFF, 16 bytes per pixel, gets 100 MP). Decoding holds the output plus about one more copy at most (PNG
+  rows inflated and unfiltered in bands, Pillow's pixels copied out in bands): a peak of about 3.2 GB at the
+  default limit; `decode_bytes_limit()` gives both numbers. ICC profiles in PNG inflate to at most
+  MAX_ICC_BYTES (16 MiB), larger ones are dropped with a warning.
 Every problem with a file raises ValueError (FileNotFoundError when it does not exist) naming it.
 """
 from __future__ import annotations
 
 import os
 import struct
+import sys
 import threading
+import uuid
 import warnings
 import zlib
 from contextlib import contextmanager
@@ -99,6 +107,12 @@ def _parse_exif(data: bytes | None):
     return exif
 
 
+def _orientation(exif) -> int:
+    """The EXIF orientation 1-8; anything else (text, a list, out of range) counts as 1, upright."""
+    value = exif.get(ORIENTATION_TAG, 1) if exif is not None else 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
 def _exif_upright(data: bytes | None) -> bytes | None:
     """The EXIF block with its orientation set to 1, because the pixels were turned upright on read."""
     exif = _parse_exif(data)
@@ -119,11 +133,24 @@ def _bad(path, problem: str) -> ValueError:
     return ValueError(f"{path}: {problem}")
 
 
-def _check_size(path, width: int, height: int, max_pixels: int | None) -> None:
+BYTES_PER_PIXEL = 8  # output bytes allowed per pixel of the limit: 16-bit RGBA (a float32 RGBA TIFF counts 16)
+
+
+def decode_bytes_limit(max_pixels: int | None = None) -> tuple[int, int]:
+    """(largest output array, peak decode memory) in bytes under a pixel limit (default MAX_PIXELS)."""
+    out = (MAX_PIXELS if max_pixels is None else max_pixels) * BYTES_PER_PIXEL
+    return out, 2 * out
+
+
+def _check_size(path, width: int, height: int, max_pixels: int | None, pixel_bytes: int = 1) -> None:
     limit = MAX_PIXELS if max_pixels is None else max_pixels
     if width * height > limit:
         raise _bad(path, f"image is {width}x{height} = {width * height} pixels, more than the limit of {limit} "
                          "(refused as a possible decompression bomb; raise max_pixels to read it)")
+    if width * height * pixel_bytes > decode_bytes_limit(limit)[0]:
+        raise _bad(path, f"image is {width}x{height} with {pixel_bytes} bytes per pixel = "
+                         f"{width * height * pixel_bytes} bytes, more than the limit of {limit * BYTES_PER_PIXEL} "
+                         f"({BYTES_PER_PIXEL} bytes x {limit} pixels; raise max_pixels to read it)")
     if width < 1 or height < 1:
         raise _bad(path, f"image has an empty size {width}x{height}")
 
@@ -142,14 +169,19 @@ def _sniff(path: Path) -> str:
     raise _bad(path, "not a PNG, JPEG, TIFF or BMP image")
 
 
-def read_image(path, max_pixels: int | None = None) -> tuple[np.ndarray, dict]:
-    """Decode an image file; see the module docstring for the array and the info dict."""
+def read_image(path, max_pixels: int | None = None, page: int | None = None) -> tuple[np.ndarray, dict]:
+    """Decode an image file; see the module docstring for the array and the info dict.
+
+    page: which image of a multi-page TIFF (None: the file must hold one image, else a ValueError says how many).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     fmt = _sniff(path)
+    if page is not None and fmt != "TIFF":
+        raise _bad(path, f"page={page} applies to TIFF files only, this is {fmt}")
     if fmt == "TIFF":
-        array, info = _read_tiff(path, max_pixels)
+        array, info = _read_tiff(path, max_pixels, page)
     elif fmt == "PNG" and _png_needs_own_decoder(path):
         array, info = _read_png16(path, max_pixels)
     else:
@@ -195,61 +227,80 @@ def _read_pillow(path: Path, fmt: str, max_pixels):
         if not exif_bytes and len(exif):
             exif_bytes = exif.tobytes()
         icc = im.info.get("icc_profile") or None
+        convert = None
         if im.mode in ("CMYK", "YCbCr", "RGBX"):
             icc = icc if im.mode != "CMYK" else None  # a CMYK profile does not describe the RGB pixels
-            im = im.convert("RGB")
+            convert = "RGB"
         elif im.mode in ("P", "PA"):
-            im = im.convert("RGBA" if im.mode == "PA" or "transparency" in im.info else "RGB")
+            convert = "RGBA" if im.mode == "PA" or "transparency" in im.info else "RGB"
         elif im.mode == "1":
-            im = im.convert("L")
-        array = _pillow_array(path, im)
+            convert = "L"
+        array = _pillow_array(path, im, convert)
         info = {"icc_profile": icc, "exif": exif_bytes or None,
-                "orientation": int(exif.get(ORIENTATION_TAG, 1)) if exif is not None else 1,
-                "dpi": im.info.get("dpi")}
+                "orientation": _orientation(exif), "dpi": im.info.get("dpi")}
     return array, info
 
 
-def _pillow_array(path: Path, im: Image.Image) -> np.ndarray:
-    if im.mode in ("L", "LA", "RGB", "RGBA"):
-        return np.array(im, dtype=np.uint8)
-    if im.mode.startswith("I;16"):
-        return np.array(im).astype(np.uint16)
-    if im.mode == "I":  # 32-bit integers: accept the 16-bit range that some decoders widen to int32
-        a = np.array(im)
-        if a.size and (a.min() < 0 or a.max() > 65535):
+_PILLOW_DTYPES = {"L": np.uint8, "LA": np.uint8, "RGB": np.uint8, "RGBA": np.uint8, "I;16": np.uint16,
+                  "I;16L": np.uint16, "I;16B": np.uint16, "I;16N": np.uint16, "I": np.uint16, "F": np.float32}
+
+
+def _pillow_array(path: Path, im: Image.Image, convert: str | None) -> np.ndarray:
+    """The pixels of a loaded image (converted to mode `convert`), copied out one band of rows at a time:
+    memory is Pillow's image plus the output (np.array(im) would hold a third copy, its bytes)."""
+    mode = convert or im.mode
+    if mode not in _PILLOW_DTYPES:
+        raise _bad(path, f"unsupported image mode {im.mode!r}")
+    channels = len(mode) if mode in ("LA", "RGB", "RGBA") else 1
+    out = np.empty((im.height, im.width, channels), _PILLOW_DTYPES[mode])
+    band = max(1, _BAND_BYTES // (im.width * channels * 4))
+    for y in range(0, im.height, band):
+        part = im.crop((0, y, im.width, min(im.height, y + band)))
+        a = np.asarray(part.convert(convert) if convert else part)
+        if mode == "I" and a.size and (a.min() < 0 or a.max() > 65535):  # some decoders widen 16 bits to int32
             raise _bad(path, "32-bit integer samples outside the 16-bit range are not supported")
-        return a.astype(np.uint16)
-    if im.mode == "F":
-        return np.array(im, dtype=np.float32)
-    raise _bad(path, f"unsupported image mode {im.mode!r}")
+        out[y:y + len(a)] = a.reshape(len(a), im.width, channels)
+    return out[:, :, 0] if channels == 1 else out
 
 
-def _read_tiff(path: Path, max_pixels):
+def _read_tiff(path: Path, max_pixels, page: int | None):
     import tifffile
 
     try:
-        tif = tifffile.TiffFile(path)
-    except Exception as e:  # tifffile raises its own TiffFileError, ValueError, struct.error ...
-        raise _bad(path, f"corrupt TIFF file ({e})") from None
-    with tif:
-        page = tif.pages.first
-        _check_size(path, page.imagewidth, page.imagelength, max_pixels)
-        if page.axes not in ("YX", "YXS", "SYX"):
-            raise _bad(path, f"unsupported TIFF layout (axes {page.axes}; expected a 2-D gray or colour image)")
-        photometric = int(page.photometric)
-        if photometric not in (1, 2):  # MINISBLACK, RGB
-            raise _bad(path, f"unsupported TIFF photometric interpretation {page.photometric.name}")
-        try:
-            array = page.asarray()
-        except Exception as e:
-            raise _bad(path, f"corrupt or truncated TIFF file, or an unsupported compression ({e})") from None
-        orientation = int(page.tags.valueof(274, 1) or 1)
-        icc = page.tags.valueof(34675)
-        resolution = page.tags.valueof(282), page.tags.valueof(283)
+        with tifffile.TiffFile(path) as tif:
+            return _tiff_page(path, tif, max_pixels, page)
+    except Exception as e:  # tifffile raises TiffFileError, ValueError, struct.error, KeyError, ... on bad files
+        if isinstance(e, ValueError) and str(e).startswith(str(path)):
+            raise  # ours, already naming the problem
+        raise _bad(path, f"corrupt TIFF file ({type(e).__name__}: {e})") from None
+
+
+def _tiff_page(path: Path, tif, max_pixels, page: int | None):
+    pages = [p for p in tif.pages if not p.is_reduced]  # reduced: a thumbnail of another page
+    if page is None and len(pages) > 1:
+        raise _bad(path, f"TIFF with {len(pages)} pages (images); this reads one image: pick it with "
+                         f"read_image(path, page=K), K = 0..{len(pages) - 1}")
+    if not pages or not 0 <= (page or 0) < len(pages):
+        raise _bad(path, f"TIFF has no page {page or 0} (it has {len(pages)})")
+    page = pages[page or 0]
+    height, width, samples = page.imagelength, page.imagewidth, page.samplesperpixel
+    _check_size(path, width, height, max_pixels, samples * max(page.dtype.itemsize if page.dtype else 1, 1))
+    if page.axes not in ("YX", "YXS", "SYX"):
+        raise _bad(path, f"unsupported TIFF layout (axes {page.axes}; expected a 2-D gray or colour image)")
+    if int(page.photometric) not in (1, 2):  # MINISBLACK, RGB
+        raise _bad(path, f"unsupported TIFF photometric interpretation {int(page.photometric)}")
+    try:
+        array = page.asarray(buffersize=_BAND_BYTES)  # reads the file in bands too
+    except Exception as e:
+        raise _bad(path, f"corrupt or truncated TIFF file, or an unsupported compression ({e})") from None
+    orientation = page.tags.valueof(274, 1)
+    icc = page.tags.valueof(34675)
+    resolution = page.tags.valueof(282), page.tags.valueof(283)
     if page.axes == "SYX":
         array = np.moveaxis(array, 0, -1)
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
+    if array.size != height * width * samples:
+        raise _bad(path, f"corrupt TIFF file ({array.shape} samples decoded for a {width}x{height}x{samples} image)")
+    array = array.reshape((height, width) if samples == 1 else (height, width, samples))  # tifffile squeezes 1s
     if array.ndim == 3 and array.shape[2] > 4:
         raise _bad(path, f"{array.shape[2]} samples per pixel are not supported (at most 4)")
     if array.dtype == bool:
@@ -261,7 +312,8 @@ def _read_tiff(path: Path, max_pixels):
     dpi = None
     if all(isinstance(r, tuple) and len(r) == 2 and r[1] for r in resolution):
         dpi = tuple(r[0] / r[1] for r in resolution)
-    info = {"icc_profile": bytes(icc) if icc else None, "exif": None, "orientation": orientation, "dpi": dpi}
+    info = {"icc_profile": bytes(icc) if isinstance(icc, (bytes, bytearray)) and icc else None, "exif": None,
+            "orientation": orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1, "dpi": dpi}
     return array, info
 
 
@@ -278,7 +330,7 @@ def _png_chunks(path: Path, data: bytes):
         crc = data[pos + 8 + length:pos + 12 + length]
         if len(crc) < 4:
             raise _bad(path, f"truncated PNG file (in a {ctype!r} chunk)")
-        if zlib.crc32(ctype + body) != struct.unpack(">I", crc)[0]:
+        if zlib.crc32(body, zlib.crc32(ctype)) != struct.unpack(">I", crc)[0]:
             raise _bad(path, f"corrupt PNG file (CRC mismatch in a {ctype!r} chunk)")
         yield ctype, body
         if ctype == b"IEND":
@@ -308,12 +360,16 @@ def _read_png16(path: Path, max_pixels):
         raise _bad(path, "interlaced 16-bit colour PNG is not supported (save it without interlacing)")
     array, info = decode_png(data, path)
     exif = _parse_exif(info["exif"])
-    info["orientation"] = int(exif.get(ORIENTATION_TAG, 1)) if exif is not None else 1
+    info["orientation"] = _orientation(exif)
     return array, info
 
 
 def decode_png(data: bytes, path="<bytes>"):
-    """Decodes a non-interlaced 8- or 16-bit gray/RGB(A) PNG: (array, {icc_profile, exif, dpi})."""
+    """Decodes a non-interlaced 8- or 16-bit gray/RGB(A) PNG: (array, {icc_profile, exif, dpi}).
+
+    Streams: the image data is inflated and unfiltered one band of rows at a time, so memory is the output
+    plus about _BAND_BYTES (plus the file itself).
+    """
     header = _png_header(data)
     if header is None:
         raise _bad(path, "corrupt PNG file (no IHDR chunk)")
@@ -322,73 +378,92 @@ def decode_png(data: bytes, path="<bytes>"):
         raise _bad(path, f"PNG with bit depth {depth}, colour type {color}, interlace {interlace} is not "
                          "supported by this decoder")
     idat, icc, exif, dpi = [], None, None, None
-    for ctype, body in _png_chunks(path, data):
+    for ctype, body in _png_chunks(path, memoryview(data)):
         if ctype == b"IDAT":
             idat.append(body)
         elif ctype == b"iCCP":
-            try:
-                icc = zlib.decompress(body.split(b"\0", 1)[1][1:])
-            except (IndexError, zlib.error):
-                icc = None
+            icc = _icc_from_iccp(path, bytes(body))
         elif ctype == b"eXIf":
-            exif = body
+            exif = bytes(body)
         elif ctype == b"pHYs" and len(body) == 9 and body[8] == 1:  # pixels per metre
             dpi = tuple(round(v * 0.0254, 4) for v in struct.unpack(">II", body[:8]))
     channels = _PNG_CHANNELS[color]
     bpp = channels * depth // 8
-    expected = h * (w * bpp + 1)
-    try:  # max_length: junk appended to the stream cannot expand without bound
-        raw = zlib.decompressobj().decompress(b"".join(idat), expected)
-    except zlib.error as e:
-        raise _bad(path, f"corrupt PNG image data ({e})") from None
-    if len(raw) < expected:
-        raise _bad(path, "truncated PNG image data")
-    rows = np.frombuffer(raw, np.uint8).reshape(h, w * bpp + 1)
-    filters = rows[:, 0]
-    if filters.max() > 4:
-        raise _bad(path, f"corrupt PNG image data (row filter {filters.max()})")
-    pixels = _unfilter(filters, rows[:, 1:].reshape(h, w, bpp))
-    array = pixels.view(">u2" if depth == 16 else np.uint8).reshape(h, w, channels)
-    array = array.astype(np.uint16 if depth == 16 else np.uint8)
+    stride = w * bpp + 1
+    out = np.empty((h, w * bpp), np.uint8)
+    above = np.zeros(w * bpp, np.uint8)  # the zero row PNG assumes above the image
+    band = max(1, _BAND_BYTES // stride)
+    stream = _inflate(path, idat)
+    for r0 in range(0, h, band):
+        rows = np.frombuffer(stream(min(band, h - r0) * stride), np.uint8).reshape(-1, stride)
+        if rows[:, 0].max() > 4:
+            raise _bad(path, f"corrupt PNG image data (row filter {rows[:, 0].max()})")
+        out[r0:r0 + len(rows)] = _unfilter(rows, above, bpp)
+        above = out[r0 + len(rows) - 1]
+    if depth == 16:
+        out = out.view(np.uint16)
+        if sys.byteorder == "little":
+            out.byteswap(inplace=True)  # PNG samples are big-endian; in place keeps memory at the output
+    array = out.reshape(h, w, channels)
     return (array[:, :, 0] if channels == 1 else array), {"icc_profile": icc, "exif": exif, "dpi": dpi}
 
 
-def _unfilter(filters: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """Undo the PNG row filters on f (h, w, bytes per pixel), vectorized over whole rows or anti-diagonals."""
-    h, w, _ = f.shape
-    if filters.max() <= 2:  # None / Sub / Up: each row in one vectorized step
-        out = np.zeros((h + 1,) + f.shape[1:], np.uint8)  # row 0: the zero row PNG assumes above the image
-        for r in range(h):
-            if filters[r] == 0:
-                out[r + 1] = f[r]
-            elif filters[r] == 1:
-                out[r + 1] = np.cumsum(f[r], axis=0, dtype=np.uint8)  # wraps modulo 256 as PNG does
-            else:
-                out[r + 1] = f[r] + out[r]
-        return out[1:]
-    # Average and Paeth need the left neighbour already decoded: pixel (r, c) depends on (r, c-1),
-    # (r-1, c) and (r-1, c-1) only, so all pixels on one anti-diagonal r + c = d decode together from
-    # the two previous diagonals (kept as int16 rows; index r + 1 holds row r, index 0 the row above).
-    out = np.empty_like(f)
-    kinds = filters[:, None]
-    rows = np.arange(h)
-    before_last = last = np.zeros((h + 1, f.shape[2]), np.int16)
-    for d in range(h + w - 1):
-        r0, r1 = max(0, d - w + 1), min(h, d + 1)
-        r = rows[r0:r1]
-        c = d - r
-        left, up, up_left = last[r0 + 1:r1 + 1], last[r0:r1], before_last[r0:r1]
-        p = left + up - up_left
-        pa, pb, pc = np.abs(p - left), np.abs(p - up), np.abs(p - up_left)
-        paeth = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, up_left))
-        k = kinds[r0:r1]
-        pred = np.where(k == 4, paeth, np.where(k == 3, (left + up) >> 1,
-                                                np.where(k == 2, up, np.where(k == 1, left, 0))))
-        value = (f[r, c] + pred) & 255
-        out[r, c] = value
-        current = np.zeros_like(last)  # cells off the image (c < 0) must read as zero next time
-        current[r0 + 1:r1 + 1] = value
-        before_last, last = last, current
+_BAND_BYTES = 1 << 22  # bytes of rows decoded at a time (PNG rows, Pillow pixels copied out)
+MAX_ICC_BYTES = 1 << 24  # an ICC profile larger than this (after inflating) is dropped, with a warning
+
+
+def _icc_from_iccp(path, body: bytes) -> bytes | None:
+    """The profile of an iCCP chunk, inflated to at most MAX_ICC_BYTES (a tiny chunk can expand to GBs)."""
+    try:
+        d = zlib.decompressobj()
+        icc = d.decompress(body.split(b"\0", 1)[1][1:], MAX_ICC_BYTES)
+    except (IndexError, zlib.error):
+        return None
+    if d.unconsumed_tail:
+        warnings.warn(f"{path}: ICC profile larger than {MAX_ICC_BYTES} bytes; dropped", stacklevel=4)
+        return None
+    return icc
+
+
+def _inflate(path, pieces):
+    """read(n) -> the next n bytes of the zlib stream spread over `pieces`; never inflates more than asked."""
+    d, chunks = zlib.decompressobj(), iter(pieces)
+
+    def read(n: int) -> bytes:
+        parts, have = [], 0
+        try:
+            while have < n:
+                src = d.unconsumed_tail or next(chunks, None)
+                if src is None or d.eof:
+                    raise _bad(path, "truncated PNG image data")
+                part = d.decompress(src, n - have)
+                parts.append(part)
+                have += len(part)
+        except zlib.error as e:
+            raise _bad(path, f"corrupt PNG image data ({e})") from None
+        return b"".join(parts)
+    return read
+
+
+def _unfilter(rows: np.ndarray, above: np.ndarray, bpp: int) -> np.ndarray:
+    """Undo the PNG row filters of rows (n, 1 + width bytes) below the decoded row `above`.
+
+    The five filters act on each byte position within a pixel independently (the left neighbour is bpp
+    bytes back), so each of the bpp byte planes is an 8-bit gray PNG stream: Pillow's C unfilter decodes
+    it, with `above` prepended as an unfiltered row.
+    """
+    n, stride = rows.shape
+    if (rows[:, 0] == 2).all():  # all "Up" (what encode_png16 writes): a running sum down the columns
+        return np.cumsum(rows[:, 1:], axis=0, dtype=np.uint8) + above  # uint8 wraps modulo 256 as PNG does
+    width = (stride - 1) // bpp
+    out = np.empty((n, stride - 1), np.uint8)
+    plane = np.empty((n + 1, width + 1), np.uint8)
+    plane[0, 0], plane[1:, 0] = 0, rows[:, 0]
+    for k in range(bpp):
+        plane[0, 1:] = above[k::bpp]
+        plane[1:, 1:] = rows[:, 1 + k::bpp]
+        im = Image.frombytes("L", (width, n + 1), zlib.compress(plane.tobytes(), 0), "zip", "L")
+        out[:, k::bpp] = np.asarray(im)[1:]
     return out
 
 
@@ -461,7 +536,8 @@ def write_image(path, array: np.ndarray, info: dict | None = None) -> Path:
     elif fmt == "TIFF":
         array = array.astype(np.float32, copy=False) if array.dtype.kind == "f" else array
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # a short temp name: the final name may be as long as the file system allows, the temp one must fit too
+    tmp = path.with_name(f".lowlight-{uuid.uuid4().hex[:16]}.tmp")  # (mkstemp would make it mode 0600)
     try:
         if fmt == "TIFF":
             _write_tiff(tmp, array, icc, dpi)

@@ -14,6 +14,7 @@ without one they are disabled: they return 0 and say why in `.reason`.
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -41,6 +42,17 @@ def _merge_weights(defaults: dict, weights: dict | None, name: str) -> dict:
     return {**defaults, **weights}
 
 
+def _nonempty(loss):
+    """A loss over an empty batch is the mean of nothing (NaN): refuse it, naming the loss and the shape."""
+    @functools.wraps(loss)
+    def checked(*args, **kwargs):
+        for a in (*args, *kwargs.values()):
+            if isinstance(a, torch.Tensor) and a.numel() == 0:
+                raise ValueError(f"{loss.__name__}: empty input of shape {tuple(a.shape)} (no samples to average)")
+        return loss(*args, **kwargs)
+    return checked
+
+
 def _check_min_size(t: torch.Tensor, size: int, name: str) -> None:
     if t.dim() != 4 or t.shape[-2] < size or t.shape[-1] < size:
         raise ValueError(f"{name}: needs a (B, C, H, W) tensor with H, W >= {size}, got {tuple(t.shape)}")
@@ -48,6 +60,7 @@ def _check_min_size(t: torch.Tensor, size: int, name: str) -> None:
 
 # ---------------------------------------------------------------- Zero-DCE zero-reference losses
 
+@_nonempty
 def spatial_consistency_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """L_spa: keep the contrast between neighbouring 4x4 regions of the input x in the enhanced y.
 
@@ -76,6 +89,7 @@ def _exposure_target(exposure, y: torch.Tensor) -> torch.Tensor:
     return e.view(-1, 1, 1, 1)
 
 
+@_nonempty
 def exposure_loss(y: torch.Tensor, exposure=0.6) -> torch.Tensor:
     """L_exp: mean over B and 16x16 regions of (region mean of the channel-mean image - E)^2.
 
@@ -96,6 +110,7 @@ def _safe_sqrt(t: torch.Tensor) -> torch.Tensor:
     return torch.where(positive, torch.where(positive, t, 1.0).sqrt(), 0.0)
 
 
+@_nonempty
 def color_constancy_loss(y: torch.Tensor) -> torch.Tensor:
     """L_col (official code): mean over B of sqrt(Drg^2 + Drb^2 + Dgb^2), Dpq = (J_p - J_q)^2.
 
@@ -108,11 +123,13 @@ def color_constancy_loss(y: torch.Tensor) -> torch.Tensor:
     return _safe_sqrt((r - g).pow(4) + (r - b).pow(4) + (g - b).pow(4)).mean()
 
 
+@_nonempty
 def illumination_smoothness_loss(alpha: torch.Tensor) -> torch.Tensor:
     """L_tv(A) of the curve maps alpha (B, 3k, h, w): 2 (sum dh^2 / ((h-1) w) + sum dw^2 / (h (w-1))) / B."""
     return ops.tv_loss(alpha, "zero_dce")
 
 
+@_nonempty
 def zero_reference_loss(x: torch.Tensor, y: torch.Tensor, alpha: torch.Tensor, exposure=0.6,
                         weights: dict | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Zero-DCE training loss: w_tv L_tv(alpha) + w_spa L_spa(x, y) + w_col L_col(y) + w_exp L_exp(y, E).
@@ -145,6 +162,7 @@ def to_grayscale(x: torch.Tensor) -> torch.Tensor:
     return (x * w.view(1, 3, 1, 1)).sum(1, keepdim=True)
 
 
+@_nonempty
 def color_loss(enhanced: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """mean((G * (enhanced - target))^2), G the 21x21 Gaussian of sigma 3 (DPED). Inputs (B, C, H, W)."""
     return ops.blur_color_loss(enhanced, target, 3.0, 21)
@@ -159,6 +177,7 @@ def _cross_entropy_to(logits: torch.Tensor, cls: int) -> torch.Tensor:
     return F.cross_entropy(logits, torch.full((logits.shape[0],), cls, dtype=torch.long, device=logits.device))
 
 
+@_nonempty
 def texture_loss_generator(fake_logits: torch.Tensor) -> torch.Tensor:
     """Generator side of the texture loss: mean of -log D_real(enhanced) (the IQE paper's -sum log D(F(I_s))).
 
@@ -169,6 +188,7 @@ def texture_loss_generator(fake_logits: torch.Tensor) -> torch.Tensor:
     return _cross_entropy_to(fake_logits, REAL)
 
 
+@_nonempty
 def texture_loss_discriminator(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """Discriminator side: (CE(real_logits, real) + CE(fake_logits, fake)) / 2, each a batch mean.
 
@@ -241,6 +261,7 @@ class ContentLoss(_FeatureLoss):
         return F.mse_loss(self.features(enhanced), target_features)
 
 
+@_nonempty
 def iqe_generator_loss(enhanced: torch.Tensor, target: torch.Tensor, fake_logits: torch.Tensor,
                        content: ContentLoss | None = None,
                        weights: dict | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -262,6 +283,7 @@ def iqe_generator_loss(enhanced: torch.Tensor, target: torch.Tensor, fake_logits
 
 # ---------------------------------------------------------------- DLN
 
+@_nonempty
 def dln_loss(y: torch.Tensor, target: torch.Tensor,
              tv_weight: float = DLN_TV_WEIGHT) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """DLN loss: 1 - SSIM(y, target) + tv_weight * ops.tv_loss(y, "iso").
@@ -277,16 +299,19 @@ def dln_loss(y: torch.Tensor, target: torch.Tensor,
 
 # ---------------------------------------------------------------- EnlightenGAN
 
+@_nonempty
 def lsgan_generator_loss(pred_fake: torch.Tensor) -> torch.Tensor:
     """LSGAN, generator side (local patches): mean((D(fake) - 1)^2). pred_fake: discriminator output, any shape."""
     return (pred_fake - 1).pow(2).mean()
 
 
+@_nonempty
 def lsgan_discriminator_loss(pred_real: torch.Tensor, pred_fake: torch.Tensor) -> torch.Tensor:
     """LSGAN, discriminator side: (mean((D(real) - 1)^2) + mean(D(fake)^2)) / 2; pred_fake from detached fakes."""
     return 0.5 * ((pred_real - 1).pow(2).mean() + pred_fake.pow(2).mean())
 
 
+@_nonempty
 def ralsgan_generator_loss(pred_real: torch.Tensor, pred_fake: torch.Tensor) -> torch.Tensor:
     """Relativistic LSGAN, generator side (global discriminator, official EnlightenGAN):
 
@@ -297,6 +322,7 @@ def ralsgan_generator_loss(pred_real: torch.Tensor, pred_fake: torch.Tensor) -> 
                   + (pred_fake - pred_real.mean() - 1).pow(2).mean())
 
 
+@_nonempty
 def ralsgan_discriminator_loss(pred_real: torch.Tensor, pred_fake: torch.Tensor) -> torch.Tensor:
     """Relativistic LSGAN, discriminator side:
 

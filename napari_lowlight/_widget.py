@@ -4,9 +4,9 @@ Flow: a control change restarts a short timer (coalescing a burst of slider even
 preview worker enhances the plane on screen. Changes made while a worker runs leave one request pending,
 started when the worker finishes; every request carries a generation number and a result whose generation
 is no longer the latest is dropped, so the output always matches the controls. The result goes to one
-layer "<input> enhanced", updated in place. Apply enhances every plane of a stack in a generator worker
-that reports progress. All work lives in _compute (no Qt there); errors arrive as Failure values and are
-shown as napari notifications.
+layer "<input> enhanced" that the widget made (marked in its metadata), updated in place. Apply enhances
+every plane of a stack in a generator worker that reports progress. All work lives in _compute (no Qt
+there); errors arrive as Failure values and are shown as napari notifications.
 """
 from __future__ import annotations
 
@@ -31,6 +31,9 @@ from qtpy.QtWidgets import (
 from superqt import QLabeledDoubleSlider, QLabeledSlider
 
 OUTPUT_SUFFIX = " enhanced"
+# metadata key on the layers this widget made: the input's unique_id. Only such a layer is ever written
+# to; a user's own layer that happens to be named "<input> enhanced" is left alone.
+OUTPUT_MARK = "lowlight_output_of"
 DEBOUNCE_MS = 15           # coalesces the valueChanged burst of one slider drag step, adds little latency
 ITERATIONS_RANGE = (1, 16)
 EXPOSURE_RANGE = (0.3, 0.9)
@@ -234,7 +237,7 @@ class LowlightWidget(QWidget):
             layer.events.name.connect(self._refresh_layers)
         if current not in names:  # first time, or the layer went away: prefer the selected input image
             active = self.viewer.layers.selection.active
-            candidates = [n for n in names if not n.endswith(OUTPUT_SUFFIX)] or names
+            candidates = [layer.name for layer in self._image_layers() if OUTPUT_MARK not in layer.metadata] or names
             current = active.name if active is not None and active.name in candidates else \
                 (candidates[-1] if candidates else "")
         self.layer_combo.blockSignals(True)
@@ -399,8 +402,9 @@ class LowlightWidget(QWidget):
         if layer is None:
             return  # the input went away while we computed
         name = job.layer_name + OUTPUT_SUFFIX
-        out = self.viewer.layers[name] if name in self.viewer.layers else None
-        if out is not None and (not isinstance(out, Image) or out.rgb != job.rgb or out.multiscale):
+        mark = str(layer.unique_id)
+        out = next((o for o in self._image_layers() if o.metadata.get(OUTPUT_MARK) == mark), None)
+        if out is not None and (out.rgb != job.rgb or out.multiscale):
             self.viewer.layers.remove(out)
             out = None
         stacked = plane is not None and plane != ()
@@ -413,8 +417,9 @@ class LowlightWidget(QWidget):
         if out is None:
             kwargs = {} if job.rgb else {"colormap": layer.colormap.name}
             limits = _DTYPE_RANGE.get(result.dtype, (0.0, 1.0))
-            out = self.viewer.add_image(result, name=name, rgb=job.rgb, contrast_limits=limits,
-                                        scale=layer.scale, translate=layer.translate, **kwargs)
+            out = self.viewer.add_image(result, name=name, rgb=job.rgb, contrast_limits=limits,  # a taken name
+                                        scale=layer.scale, translate=layer.translate,  # gets " [1]" from napari
+                                        metadata={OUTPUT_MARK: mark}, **kwargs)
         else:
             if not (np.array_equal(out.scale, layer.scale) and np.array_equal(out.translate, layer.translate)):
                 out.scale, out.translate = layer.scale, layer.translate

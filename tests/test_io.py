@@ -108,7 +108,7 @@ def _png_all_filters(a: np.ndarray, depth: int, kinds: int = 5) -> bytes:
             + chunk(b"IDAT", zlib.compress(b"".join(lines))) + chunk(b"IEND", b""))
 
 
-@pytest.mark.parametrize("kinds", [3, 5])  # 3: only None/Sub/Up, decoded row by row
+@pytest.mark.parametrize("kinds", [3, 5])  # 3: only None/Sub/Up
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
 def test_png_decoder_undoes_every_row_filter(tmp_path, channels, kinds):
     a16 = _image(11, 7, 4, np.uint16)[:, :, :channels]

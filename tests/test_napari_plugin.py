@@ -489,3 +489,29 @@ def test_tiled_alpha_estimate_equals_untiled():
         whole = net.estimate_alpha(x, 0.6)
         tiled = _compute.estimate_alpha(net, x, 0.6, tile=16)
     torch.testing.assert_close(tiled, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_a_users_layer_named_like_the_output_is_never_written(viewer, make_widget, qtbot):
+    """Issue 13 item 7: the widget wrote into any layer named "<input> enhanced", changing the user's array;
+    it now writes only into a layer it made (marked in the layer's metadata)."""
+    from napari_lowlight._widget import OUTPUT_MARK
+
+    image = dark_rgb(seed=3)
+    users = np.full((20, 24), 7, np.uint16)  # gray: a different kind, which used to be removed and replaced
+    src = viewer.add_image(image, name="img")
+    viewer.add_image(users, name="img enhanced")
+    viewer.layers.selection.active = src
+    widget = make_widget()
+    pick_model(qtbot, widget, "gamma")
+    assert widget.layer_combo.currentText() == "img"
+    mine = viewer.layers["img enhanced"]
+    assert mine.data is users and (users == 7).all() and OUTPUT_MARK not in mine.metadata
+    ours = [layer for layer in viewer.layers if OUTPUT_MARK in layer.metadata]
+    assert [layer.name for layer in ours] == ["img enhanced [1]"]
+    assert np.abs(ours[0].data.astype(int) - enhance(image, "gamma", device="cpu")).max() <= 1
+    ours[0].name = "renamed by the user"  # still ours: the next result goes there, not to a new layer
+    widget.exposure.setValue(0.8)
+    settle(qtbot, widget)
+    assert len([layer for layer in viewer.layers if OUTPUT_MARK in layer.metadata]) == 1
+    assert np.abs(ours[0].data.astype(int) - enhance(image, "gamma", exposure=0.8, device="cpu")).max() <= 1
+    assert (users == 7).all() and len(viewer.layers) == 3

@@ -1,8 +1,10 @@
 """python -m training RECIPE [--config cpu|gpu] [--steps N] [--out DIR] [--resume] ...
 
-Trains RECIPE, writes the run (checkpoint, train.csv, val.csv, losses.png, grid.png, eval.json) under
-runs/<recipe>-<config>/, exports the weights with save_weights to lowlight_core/weights/<model>.pt, scores
-them on all held-out images and writes the model card <model>.md and its figure <model>.png beside them.
+Trains RECIPE and writes only under its run folder (default runs/<recipe>-<config>/): checkpoint, train.csv,
+val.csv, losses.png, grid.png, eval.json, the weights weights/<model>.pt (save_weights), and, after scoring
+them on all held-out images, the model card weights/<model>.md and its figure weights/<model>.png.
+The shipped weights in lowlight_core/weights/ change only with --export (or `lowlight export RUN`), which
+keeps the files it replaces in lowlight_core/weights/backup/.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -24,7 +26,7 @@ import torch
 from . import data as data_mod
 from . import evaluate as eval_mod
 from . import real_eval, sice_scenes
-from .trainer import Trainer, TrainerConfig, resolve_device, seed_everything
+from .trainer import CheckpointError, Trainer, TrainerConfig, resolve_device, seed_everything
 
 WEIGHTS_DIR = data_mod.PROJECT_ROOT / "lowlight_core" / "weights"
 
@@ -40,8 +42,10 @@ def parse_args(argv):
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     p.add_argument("--data", type=Path, help=f"folder holding {', '.join(data_mod.DEFAULT_FOLDERS)} "
                                              f"(default ../shared/data from the project root)")
-    p.add_argument("--weights", type=Path, help="where to export the weights (default "
-                                                "lowlight_core/weights/<model>.pt); the card goes beside them")
+    p.add_argument("--weights", type=Path, help="where to write the weights (default RUN/weights/<model>.pt); "
+                                                "the card goes beside them; never the shipped folder (see --export)")
+    p.add_argument("--export", action="store_true", help="afterwards replace the shipped weights, card and figure "
+                                                         "with this run's (the old ones go to weights/backup/)")
     p.add_argument("--batch", type=int)
     p.add_argument("--crop", type=int)
     p.add_argument("--estimate-size", type=int, help="Zero-DCE++: long side (px) at which alpha is estimated")
@@ -205,7 +209,12 @@ def main(argv=None) -> int:
     if args.vgg_weights is not None and not args.vgg_weights.is_file():
         raise SystemExit(f"--vgg-weights {args.vgg_weights}: file not found")
     out = args.out or data_mod.PROJECT_ROOT / "runs" / f"{args.recipe}-{args.config}"
-    weights = args.weights or WEIGHTS_DIR / f"{recipe.model}.pt"
+    weights = args.weights or out / "weights" / f"{recipe.model}.pt"
+    if Path(WEIGHTS_DIR).resolve() in weights.resolve().parents:
+        raise SystemExit(f"--weights {weights}: training never writes into the shipped weights folder "
+                         f"{WEIGHTS_DIR}; train into the run folder and add --export (the old files are kept)")
+    if args.export and args.no_eval:
+        raise SystemExit("--export needs the evaluation that writes the model card; drop --no-eval")
     cache = data_mod.PROJECT_ROOT / "runs" / "cache" / "mean_intensity.json"
 
     paths = data_mod.list_images(args.data)
@@ -226,8 +235,15 @@ def main(argv=None) -> int:
                             ckpt_every=recipe.ckpt_every, grad_clip=recipe.grad_clip, device=str(device),
                             lr_final_factor=recipe.lr_final / recipe.lr if recipe.lr_final else None,
                             workers=args.workers)
-        trainer = Trainer(task, batches, val_images, cfg, out, run_info={"recipe": args.recipe, "config": args.config})
-        final_val = trainer.run(resume=args.resume)
+        # What a resumed run must share with the checkpoint (not steps or logging intervals: extending is fine)
+        settings = {k: v for k, v in asdict(recipe).items() if k not in ("steps", "val_every", "ckpt_every",
+                                                                         "val_images")}
+        trainer = Trainer(task, batches, val_images, cfg, out,
+                          run_info={"recipe": args.recipe, "config": args.config, "settings": settings})
+        try:
+            final_val = trainer.run(resume=args.resume)
+        except CheckpointError as e:
+            raise SystemExit(f"error: {e}") from None
         model = model.to("cpu")
         data_desc = (f"{len(train)} training / {len(val)} held-out images from "
                      + ", ".join(f"{f} ({sum(p.parent.name == f for p in paths)})" for f in data_mod.DEFAULT_FOLDERS))
@@ -256,6 +272,10 @@ def main(argv=None) -> int:
     if args.no_eval:
         return 0
     (_evaluate_curve_model if curve else _evaluate_image_model)(recipe, weights, val, out, device, cache, args)
+    if args.export:
+        from .export import export_run
+
+        export_run(weights, WEIGHTS_DIR)
     return 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import math
 import os
 import random
@@ -75,11 +76,40 @@ def resolve_device(name: str) -> torch.device:
 
 # ---------------------------------------------------------------- checkpoints
 
+def content_hash(obj) -> str:
+    """SHA-256 of a checkpoint's content: every tensor's bytes, dtype and shape, every plain value, in key
+    order (tuples and lists alike: torch.load returns some tuples as lists)."""
+    h = hashlib.sha256()
+
+    def feed(v):
+        if isinstance(v, dict):
+            h.update(b"{")
+            for k in sorted(v, key=repr):
+                h.update(repr(k).encode())
+                feed(v[k])
+            h.update(b"}")
+        elif isinstance(v, (list, tuple)):
+            h.update(b"[")
+            for x in v:
+                feed(x)
+            h.update(b"]")
+        elif isinstance(v, torch.Tensor):
+            t = v.detach().cpu().contiguous().reshape(-1)
+            h.update(f"{t.dtype}{tuple(v.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        else:
+            h.update(repr(v).encode())
+    feed(obj)
+    return h.hexdigest()
+
+
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     """torch.save to a temp file in the same folder, fsync, then os.replace: a reader (or a kill at any
-    moment) sees either the old complete file or the new complete file, never a partial one."""
+    moment) sees either the old complete file or the new complete file, never a partial one. The file
+    carries the content hash of `state` (key "sha256"), checked by load_checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    state = {**state, "sha256": content_hash({k: v for k, v in state.items() if k != "sha256"})}
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
@@ -106,7 +136,42 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION or "step" not in state:
         raise CheckpointError(f"checkpoint {path} is not a lowlight training checkpoint (version "
                               f"{CHECKPOINT_VERSION})")
+    stored = state.pop("sha256", None)  # absent in checkpoints written before the hash existed
+    if stored is not None and stored != content_hash(state):
+        raise CheckpointError(f"checkpoint {path} is corrupt: its content does not match its SHA-256 "
+                              f"(flipped bytes on disk?); delete it to start over, or restore a good copy")
     return state
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Deletes the temp files of save_checkpoint(path) left by processes that died while saving."""
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = tmp.name.rpartition("-")[2]
+        try:
+            os.kill(int(pid), 0)  # still running: its save may be in progress
+            continue
+        except (ValueError, ProcessLookupError):
+            pass
+        except PermissionError:  # someone else's live process
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _plain(v):
+    """Tuples as lists, recursively: what a value looks like after a torch.load round trip."""
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return [_plain(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+
+def _differences(old, new, prefix="") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new), key=str)
+                for d in _differences(old.get(k, "<none>"), new.get(k, "<none>"), f"{prefix}{k}.")]
+    return [] if old == new else [f"{prefix[:-1]}: checkpoint {old!r}, now {new!r}"]
 
 
 def rng_state() -> dict:
@@ -152,11 +217,11 @@ class CsvLog:
 
     def truncate_after(self, step: int) -> None:
         """Drop rows logged after the checkpoint we resume from (a killed run wrote them, a resumed run
-        will write them again)."""
+        will write them again), and torn rows (a kill in the middle of a write)."""
         if not self.fields:
             return
         with open(self.path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+            rows = [r for r in csv.DictReader(f) if _complete(r) and int(r["step"]) <= step]
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, self.fields)
@@ -173,6 +238,16 @@ class CsvLog:
             if new:
                 w.writeheader()
             w.writerow({k: _fmt(row.get(k, "")) for k in self.fields})
+
+
+def _complete(row: dict) -> bool:
+    if None in row or None in row.values():  # too many or too few cells
+        return False
+    try:
+        int(row["step"])
+    except (KeyError, ValueError):
+        return False
+    return True
 
 
 def _fmt(v):
@@ -250,14 +325,24 @@ class Trainer:
         save_checkpoint(self.ckpt_path, self.state_dict())
 
     def load(self, path=None) -> None:
-        state = load_checkpoint(path or self.ckpt_path, map_location=self.device)
+        path = path or self.ckpt_path
+        state = load_checkpoint(path, map_location=self.device)
+        stored = _plain(state.get("run_info", {}))  # what it recorded (older checkpoints: recipe and config only)
+        changed = _differences(stored, {k: v for k, v in _plain(self.run_info).items() if k in stored})
+        if changed:
+            raise CheckpointError(f"checkpoint {path} was made with other settings ({'; '.join(changed)}); "
+                                  f"resume with the same ones, or start a new run with another --out")
         if set(state["modules"]) != set(self.task.modules) or set(state["optimizers"]) != set(self.optimizers):
-            raise CheckpointError(f"checkpoint {path or self.ckpt_path} holds modules {sorted(state['modules'])}, "
+            raise CheckpointError(f"checkpoint {path} holds modules {sorted(state['modules'])}, "
                                   f"this recipe has {sorted(self.task.modules)}")
-        for k, m in self.task.modules.items():
-            m.load_state_dict(state["modules"][k])
-        for k, o in self.optimizers.items():
-            o.load_state_dict(state["optimizers"][k])
+        try:
+            for k, m in self.task.modules.items():
+                m.load_state_dict(state["modules"][k])
+            for k, o in self.optimizers.items():
+                o.load_state_dict(state["optimizers"][k])
+        except (RuntimeError, ValueError, KeyError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise CheckpointError(f"checkpoint {path} does not fit this recipe's model ({reason})") from None
         self.scaler.load_state_dict(state["scaler"])
         set_rng_state({k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in state["rng"].items()})
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
@@ -267,13 +352,18 @@ class Trainer:
         """Train up to cfg.steps; returns the last validation numbers."""
         self.out.mkdir(parents=True, exist_ok=True)
         seed_everything(self.cfg.seed)
+        remove_stale_temps(self.ckpt_path)
         if self.ckpt_path.exists():
             if not resume:
                 raise FileExistsError(f"{self.ckpt_path} exists: pass --resume to continue that run, or choose "
                                       f"another --out")
             self.load()
-            self.train_log.truncate_after(self.step)
-            self.val_log.truncate_after(self.step)
+        elif resume:
+            raise CheckpointError(f"--resume: there is no checkpoint {self.ckpt_path} to continue; drop --resume "
+                                  f"to start this run from step 0")
+        # rows past the checkpoint (or all rows of a run killed before its first checkpoint) are stale
+        self.train_log.truncate_after(self.step)
+        self.val_log.truncate_after(self.step)
         for m in self.task.modules.values():
             m.train()
         interactive = sys.stderr.isatty()

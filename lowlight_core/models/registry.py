@@ -115,20 +115,37 @@ def load_model(name: str, device="cpu", weights: str | os.PathLike | None = None
         return _cache.setdefault(key, model)
 
 
+MAX_PARAMETERS = 200_000_000  # a weights file's config may not ask for a larger network (about 0.8 GB)
+
+
 def _load_file(info: ModelInfo, path: pathlib.Path) -> nn.Module:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # not a torch file, truncated, or holding pickled objects
-        raise ValueError(f"could not read weights file {path}: {e}") from e
+        reason = str(e).splitlines()[0] if str(e).strip() else "empty or unreadable"
+        raise ValueError(f"could not read weights file {path}: not a complete PyTorch file saved by lowlight "
+                         f"({type(e).__name__}: {reason[:200]})") from None
     if not isinstance(ckpt, dict) or not {"model", "config", "state_dict"} <= ckpt.keys():
         raise ValueError(f"{path} is not a lowlight weights file (needs 'model', 'config', 'state_dict')")
     if ckpt["model"] != info.name:
         raise ValueError(f"{path} holds weights for {ckpt['model']!r}, not {info.name!r}")
+    config, state = ckpt["config"], ckpt["state_dict"]
+    if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
+        raise ValueError(f"{path}: 'config' must be a dict of constructor options, got {type(config).__name__}")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: 'state_dict' must map names to tensors")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"{path}: weights contain NaN or Inf (in {', '.join(bad[:3])})")
     try:
-        model = info.build(**ckpt["config"])
-        model.load_state_dict(ckpt["state_dict"])
-    except (TypeError, ValueError, RuntimeError) as e:  # unknown config keys, mismatched tensors
-        raise ValueError(f"{path} does not fit {info.name} with config {ckpt['config']}: {e}") from e
+        with torch.device("meta"):  # the config first builds a shell without memory: no huge allocations
+            size = sum(p.numel() for p in info.build(**config).parameters())
+        if size > MAX_PARAMETERS:
+            raise ValueError(f"the config asks for {size:,} parameters, more than the limit of {MAX_PARAMETERS:,}")
+        model = info.build(**config)
+        model.load_state_dict(state)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as e:  # bad config keys or values, bad tensors
+        raise ValueError(f"{path} does not fit {info.name} with config {config}: {str(e)[:300]}") from None
     return model
 
 
