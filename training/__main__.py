@@ -1,7 +1,8 @@
 """python -m training RECIPE [--config cpu|gpu] [--steps N] [--out DIR] [--resume] ...
 
 Trains RECIPE, writes the run (checkpoint, train.csv, val.csv, losses.png, grid.png, eval.json) under
-runs/<recipe>-<config>/, exports the weights with save_weights to lowlight_core/weights/<model>.pt, scores
+runs/<recipe>-<config>/, exports the weights with save_weights to lowlight_core/weights/<model>.pt (paths
+relative to the working directory; weights/<model>.pt outside a checkout), scores
 them on all held-out images and writes the model card <model>.md and its figure <model>.png beside them.
 """
 from __future__ import annotations
@@ -25,22 +26,28 @@ from . import data as data_mod
 from . import evaluate as eval_mod
 from .trainer import Trainer, TrainerConfig, resolve_device, seed_everything
 
-WEIGHTS_DIR = data_mod.PROJECT_ROOT / "lowlight_core" / "weights"
+
+def default_weights_dir() -> Path:
+    """The checkout's lowlight_core/weights when run from its root, else weights/ in the working directory
+    (never the installed package's folder)."""
+    checkout = Path("lowlight_core") / "weights"
+    return checkout if checkout.is_dir() else Path("weights")
 
 
 def parse_args(argv):
     from .recipes import RECIPES
 
-    p = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=f"python -m {__package__}", description=__doc__.split("\n\n")[0])
     p.add_argument("recipe", choices=sorted(RECIPES))
     p.add_argument("--config", default="cpu", choices=["cpu", "gpu"], help="cpu: ~30 min on 2 cores; gpu: official scale")
     p.add_argument("--steps", type=int, help="total optimizer steps (default: the config's)")
     p.add_argument("--out", type=Path, help="run folder (default runs/<recipe>-<config>)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     p.add_argument("--data", type=Path, help=f"folder holding {', '.join(data_mod.DEFAULT_FOLDERS)} "
-                                             f"(default ../shared/data from the project root)")
+                                             f"(default $LOWLIGHT_DATA or ../shared/data from the working directory)")
     p.add_argument("--weights", type=Path, help="where to export the weights (default "
-                                                "lowlight_core/weights/<model>.pt); the card goes beside them")
+                                                "lowlight_core/weights/<model>.pt from a checkout's root, "
+                                                "else weights/<model>.pt); the card goes beside them")
     p.add_argument("--batch", type=int)
     p.add_argument("--crop", type=int)
     p.add_argument("--estimate-size", type=int, help="Zero-DCE++: long side (px) at which alpha is estimated")
@@ -66,7 +73,7 @@ def parse_args(argv):
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=data_mod.PROJECT_ROOT,
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
                              capture_output=True, text=True, timeout=10)
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
@@ -166,9 +173,9 @@ def main(argv=None) -> int:
         recipe = replace(recipe, options={**recipe.options, "circle_weight": args.circle})
     if args.vgg_weights is not None and not args.vgg_weights.is_file():
         raise SystemExit(f"--vgg-weights {args.vgg_weights}: file not found")
-    out = args.out or data_mod.PROJECT_ROOT / "runs" / f"{args.recipe}-{args.config}"
-    weights = args.weights or WEIGHTS_DIR / f"{recipe.model}.pt"
-    cache = data_mod.PROJECT_ROOT / "runs" / "cache" / "mean_intensity.json"
+    out = args.out or Path("runs") / f"{args.recipe}-{args.config}"
+    weights = args.weights or default_weights_dir() / f"{recipe.model}.pt"
+    cache = Path("runs") / "cache" / "mean_intensity.json"
 
     paths = data_mod.list_images(args.data)
     train, val = data_mod.split(paths, args.val_fraction)

@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FOLDERS = ("sice_part1", "lol_train_low")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 # SICE numbers the exposures of one scene consecutively (e.g. 2..8 is one scene from dark to bright), so the
@@ -26,8 +25,9 @@ WELL_EXPOSED = (0.35, 0.65)
 
 
 def default_data_dir() -> Path:
-    """../shared/data relative to the project root (the data is never copied into the repository)."""
-    return (PROJECT_ROOT / ".." / "shared" / "data").resolve()
+    """$LOWLIGHT_DATA, else ../shared/data from the working directory (the checkout's root in this project);
+    never a path inside the installed package. The data is never copied into the repository."""
+    return Path(os.environ.get("LOWLIGHT_DATA") or Path.cwd() / ".." / "shared" / "data").resolve()
 
 
 def list_images(data_dir: str | os.PathLike | None = None, folders=DEFAULT_FOLDERS) -> list[Path]:

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
 from .. import ops
 from ._common import check_rgb, conv_radius, exposure_plane, init_normal_
 
@@ -33,13 +34,13 @@ def symmetric_forward(c, inp: torch.Tensor) -> torch.Tensor:
 class CurveEstimator(nn.Module):
     """Shared inference of the curve models: subclasses define estimate_alpha(x, exposure)."""
 
-    def apply_curve(self, x: torch.Tensor, alpha: torch.Tensor, iterations: int = 8) -> torch.Tensor:
+    def apply_curve(self, x: torch.Tensor, alpha: torch.Tensor, iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
         """n curve steps with the fused op; step i uses map min(i, k - 1), so n > k repeats the last map and
         a low-resolution alpha is resized to x's size inside the op."""
         return ops.le_curve(x, alpha, iterations).clamp(0, 1)
 
     @torch.no_grad()
-    def enhance(self, x: torch.Tensor, exposure=0.6, iterations: int = 8) -> torch.Tensor:
+    def enhance(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT, iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
         """Inference only (no autograd): (B, 3, H, W) in [0, 1] -> enhanced (B, 3, H, W) in [0, 1]."""
         return self.apply_curve(x, self.estimate_alpha(x, exposure), iterations)
 
@@ -63,11 +64,11 @@ class ZeroDCE(CurveEstimator):
         # conv7 depends on x6, which depends on every earlier layer: the longest path crosses all seven.
         self.receptive_radius = conv_radius(self.convs)
 
-    def forward(self, x: torch.Tensor, exposure=0.6) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT) -> torch.Tensor:
         check_rgb(x, "ZeroDCE")
         inp = torch.cat([x, exposure_plane(x, exposure)], 1) if self.config["e_conditioned"] else x
         return symmetric_forward(self.convs, inp)
 
-    def estimate_alpha(self, x: torch.Tensor, exposure=0.6) -> torch.Tensor:
+    def estimate_alpha(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT) -> torch.Tensor:
         """(B, 24, H, W) curve maps at full resolution."""
         return self(x, exposure)
