@@ -302,7 +302,7 @@ def _models_run(args) -> int:
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("train_args", nargs=argparse.REMAINDER, metavar="RECIPE ...",
-                   help="arguments of `python -m training` (`lowlight train` alone prints them)")
+                   help="training arguments (`lowlight train` alone prints them)")
 
 
 def _train_run(args: argparse.Namespace) -> int:
@@ -334,7 +334,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "enhance": Subcommand("enhance image files or folders into an output folder", _enhance_arguments, _enhance_run),
     "eval": Subcommand("PSNR/SSIM of models on paired low/high folders", _eval_arguments, _eval_run),
     "models": Subcommand("list the models, their parameters, controls and weights", _models_arguments, _models_run),
-    "train": Subcommand("train a model: lowlight train RECIPE [--config cpu|gpu] ... (python -m training)",
+    "train": Subcommand("train a model: lowlight train RECIPE [--config cpu|gpu] ... (needs the [train] extra)",
                         _train_arguments, _train_run),
 }
 

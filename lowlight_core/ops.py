@@ -18,7 +18,7 @@ import torch
 
 from . import reference
 from ._native import load as _load_native
-from .controls import MAX_ITERATIONS, MAX_KSIZE  # noqa: F401  (compiled into the kernels too)
+from .controls import MAX_ITERATIONS, MAX_KSIZE  # also compiled into the kernels (csrc/limits.h)
 from .reference import TV_KINDS
 
 # The native kernels: a prebuilt lowlight_core._C, else the bundled sources compiled on first use (_native.py).

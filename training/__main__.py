@@ -1,4 +1,4 @@
-"""python -m training RECIPE [--config cpu|gpu] [--steps N] [--out DIR] [--resume] ...
+"""lowlight train RECIPE [--config cpu|gpu] [--steps N] [--out DIR] [--resume] ... (or python -m training)
 
 Trains RECIPE, writes the run (checkpoint, train.csv, val.csv, losses.png, grid.png, eval.json) under
 runs/<recipe>-<config>/, exports the weights with save_weights to lowlight_core/weights/<model>.pt (paths
