@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-SOURCES := setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu csrc/cuda/*.cuh)
+SOURCES := setup.py pyproject.toml lowlight_core/controls.py \
+  $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu csrc/cuda/*.cuh)
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install system-packages demo test bench cuda-check clean
@@ -29,9 +30,10 @@ $(VENV)/.stamp-deps: requirements-dev.txt
 	$(PIP) install -q -r requirements-dev.txt
 	touch $@
 
-# --no-build-isolation: build against the torch in .venv, never a freshly fetched one.
+# --no-build-isolation: build against the torch in .venv, never a freshly fetched one; LOWLIGHT_BUILD_NATIVE=1:
+# compile lowlight_core._C now (without torch in the build env, setup.py makes the pure first-use-compile wheel).
 $(VENV)/.stamp-build: $(VENV)/.stamp-deps $(SOURCES)
-	$(PIP) install -q --no-build-isolation --no-deps -e .
+	LOWLIGHT_BUILD_NATIVE=1 $(PIP) install -q --no-build-isolation --no-deps -e .
 	touch $@
 
 demo: install
@@ -55,7 +57,7 @@ CUDA_VENV := .venv-cuda
 cuda-check:
 	test -x $(CUDA_VENV)/bin/python || $(PYTHON) -m venv $(CUDA_VENV)
 	$(CUDA_VENV)/bin/python -m pip install -q torch==2.14.1 numpy ninja setuptools wheel
-	CUDA_HOME=/usr/local/cuda TORCH_CUDA_ARCH_LIST=9.0 FORCE_CUDA=1 MAX_JOBS=2 \
+	CUDA_HOME=/usr/local/cuda TORCH_CUDA_ARCH_LIST=9.0 FORCE_CUDA=1 MAX_JOBS=2 LOWLIGHT_BUILD_NATIVE=1 \
 	  $(CUDA_VENV)/bin/python -m pip install -q --no-build-isolation --no-deps .
 	cd /tmp && $(CURDIR)/$(CUDA_VENV)/bin/python -c "import torch, lowlight_core.ops as o; \
 	  assert o.cuda_built(), 'not a CUDA build'; x = torch.rand(1, 3, 9, 7); a = torch.rand(1, 3, 2, 2); \

@@ -35,10 +35,14 @@ def _error(message: str) -> None:
 
 
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
-    # Ranges are checked (and stated in the error) by lowlight_core.inference; importing it here would load
-    # torch just to print --help.
-    p.add_argument("--iterations", type=int, default=8, help="curve steps (default 8)")
-    p.add_argument("--exposure", type=float, default=0.6, help="target exposure E, 0.3-0.9 (default 0.6)")
+    # Ranges are checked (and stated in the error) by lowlight_core.inference; controls is torch-free, so
+    # --help stays fast.
+    from .controls import EXPOSURE_DEFAULT, EXPOSURE_RANGE, ITERATIONS_DEFAULT, MAX_ITERATIONS
+
+    p.add_argument("--iterations", type=int, default=ITERATIONS_DEFAULT,
+                   help=f"curve steps, 1-{MAX_ITERATIONS} (default {ITERATIONS_DEFAULT})")
+    p.add_argument("--exposure", type=float, default=EXPOSURE_DEFAULT,
+                   help=f"target exposure E, {EXPOSURE_RANGE[0]}-{EXPOSURE_RANGE[1]} (default {EXPOSURE_DEFAULT})")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--tile", type=int, default=None,
                    help="tile size in pixels for full-resolution networks (default: automatic; 0: never tile)")
@@ -354,17 +358,30 @@ def _models_run(args) -> int:
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(5)]
     for r in [header] + rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5])
+    from . import ops
+
+    print(f"\nops backend: {ops.backend()} ({ops.backend_reason()})")
     return 0
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("train_args", nargs=argparse.REMAINDER, metavar="RECIPE ...",
-                   help="arguments of `python -m training` (`lowlight train` alone prints them)")
+                   help="training arguments (`lowlight train` alone prints them)")
 
 
 def _train_run(args: argparse.Namespace) -> int:
-    from training.__main__ import main as train_main  # torch and the trainer load only for this command
+    # Training is the layer above the core: reached through the entry point it registers, never imported.
+    from importlib.metadata import entry_points
 
+    found = entry_points(group="lowlight.commands", name="train")
+    if not found:
+        raise SetupError("training is not installed (the package lowlight_training of napari-lowlight); "
+                         "install it with: pip install 'napari-lowlight[train]'")
+    try:
+        train_main = next(iter(found)).load()  # torch and the trainer load only for this command
+    except ImportError as e:
+        raise SetupError(f"training cannot start: {e}; install its dependencies with: "
+                         "pip install 'napari-lowlight[train]'") from e
     return train_main(args.train_args or ["--help"]) or 0
 
 
@@ -396,7 +413,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "enhance": Subcommand("enhance image files or folders into an output folder", _enhance_arguments, _enhance_run),
     "eval": Subcommand("PSNR/SSIM of models on paired low/high folders", _eval_arguments, _eval_run),
     "models": Subcommand("list the models, their parameters, controls and weights", _models_arguments, _models_run),
-    "train": Subcommand("train a model: lowlight train RECIPE [--config cpu|gpu] ... (python -m training)",
+    "train": Subcommand("train a model: lowlight train RECIPE [--config cpu|gpu] ... (needs the [train] extra)",
                         _train_arguments, _train_run),
     "export": Subcommand("replace the shipped weights, card and figure of a model with a training run's "
                          "(the old files are kept in lowlight_core/weights/backup/)", _export_arguments, _export_run),

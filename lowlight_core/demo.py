@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lowlight_core.controls import EXPOSURE_DEFAULT
+
 SAMPLE = Path(__file__).parent / "data" / "sample_dark.png"
 
 
@@ -17,7 +19,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
     parser.add_argument("--model", default="zero_dce_pp")
-    parser.add_argument("--exposure", type=float, default=0.6)
+    parser.add_argument("--exposure", type=float, default=EXPOSURE_DEFAULT)
     args = parser.parse_args(argv)
 
     from lowlight_core import io, ops
@@ -33,7 +35,8 @@ def main(argv=None) -> int:
     io.write_image(enhanced_path, result, info)
     io.write_image(out / f"{SAMPLE.stem}_side_by_side.png", np.concatenate([image, result], axis=1))
     print(f"input   {SAMPLE} ({image.shape[1]}x{image.shape[0]}, mean brightness {image.mean() / 255:.3f})")
-    print(f"model   {args.model}, exposure target E={args.exposure}, ops backend: {ops.backend()}")
+    print(f"model   {args.model}, exposure target E={args.exposure}")
+    print(f"ops     {ops.backend()} ({ops.backend_reason()})")
     print(f"output  {enhanced_path} (mean brightness {result.mean() / 255:.3f}), {seconds * 1e3:.0f} ms")
     print(f"compare {out / (SAMPLE.stem + '_side_by_side.png')}")
     return 0

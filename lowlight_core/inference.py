@@ -25,8 +25,7 @@ import warnings
 import numpy as np
 import torch
 
-MAX_ITERATIONS = 64  # the fused curve op's limit
-EXPOSURE_RANGE = (0.3, 0.9)
+from .controls import EXPOSURE_DEFAULT, EXPOSURE_RANGE, ITERATIONS_DEFAULT, MAX_ITERATIONS
 DEFAULT_TILE = 512
 FLOAT_TOLERANCE = 1e-3
 PIL_MODES = ("L", "LA", "RGB", "RGBA", "I;16", "F")
@@ -37,7 +36,7 @@ _NUMPY_DTYPES = (np.uint8, np.uint16, np.float16, np.float32, np.float64)
 # ---------------------------------------------------------------- arguments
 
 def check_controls(iterations, exposure, tile=None) -> None:
-    """ValueError/TypeError for iterations outside [1, 64], exposure outside [0.3, 0.9], tile < 0."""
+    """ValueError/TypeError for iterations outside [1, MAX_ITERATIONS], exposure outside EXPOSURE_RANGE, tile < 0."""
     if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral):
         raise TypeError(f"iterations must be an integer, got {iterations!r}")
     if not 1 <= iterations <= MAX_ITERATIONS:
@@ -214,12 +213,14 @@ def _windows(height: int, width: int, core: int, halo: int):
                    slice(y0, y1), slice(x0, x1))
 
 
-def enhance(image, model="zero_dce_pp", iterations: int = 8, exposure: float = 0.6, device="auto",
+def enhance(image, model="zero_dce_pp", iterations: int = ITERATIONS_DEFAULT, exposure: float = EXPOSURE_DEFAULT,
+            device="auto",
             tile: int | None = None, weights=None):
     """Enhance a low-light image; returns the same kind, shape and dtype (see the module docstring).
 
     model: a registered name (see `lowlight models` / list_models()) or a model module with .enhance.
-    iterations: curve steps, 1-64 (curve models; others ignore it). exposure: target exposure E in [0.3, 0.9]
+    iterations: curve steps, 1-MAX_ITERATIONS (curve models; others ignore it). exposure: target exposure E in
+    EXPOSURE_RANGE
     (curve models trained with E-conditioning; others ignore it). device: 'auto', 'cpu', 'cuda', 'cuda:N'.
     tile: core tile size in pixels for full-resolution networks (None: 512, 0: never tile).
     weights: a weights file to use instead of the shipped one.

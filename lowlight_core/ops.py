@@ -3,14 +3,13 @@
 Backend choice, fixed at import and changeable with `set_backend`:
   LOWLIGHT_BACKEND=reference  always the reference
   LOWLIGHT_BACKEND=native     the native kernels, or ImportError (tests and CI use this)
-  unset / auto                native when importable, else the reference with one warning
+  unset / auto                native when available, else the reference with one warning
+Native kernels: a prebuilt lowlight_core._C, or the bundled sources compiled on first use (see _native.py).
 Native kernels cover float32/float64 on CPU and float32/float16/bfloat16/float64 on CUDA (when built
 with CUDA); any other device/dtype pair runs the reference, which gives the same result.
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
 import os
 import warnings
@@ -18,33 +17,13 @@ import warnings
 import torch
 
 from . import reference
+from ._native import load as _load_native
+from .controls import MAX_ITERATIONS, MAX_KSIZE  # also compiled into the kernels (csrc/limits.h)
 from .reference import TV_KINDS
 
-MAX_ITERATIONS = 64
-MAX_KSIZE = 1001
-
-_C = None
-_native_error = None
-
-
-def _load_native():
-    global _C, _native_error
-    if importlib.util.find_spec("lowlight_core._C") is None:
-        _native_error = "lowlight_core._C is not built (run `make install`)"
-        return
-    try:
-        mod = importlib.import_module("lowlight_core._C")
-    except (ImportError, OSError) as e:  # e.g. a CUDA build under a CPU torch: libc10_cuda.so missing
-        _native_error = f"lowlight_core._C failed to load: {e}"
-        return
-    built = mod.torch_version
-    if not torch.__version__.startswith(built):
-        _native_error = f"lowlight_core._C was built for torch {built} but torch {torch.__version__} is running"
-        return
-    _C = mod
-
-
-_load_native()
+# The native kernels: a prebuilt lowlight_core._C, else the bundled sources compiled on first use (_native.py).
+_native = _load_native(compile_ok=os.environ.get("LOWLIGHT_BACKEND") != "reference")
+_C, _native_error = _native.lib, _native.reason
 _backend = "reference"
 
 
@@ -65,6 +44,15 @@ def set_backend(name: str) -> None:
 def backend() -> str:
     """'native' or 'reference': which implementation the ops use."""
     return _backend
+
+
+def backend_reason() -> str:
+    """Why backend() is what it is: where the native kernels came from, or why they are missing."""
+    if _backend == "native":
+        return _native.reason
+    if _C is not None:
+        return "LOWLIGHT_BACKEND=reference (native kernels available: " + _native.reason + ")"
+    return _native.reason
 
 
 def cuda_built() -> bool:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .controls import TV_ISO_EPS
+
 TV_KINDS = ("zero_dce", "l1", "iso")
-ISO_EPS = 1e-6  # keeps sqrt differentiable in flat regions of the "iso" TV
+ISO_EPS = TV_ISO_EPS  # keeps sqrt differentiable in flat regions of the "iso" TV (one value: controls.py)
 
 
 def alpha_map(alpha: torch.Tensor, step: int, channels: int) -> torch.Tensor:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lowlight_core.controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
 from lowlight_core.inference import FLOAT_TOLERANCE, check_controls, resolve_device
 from lowlight_core.inference import enhance as enhance_tensor
 from lowlight_core.models import registry
@@ -30,8 +31,8 @@ ALPHA_TILE = 512       # tile size for estimating full-resolution curve maps (Ze
 class Settings:
     """What to run: a registered model, its controls, the device, optionally a weights file."""
     model: str = "zero_dce_pp"
-    iterations: int = 8
-    exposure: float = 0.6
+    iterations: int = ITERATIONS_DEFAULT
+    exposure: float = EXPOSURE_DEFAULT
     device: str = "cpu"
     weights: str | None = None  # None: the registry's file for `model`
 

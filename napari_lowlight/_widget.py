@@ -30,13 +30,14 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider, QLabeledSlider
 
+from lowlight_core.controls import EXPOSURE_DEFAULT, EXPOSURE_RANGE, ITERATIONS_DEFAULT
+
 OUTPUT_SUFFIX = " enhanced"
 # metadata key on the layers this widget made: the input's unique_id. Only such a layer is ever written
 # to; a user's own layer that happens to be named "<input> enhanced" is left alone.
 OUTPUT_MARK = "lowlight_output_of"
 DEBOUNCE_MS = 15           # coalesces the valueChanged burst of one slider drag step, adds little latency
-ITERATIONS_RANGE = (1, 16)
-EXPOSURE_RANGE = (0.3, 0.9)
+ITERATIONS_RANGE = (1, 16)  # the slider's span; enhance() accepts up to controls.MAX_ITERATIONS
 NO_WEIGHTS = " (no weights)"
 _DTYPE_RANGE = {np.dtype(np.uint8): (0, 255), np.dtype(np.uint16): (0, 65535)}
 
@@ -145,12 +146,12 @@ class LowlightWidget(QWidget):
 
         self.iterations = QLabeledSlider(Qt.Orientation.Horizontal)
         self.iterations.setRange(*ITERATIONS_RANGE)
-        self.iterations.setValue(8)
+        self.iterations.setValue(ITERATIONS_DEFAULT)
         self.iterations.setToolTip("Curve steps: more steps brighten more (curve models only)")
         self.exposure = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
         self.exposure.setRange(*EXPOSURE_RANGE)
         self.exposure.setSingleStep(0.01)
-        self.exposure.setValue(0.6)
+        self.exposure.setValue(EXPOSURE_DEFAULT)
         self.exposure.setToolTip("Target exposure E: the mean brightness the model aims for")
 
         import torch

@@ -216,7 +216,7 @@ def test_train_subcommand_reaches_the_trainer(capsys):
         cli.main(["train"])  # no recipe: the trainer prints its usage
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert "python -m training" in out and "zero_dce_pp" in out
+    assert "python -m lowlight_training" in out and "zero_dce_pp" in out  # reached via the entry point
 
 
 def test_eval_without_references_scores_the_real_photo_checks(pairs, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""python -m training RECIPE [--config cpu|gpu] [--steps N] [--out DIR] [--resume] ...
+"""lowlight train RECIPE [--config cpu|gpu] [--steps N] [--out DIR] [--resume] ... (or python -m training)
 
 Trains RECIPE and writes only under its run folder (default runs/<recipe>-<config>/): checkpoint, train.csv,
 val.csv, losses.png, grid.png, eval.json, the weights weights/<model>.pt (save_weights), and, after scoring
@@ -28,20 +28,25 @@ from . import evaluate as eval_mod
 from . import real_eval, sice_scenes
 from .trainer import CheckpointError, Trainer, TrainerConfig, resolve_device, seed_everything
 
-WEIGHTS_DIR = data_mod.PROJECT_ROOT / "lowlight_core" / "weights"
+
+def default_weights_dir() -> Path:
+    """The checkout's lowlight_core/weights when run from its root, else weights/ in the working directory
+    (never the installed package's folder)."""
+    checkout = Path("lowlight_core") / "weights"
+    return checkout if checkout.is_dir() else Path("weights")
 
 
 def parse_args(argv):
     from .recipes import RECIPES
 
-    p = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=f"python -m {__package__}", description=__doc__.split("\n\n")[0])
     p.add_argument("recipe", choices=sorted(RECIPES))
     p.add_argument("--config", default="cpu", choices=["cpu", "gpu"], help="cpu: ~30 min on 2 cores; gpu: official scale")
     p.add_argument("--steps", type=int, help="total optimizer steps (default: the config's)")
     p.add_argument("--out", type=Path, help="run folder (default runs/<recipe>-<config>)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     p.add_argument("--data", type=Path, help=f"folder holding {', '.join(data_mod.DEFAULT_FOLDERS)} "
-                                             f"(default ../shared/data from the project root)")
+                                             f"(default $LOWLIGHT_DATA or ../shared/data from the working directory)")
     p.add_argument("--weights", type=Path, help="where to write the weights (default RUN/weights/<model>.pt); "
                                                 "the card goes beside them; never the shipped folder (see --export)")
     p.add_argument("--export", action="store_true", help="afterwards replace the shipped weights, card and figure "
@@ -77,7 +82,7 @@ def parse_args(argv):
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=data_mod.PROJECT_ROOT,
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
                              capture_output=True, text=True, timeout=10)
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
@@ -208,14 +213,14 @@ def main(argv=None) -> int:
         raise SystemExit(f"--init {args.init}: file not found")
     if args.vgg_weights is not None and not args.vgg_weights.is_file():
         raise SystemExit(f"--vgg-weights {args.vgg_weights}: file not found")
-    out = args.out or data_mod.PROJECT_ROOT / "runs" / f"{args.recipe}-{args.config}"
+    out = args.out or Path("runs") / f"{args.recipe}-{args.config}"
     weights = args.weights or out / "weights" / f"{recipe.model}.pt"
-    if Path(WEIGHTS_DIR).resolve() in weights.resolve().parents:
+    if default_weights_dir().resolve() in weights.resolve().parents:
         raise SystemExit(f"--weights {weights}: training never writes into the shipped weights folder "
-                         f"{WEIGHTS_DIR}; train into the run folder and add --export (the old files are kept)")
+                         f"{default_weights_dir()}; train into the run folder and add --export (the old files are kept)")
     if args.export and args.no_eval:
         raise SystemExit("--export needs the evaluation that writes the model card; drop --no-eval")
-    cache = data_mod.PROJECT_ROOT / "runs" / "cache" / "mean_intensity.json"
+    cache = Path("runs") / "cache" / "mean_intensity.json"
 
     paths = data_mod.list_images(args.data)
     train, val = data_mod.split(paths, args.val_fraction)
@@ -275,7 +280,7 @@ def main(argv=None) -> int:
     if args.export:
         from .export import export_run
 
-        export_run(weights, WEIGHTS_DIR)
+        export_run(weights, default_weights_dir())
     return 0
 
 

@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FOLDERS = ("sice_part1", "lol_train_low")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 WELL_EXPOSED = (0.35, 0.65)
@@ -27,8 +26,9 @@ VALIDATION_FRACTION = 0.1
 
 
 def default_data_dir() -> Path:
-    """../shared/data relative to the project root (the data is never copied into the repository)."""
-    return (PROJECT_ROOT / ".." / "shared" / "data").resolve()
+    """$LOWLIGHT_DATA, else ../shared/data from the working directory (the checkout's root in this project);
+    never a path inside the installed package. The data is never copied into the repository."""
+    return Path(os.environ.get("LOWLIGHT_DATA") or Path.cwd() / ".." / "shared" / "data").resolve()
 
 
 def list_images(data_dir: str | os.PathLike | None = None, folders=DEFAULT_FOLDERS) -> list[Path]:

@@ -19,10 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lowlight_core.controls import EXPOSURE_DEFAULT, EXPOSURE_GRID
+
 from . import data as data_mod
 from . import plots
 
-EXPOSURES = (0.4, 0.5, 0.6, 0.7)
+EXPOSURES = EXPOSURE_GRID
 ITERATIONS_TABLE = (1, 2, 4, 8, 12, 16)
 CARD_FIGURE_BYTES = 300_000
 LICENCE = ("Trained on SICE Part 1 (Cai et al., TIP 2018; CC BY-NC 4.0 as distributed with Zero-DCE++) and the LOL "
@@ -75,7 +77,7 @@ def evaluate(model, paths, device="cpu", resize_long: int | None = None) -> dict
             y = model.enhance(x, exposure=e, iterations=8)
             identity.append({"abs_change": float((y - x).abs().mean()), "bright_change": float(y.mean()) - b_in})
         if hasattr(model, "apply_curve") and group == "under":
-            alpha = model.estimate_alpha(x, 0.6)
+            alpha = model.estimate_alpha(x, EXPOSURE_DEFAULT)
             for n in ITERATIONS_TABLE:
                 iters[n].append(float(model.apply_curve(x, alpha, n).mean()))
 
@@ -160,7 +162,7 @@ def model_card(name: str, meta: dict, ev: dict, weights_file: Path, figure: str 
     val = t.get("final_validation", {})
     if val:
         lines += ["Zero-reference validation loss at the end of training (first "
-                  f"{t.get('val_images', '?')} validation images, E = 0.6): "
+                  f"{t.get('val_images', '?')} validation images, E = {EXPOSURE_DEFAULT:g}): "
                   + ", ".join(f"{k.removeprefix('val_')} {v:.4g}" for k, v in val.items()), ""]
     lines += [
         "### Exposure tracking",
@@ -176,7 +178,8 @@ def model_card(name: str, meta: dict, ev: dict, weights_file: Path, figure: str 
         "",
         f"Inputs: mean brightness {fmt(ev['input_brightness'])}, clipped {fmt(ev['input_clipped_pct'], 2)} %, "
         f"gray-world deviation {fmt(ev['input_gray_world'])} (std of the channel means / their mean).",
-        f"Mean abs(brightness − E) over E = 0.4..0.7: **{fmt(ev['mean_abs_err'])}**. Mean brightness rises with E: "
+        f"Mean abs(brightness − E) over E = {EXPOSURES[0]:g}..{EXPOSURES[-1]:g}: **{fmt(ev['mean_abs_err'])}**. "
+        "Mean brightness rises with E: "
         f"{'yes' if ev['brightness_monotonic_in_E'] else 'NO'}; per image, brightness rises at every step of E for "
         f"{ev['monotonic_pct']:.0f} % of the images.",
         "",
@@ -192,15 +195,17 @@ def model_card(name: str, meta: dict, ev: dict, weights_file: Path, figure: str 
                   "whole scene is; prefer a model whose error above is small when the exposure control matters."]
     if ev.get("iterations_at_E06_under"):
         its = ev["iterations_at_E06_under"]
-        lines += ["", "Iterations (E = 0.6, alpha estimated once, curve re-applied; under-exposed images): mean "
+        lines += ["", f"Iterations (E = {EXPOSURE_DEFAULT:g}, alpha estimated once, curve re-applied; under-exposed "
+                  "images): mean "
                   "brightness " + ", ".join(f"n={n}: {fmt(v)}" for n, v in its.items()) + "."]
     if ev.get("real_photos"):
         from .real_eval import card_section
 
         lines += card_section(ev["real_photos"])
     if figure:
-        lines += ["", f"![before/after at E = 0.4, 0.5, 0.6, 0.7]({figure})",
-                  "", "Rows: held-out images from dark to bright; columns: input, then E = 0.4, 0.5, 0.6, 0.7."]
+        grid = ", ".join(f"{e:g}" for e in EXPOSURES)
+        lines += ["", f"![before/after at E = {grid}]({figure})",
+                  "", f"Rows: held-out images from dark to bright; columns: input, then E = {grid}."]
     lines += [
         "",
         "## Licence",

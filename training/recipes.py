@@ -37,11 +37,12 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn.functional as F
 
+from lowlight_core.controls import EXPOSURE_DEFAULT, EXPOSURE_GRID, EXPOSURE_TRAIN_RANGE, ITERATIONS_DEFAULT
 from lowlight_core.losses import ZERO_DCE_PP_WEIGHTS, ZERO_DCE_WEIGHTS, zero_reference_loss
 
 from . import data as data_mod
 
-EVAL_EXPOSURES = (0.4, 0.5, 0.6, 0.7)
+EVAL_EXPOSURES = EXPOSURE_GRID
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class CurveRecipe:
     resize_long: int | None  # images resized so the long side is at most this before cropping
     model_config: dict = field(default_factory=dict)  # constructor options (saved with the weights)
     n_range: tuple[int, int] = (8, 8)  # curve iterations per batch, inclusive
-    e_range: tuple[float, float] = (0.3, 0.8)
+    e_range: tuple[float, float] = EXPOSURE_TRAIN_RANGE
     lr: float = 1e-4
     lr_final: float | None = None  # cosine decay from lr to lr_final over the run; None: constant lr
     weight_decay: float = 1e-4
@@ -233,7 +234,7 @@ class CurveTask:
         """Zero-reference loss at E = 0.6, n = 8, and how well the output brightness follows E."""
         sums = {}
         for x in images:
-            total, terms = self.loss(x, 0.6, 8)
+            total, terms = self.loss(x, EXPOSURE_DEFAULT, ITERATIONS_DEFAULT)
             for k, v in {"loss": total, **terms}.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             for e in EVAL_EXPOSURES:

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from lowlight_core.controls import EXPOSURE_GRID
+
 from . import data as data_mod
 from . import plots
 
@@ -64,7 +66,7 @@ class TrainerConfig:
     amp: bool = True  # mixed precision (float16 autocast + GradScaler); CUDA only
     workers: int = 1  # background processes decoding images
     lr_final_factor: float | None = None  # cosine decay of every lr to this factor at the last step
-    grid_exposures: tuple[float, ...] = (0.4, 0.5, 0.6, 0.7)
+    grid_exposures: tuple[float, ...] = EXPOSURE_GRID
     grid_images: int = 4
 
 

@@ -11,7 +11,9 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "../limits.h"
 #include "bands.h"
+#include "simd.h"
 
 #include <algorithm>
 #include <cmath>
@@ -20,8 +22,6 @@
 namespace {
 
 using lowlight::bands_per_plane;
-
-#define LOWLIGHT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 
 // out[j] = sum_m w[m] * rows[m][j]. Both blur directions use it: vertically rows[m] are image rows,
 // horizontally rows[m] = padded_row + m. Taps are summed four at a time to save loads and stores of out.
@@ -189,8 +189,8 @@ void check_inputs(const at::Tensor& x, const at::Tensor& y, double sigma, int64_
   TORCH_CHECK(y.sizes() == x.sizes(), "blur_color_loss: y shape ", y.sizes(), " != x shape ", x.sizes());
   TORCH_CHECK(x.size(1) >= 1 && x.size(2) >= 1 && x.size(3) >= 1,
               "blur_color_loss: x has an empty dimension: shape ", x.sizes());
-  TORCH_CHECK(ksize >= 1 && ksize <= 1001 && ksize % 2 == 1, "blur_color_loss: ksize must be odd in [1, 1001], got ",
-              ksize);
+  TORCH_CHECK(ksize >= 1 && ksize <= lowlight::kMaxKsize && ksize % 2 == 1,
+              "blur_color_loss: ksize must be odd in [1, ", lowlight::kMaxKsize, "], got ", ksize);
   TORCH_CHECK(std::isfinite(sigma) && sigma > 0, "blur_color_loss: sigma must be a finite number > 0, got ", sigma);
 }
 

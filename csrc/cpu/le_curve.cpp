@@ -17,25 +17,19 @@
 #include <cstring>
 #include <vector>
 
-// Function multiversioning and SSE streaming stores: x86-64 Linux with GCC (elsewhere plain loops).
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
-#include <immintrin.h>
-#define LL_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#define LL_X86 1
-#else
-#define LL_VECTOR_CLONES
-#endif
+#include "../limits.h"
+#include "simd.h"  // LOWLIGHT_CLONES, LOWLIGHT_X86 (streaming stores)
 
 namespace {
 
-constexpr int64_t kMaxIterations = 64;
+using lowlight::kMaxIterations;
 constexpr int64_t kRowGrainPixels = 32768;  // work per parallel chunk: amortizes the thread hand-off
 constexpr int64_t kStreamBytes = int64_t(32) << 20;  // outputs above this bypass the caches
 
 // The row kernels keep each pixel's value in a register through all the steps (one read of x and alpha,
 // one write of y), working on kUnroll 64-byte GCC vectors at a time (16 floats / 8 doubles each): the
 // independent chains hide the latency of the dependent multiply-adds of a pixel's steps. The clones
-// (LL_VECTOR_CLONES) give AVX-512 / AVX2+FMA code under the portable baseline build, picked at load time.
+// (LOWLIGHT_CLONES) give AVX-512 / AVX2+FMA code under the portable baseline build, picked at load time.
 #define LL_INLINE inline __attribute__((always_inline))
 #define LL_INLINE_LAMBDA __attribute__((always_inline))
 // Vector-typed values only pass between always_inline helpers, never across a real call: no ABI concern.
@@ -71,7 +65,7 @@ LL_INLINE void store(T* p, const V& v) {
 // baseline ISA, and write-combining merges them into full lines.
 template <typename V, typename T>
 LL_INLINE void stream_store(T* p, const V& v) {
-#ifdef LL_X86
+#ifdef LOWLIGHT_X86
   if constexpr (sizeof(V) % 16 == 0) {
     for (size_t offset = 0; offset < sizeof(V); offset += 16) {
       __m128 part;
@@ -86,7 +80,7 @@ LL_INLINE void stream_store(T* p, const V& v) {
 
 // Makes this thread's streaming stores visible before the parallel region ends.
 inline void stream_fence() {
-#ifdef LL_X86
+#ifdef LOWLIGHT_X86
   _mm_sfence();
 #endif
 }
@@ -231,11 +225,11 @@ LL_INLINE void curve_backward_row_impl(const T* grad_y, const T* x, const AlphaR
 // One output row. kResized: alpha is lerped from two expanded low-res rows and its gradient is summed
 // into two W-long accumulator rows; otherwise alpha and its gradient are the maps' own rows.
 #define LL_DEFINE_ROW_KERNELS(T, kResized, suffix)                                                         \
-  LL_VECTOR_CLONES void curve_row##suffix(const T* x, T* y, const AlphaRows<T>& a, int maps, int n,       \
+  LOWLIGHT_CLONES void curve_row##suffix(const T* x, T* y, const AlphaRows<T>& a, int maps, int n,       \
                                           int64_t len) {                                                  \
     curve_row_impl<kResized>(x, y, a, maps, n, len);                                                      \
   }                                                                                                       \
-  LL_VECTOR_CLONES void curve_backward_row##suffix(const T* grad_y, const T* x, const AlphaRows<T>& a,    \
+  LOWLIGHT_CLONES void curve_backward_row##suffix(const T* grad_y, const T* x, const AlphaRows<T>& a,    \
                                                    T* grad_x, const AlphaGradRows<T>& grad_alpha,         \
                                                    int maps, int n, int64_t len) {                        \
     curve_backward_row_impl<kResized>(grad_y, x, a, grad_x, grad_alpha, maps, n, len);                    \

@@ -8,9 +8,9 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "../limits.h"
 #include "bands.h"
-
-#include <immintrin.h>
+#include "simd.h"
 
 #include <algorithm>
 #include <cmath>
@@ -20,8 +20,6 @@
 namespace {
 
 using lowlight::bands_per_plane;
-
-#define LOWLIGHT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 
 enum class Kind { ZeroDce, L1, Iso };
 
@@ -78,7 +76,7 @@ LOWLIGHT_CLONES void diff_grad_row(T* __restrict out, const T* up, const T* cur,
 // u[j] = dh^2 + dw^2 + eps with the Neumann boundary (dw = 0 in the last column), as reference.tv_loss.
 template <typename T>
 LOWLIGHT_CLONES void iso_radicands(T* __restrict u, const T* cur, const T* down, int64_t W) {
-  const T eps = static_cast<T>(1e-6);
+  const T eps = static_cast<T>(lowlight::kTvIsoEps);
   for (int64_t j = 0; j < W - 1; ++j) {
     const T dh = down[j] - cur[j], dw = cur[j + 1] - cur[j];
     u[j] = dh * dh + dw * dw + eps;
@@ -88,7 +86,9 @@ LOWLIGHT_CLONES void iso_radicands(T* __restrict u, const T* cur, const T* down,
 }
 
 // In-place sqrt. GCC only vectorizes sqrt under -fno-math-errno, which the build does not set, so the
-// AVX2 version uses intrinsics (function multiversioning picks it at load time where the CPU has AVX2).
+// AVX2 version uses intrinsics (function multiversioning picks it at load time where the CPU has AVX2);
+// elsewhere (aarch64, clang, LOWLIGHT_NO_X86) one plain loop.
+#ifdef LOWLIGHT_X86
 __attribute__((target("default"))) void sqrt_inplace(float* v, int64_t n) {
   for (int64_t i = 0; i < n; ++i) v[i] = std::sqrt(v[i]);
 }
@@ -105,6 +105,12 @@ __attribute__((target("avx2"))) void sqrt_inplace(double* v, int64_t n) {
   for (; i + 4 <= n; i += 4) _mm256_storeu_pd(v + i, _mm256_sqrt_pd(_mm256_loadu_pd(v + i)));
   for (; i < n; ++i) v[i] = std::sqrt(v[i]);
 }
+#else
+template <typename T>
+void sqrt_inplace(T* v, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) v[i] = std::sqrt(v[i]);
+}
+#endif
 
 template <typename T>
 LOWLIGHT_CLONES double sum(const T* v, int64_t n) {

@@ -11,7 +11,7 @@
 namespace lowlight_cuda {
 namespace {
 
-constexpr int kMaxKsize = 1001;
+constexpr int kMaxKsize = static_cast<int>(lowlight::kMaxKsize);
 constexpr int kTile = 32;                       // output tile side; blocks are kTile x kTileRowsPerPass
 constexpr int kTileRowsPerPass = kThreads / kTile;
 constexpr size_t kMaxSharedBytes = 48 * 1024;   // no opt-in needed below this

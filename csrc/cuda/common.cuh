@@ -9,6 +9,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include "../limits.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <limits>

@@ -11,7 +11,7 @@
 namespace lowlight_cuda {
 namespace {
 
-constexpr int kMaxIterations = 64;
+constexpr int kMaxIterations = static_cast<int>(lowlight::kMaxIterations);
 // Backward for a resized alpha works on 8 x 32 pixel tiles, one pixel per thread, so that a block can sum
 // the adjoint of the resize over the few low-resolution cells its tile touches in shared memory.
 constexpr int kTileH = 8;

@@ -16,7 +16,7 @@ namespace lowlight_cuda {
 namespace {
 
 enum class TvKind { ZeroDce, L1, Iso };
-constexpr double kIsoEps = 1e-6;  // reference.ISO_EPS
+constexpr double kIsoEps = lowlight::kTvIsoEps;
 
 TvKind parse_kind(const char* op, std::string_view kind) {
   if (kind == "zero_dce") return TvKind::ZeroDce;

@@ -11,6 +11,7 @@ import math
 import torch
 import torch.nn as nn
 
+from ..controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
 from ._common import check_rgb, exposure_values, luminance
 
 _SAMPLE_PIXELS = 1 << 16   # the gamma is fitted on a strided subsample of at most ~this many pixels
@@ -28,7 +29,7 @@ class Gamma(nn.Module):
         super().__init__()
         self.config = {}
 
-    def fit_gamma(self, x: torch.Tensor, exposure=0.6) -> torch.Tensor:
+    def fit_gamma(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT) -> torch.Tensor:
         """(B,) gammas; g < 1 brightens. An all-black image gets the smallest g (and stays black)."""
         check_rgb(x, "Gamma")
         e = exposure_values(x, exposure).double()
@@ -45,12 +46,12 @@ class Gamma(nn.Module):
             hi = torch.where(too_bright, hi, mid)
         return ((lo + hi) / 2).exp().to(x.dtype)
 
-    def forward(self, x: torch.Tensor, exposure=0.6) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT) -> torch.Tensor:
         g = self.fit_gamma(x, exposure)
         return x.clamp(0, 1).pow(g.view(-1, 1, 1, 1))
 
     @torch.no_grad()
-    def enhance(self, x: torch.Tensor, exposure=0.6, iterations: int = 8) -> torch.Tensor:
+    def enhance(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT, iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
         """Honours exposure; iterations is ignored."""
         return self(x, exposure)
 
@@ -138,5 +139,5 @@ class CLAHE(nn.Module):
         return torch.where(lum > _EPS, x * ratio, eq.expand_as(x)).clamp(0, 1)
 
     @torch.no_grad()
-    def enhance(self, x: torch.Tensor, exposure=0.6, iterations: int = 8) -> torch.Tensor:
+    def enhance(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT, iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
         return self(x)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
 from ._common import check_rgb, conv_radius
 
 
@@ -50,7 +51,7 @@ class DCGANGenerator(nn.Module):
         return torch.tanh(self.out(self.tail(self.blocks(self.head(x))))) * 0.58 + 0.5
 
     @torch.no_grad()
-    def enhance(self, x: torch.Tensor, exposure=0.6, iterations: int = 8) -> torch.Tensor:
+    def enhance(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT, iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
         """Inference only (no autograd); exposure and iterations are ignored."""
         return self(x).clamp(0, 1)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
 from ._common import check_rgb, conv_radius
 
 
@@ -111,6 +112,6 @@ class DLN(nn.Module):
         return x + self.out(self.fusion(torch.cat(feats, 1)))
 
     @torch.no_grad()
-    def enhance(self, x: torch.Tensor, exposure=0.6, iterations: int = 8) -> torch.Tensor:
+    def enhance(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT, iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
         """Inference only (no autograd); exposure and iterations are ignored (no curve, no E input)."""
         return self(x).clamp(0, 1)

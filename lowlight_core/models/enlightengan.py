@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
 from ._common import check_rgb, luminance
 
 
@@ -81,7 +82,7 @@ class EnlightenGANGenerator(nn.Module):
         return ((y + 1) / 2)[:, :, :H, :W]
 
     @torch.no_grad()
-    def enhance(self, x: torch.Tensor, exposure=0.6, iterations: int = 8) -> torch.Tensor:
+    def enhance(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT, iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
         """Inference only (no autograd); exposure and iterations are ignored."""
         return self(x).clamp(0, 1)
 

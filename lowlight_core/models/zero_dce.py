@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
 from .. import ops
 from ._common import check_rgb, conv_radius, exposure_plane, init_normal_
 
@@ -65,11 +66,11 @@ class CurveEstimator(nn.Module):
             return value_curve(x, alpha, iterations)
         return ops.le_curve(x, alpha, iterations)
 
-    def apply_curve(self, x: torch.Tensor, alpha: torch.Tensor, iterations: int = 8) -> torch.Tensor:
+    def apply_curve(self, x: torch.Tensor, alpha: torch.Tensor, iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
         return self.curve(x, alpha, iterations).clamp(0, 1)
 
     @torch.no_grad()
-    def enhance(self, x: torch.Tensor, exposure=0.6, iterations: int = 8) -> torch.Tensor:
+    def enhance(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT, iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
         """Inference only (no autograd): (B, 3, H, W) in [0, 1] -> enhanced (B, 3, H, W) in [0, 1]."""
         return self.apply_curve(x, self.estimate_alpha(x, exposure), iterations)
 
@@ -93,11 +94,11 @@ class ZeroDCE(CurveEstimator):
         # conv7 depends on x6, which depends on every earlier layer: the longest path crosses all seven.
         self.receptive_radius = conv_radius(self.convs)
 
-    def forward(self, x: torch.Tensor, exposure=0.6) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT) -> torch.Tensor:
         check_rgb(x, "ZeroDCE")
         inp = torch.cat([x, exposure_plane(x, exposure)], 1) if self.config["e_conditioned"] else x
         return symmetric_forward(self.convs, inp)
 
-    def estimate_alpha(self, x: torch.Tensor, exposure=0.6) -> torch.Tensor:
+    def estimate_alpha(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT) -> torch.Tensor:
         """(B, 24, H, W) curve maps at full resolution."""
         return self(x, exposure)
