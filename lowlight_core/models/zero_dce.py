@@ -43,6 +43,12 @@ class CurveEstimator(nn.Module):
         """Inference only (no autograd): (B, 3, H, W) in [0, 1] -> enhanced (B, 3, H, W) in [0, 1]."""
         return self.apply_curve(x, self.estimate_alpha(x, exposure), iterations)
 
+    @torch.no_grad()
+    def enhance_photo(self, image: torch.Tensor, exposure=0.6, iterations: int = 8) -> torch.Tensor:
+        """Inference on an image in its own dtype and layout (ops.photo_curve's input and output), for models
+        with estimate_alpha_photo (a low-resolution estimate that needs no full-size float copy)."""
+        return ops.photo_curve(image, self.estimate_alpha_photo(image, exposure), iterations)
+
 
 class ZeroDCE(CurveEstimator):
     """DCE-Net. forward/estimate_alpha: (B, 3, H, W) -> alpha (B, 24, H, W) in [-1, 1]."""
