@@ -25,6 +25,8 @@ import warnings
 import numpy as np
 import torch
 
+from . import ops
+
 MAX_ITERATIONS = 64  # the fused curve op's limit
 EXPOSURE_RANGE = (0.3, 0.9)
 DEFAULT_TILE = 512
@@ -91,13 +93,17 @@ def _get_model(model, device: torch.device, weights):
 
 class _Frames:
     """The caller's image as a (B, C, H, W) tensor in its own dtype (a view, no copy), the output buffer in
-    the same layout, and how to hand the output back as the caller's kind."""
+    the same layout, and how to hand an output tensor back as the caller's kind (`result()`: the buffer)."""
 
     def __init__(self, pixels: torch.Tensor, out: torch.Tensor, result):
-        self.pixels, self.out, self.result = pixels, out, result
+        self.pixels, self.out, self._result = pixels, out, result
         channels = pixels.shape[1]
         self.color = 1 if channels <= 2 else 3  # the rest is alpha
         self.scale = _SCALE.get(pixels.dtype)
+
+    def result(self, out: torch.Tensor | None = None):
+        """The caller's kind of image holding `out` (default: the output buffer), a (B, C, H, W) tensor."""
+        return self._result(self.out if out is None else out)
 
     def load(self, b: int, rows: slice, cols: slice, device) -> torch.Tensor:
         """float32 (1, 3, h, w) in [0, 1] on device: the colour channels of one window."""
@@ -147,17 +153,21 @@ def _numpy_frames(a: np.ndarray, wrap=lambda out: out) -> _Frames:
     _check_shape(a.shape, 1 if a.ndim == 2 else a.shape[2], "an H x W x C array")
     if any(s < 0 for s in a.strides):  # torch cannot view negative strides (e.g. np.fliplr)
         a = np.ascontiguousarray(a)
-    out = np.empty(a.shape, a.dtype)
     with warnings.catch_warnings():  # read-only arrays (np.asarray of a PIL image): we only read them
         warnings.simplefilter("ignore", UserWarning)
         src = torch.from_numpy(a)
-    dst = torch.from_numpy(out)
+    dst = torch.from_numpy(np.empty(a.shape, a.dtype))  # untouched (no pages) when the photo path runs
     if a.ndim == 2:
         src, dst = src[None, None], dst[None, None]
     else:
         src, dst = src.permute(2, 0, 1)[None], dst.permute(2, 0, 1)[None]
     _check_values(src)
-    return _Frames(src, dst, lambda: wrap(out))
+
+    def result(t):  # (1, C, H, W) back to the array's H x W (x C): a view of t's memory when it lies so
+        t = t[0, 0] if a.ndim == 2 else t[0].permute(1, 2, 0)
+        return wrap(np.ascontiguousarray(t.cpu().numpy()))
+
+    return _Frames(src, dst, result)
 
 
 def _pil_frames(im) -> _Frames:
@@ -185,7 +195,7 @@ def _tensor_frames(t: torch.Tensor) -> _Frames:
     _check_shape(batch.shape, batch.shape[1], "a B x C x H x W tensor")
     _check_values(batch)
     out = torch.empty(batch.shape, dtype=t.dtype, device=t.device)
-    return _Frames(batch, out, lambda: out if t.dim() == 4 else out[0])
+    return _Frames(batch, out, lambda o: (o if t.dim() == 4 else o[0]).to(t.device))
 
 
 def _frames(image) -> _Frames:
@@ -226,6 +236,13 @@ def enhance(image, model="zero_dce_pp", iterations: int = 8, exposure: float = 0
     frames = _frames(image)
     dev = resolve_device(device, frames.pixels)
     net = _get_model(model, dev, weights)
+    if hasattr(net, "enhance_photo") and hasattr(net, "estimate_alpha_photo"):
+        # Curve models with a low-resolution estimate (Zero-DCE++): the image stays in its own dtype and
+        # layout, one fused pass (ops.photo_curve), no full-size float copy. Outside inference_mode: the
+        # result is handed back as is (no copy), and a returned tensor must not be an inference tensor.
+        with torch.no_grad():
+            out = net.enhance_photo(frames.pixels.to(dev), exposure=float(exposure), iterations=int(iterations))
+        return frames.result(out)
     halo = int(getattr(net, "receptive_radius", 0))
     core = DEFAULT_TILE if tile is None else tile
     batch, _, height, width = frames.pixels.shape
@@ -235,6 +252,13 @@ def enhance(image, model="zero_dce_pp", iterations: int = 8, exposure: float = 0
         for b in range(batch):
             for in_rows, in_cols, crop_rows, crop_cols, rows, cols in _windows(height, width, core, halo):
                 x = frames.load(b, in_rows, in_cols, dev)
+                if hasattr(net, "estimate_alpha") and hasattr(net, "enhance_photo"):
+                    # full-resolution curve maps (Zero-DCE): estimated per tile on the float window, the
+                    # curve applied in one pass straight from and to the image's own dtype
+                    alpha = net.estimate_alpha(x, exposure=float(exposure))[:, :, crop_rows, crop_cols]
+                    y = ops.photo_curve(frames.pixels[b:b + 1, :, rows, cols].to(dev), alpha, int(iterations))
+                    frames.out[b:b + 1, :, rows, cols].copy_(y)
+                    continue
                 y = net.enhance(x, exposure=float(exposure), iterations=int(iterations))
                 frames.store(y[:, :, crop_rows, crop_cols], b, rows, cols)
         frames.copy_alpha()
