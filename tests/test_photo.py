@@ -95,6 +95,19 @@ def test_photo_curve_parity(native, dtype, shape, ak, n):
         assert torch.equal(got[:, color:], view[:, color:]), f"{name}: alpha channels not copied bit for bit"
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,ak,n", CASES)
+def test_photo_curve_cuda_parity(native, dtype, shape, ak, n):
+    assert ops.cuda_built(), "lowlight_core._C was built without CUDA (build with FORCE_CUDA=1)"
+    image = rand_photo(shape, dtype)
+    alpha = rand_alpha(shape[0], *ak)
+    for name, view in photo_views(image):
+        got = native.photo_curve(view.cuda(), alpha.cuda(), n)
+        assert got.device.type == "cuda"
+        assert_photo_equal(got, reference.photo_curve(view, alpha, n))  # float math in another order
+
+
 def test_photo_curve_generic_resize_is_exact(native):
     """Big enough for ATen's generic bilinear path (output height + width > 128) with 2 threads: the kernel
     reproduces F.interpolate's alpha bit for bit, so every value equals the reference."""
