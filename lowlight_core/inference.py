@@ -13,7 +13,10 @@ Models (lowlight_core.models) with `receptive_radius > 0` (full-resolution netwo
 `tile` x `tile` pixels (default 512) plus a halo of `receptive_radius` pixels, so memory stays bounded and
 the result equals the untiled one up to float rounding; models with `receptive_radius == 0` run whole
 (Zero-DCE++ estimates its curves on a downscaled copy; classical models are pointwise or global).
-Everything runs under torch.inference_mode, one image of a batch at a time.
+Curve models take the photo path: the curve runs in one pass from and to the image's own dtype and layout
+(ops.photo_curve, no full-size float copy); Zero-DCE++ also estimates from block means of the integer image
+(ZeroDCEPP.estimate_alpha_photo) and runs on the whole batch at once under torch.no_grad. Everything else runs
+under torch.inference_mode, one image of a batch at a time.
 """
 from __future__ import annotations
 

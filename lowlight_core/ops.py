@@ -5,7 +5,8 @@ Backend choice, fixed at import and changeable with `set_backend`:
   LOWLIGHT_BACKEND=native     the native kernels, or ImportError (tests and CI use this)
   unset / auto                native when importable, else the reference with one warning
 Native kernels cover float32/float64 on CPU and float32/float16/bfloat16/float64 on CUDA (when built
-with CUDA); any other device/dtype pair runs the reference, which gives the same result.
+with CUDA), and uint8/uint16/float32/float64 images for the photo ops (photo_curve, area_reduce: CPU only);
+any other device/dtype pair runs the reference, which gives the same result.
 """
 from __future__ import annotations
 
