@@ -154,24 +154,24 @@ template <int U, typename V, int G, typename T>
 LL_INLINE void photo_lanes(const T* x, T* y, const AlphaRows& a, int maps, int n, float scale, int64_t j) {
   constexpr int64_t kStep = std::is_same_v<V, float> ? 1 : kLanes;
   V x0[U], sum[U];
-  for (int u = 0; u < U; ++u) {
+  _Pragma("GCC unroll 16") for (int u = 0; u < U; ++u) {
     x0[u] = load_float<V>(x + j + u * kStep);
     x0[u] = std::is_integral_v<T> ? divide(x0[u], scale, 1.f / scale) : clamp01(x0[u]);  // as the reference
   }
   for (int g = 0; g < G; ++g) {
     V v[U];
-    for (int u = 0; u < U; ++u) v[u] = x0[u];
+    _Pragma("GCC unroll 16") for (int u = 0; u < U; ++u) v[u] = x0[u];
     for (int m = 0; m < maps; ++m) {
       V am[U];
       const int r = g * maps + m;
-      for (int u = 0; u < U; ++u)  // the vertical lerp of the expanded rows
+      _Pragma("GCC unroll 16") for (int u = 0; u < U; ++u)  // the vertical lerp of the expanded rows
         am[u] = lerp(load_alpha<V>(a.lo[r] + j + u * kStep), a.w0, load_alpha<V>(a.hi[r] + j + u * kStep), a.w1);
       for (int s = steps_of_map(m, maps, n); s > 0; --s)
-        for (int u = 0; u < U; ++u) v[u] = v[u] + (am[u] * v[u]) * (1.f - v[u]);
+        _Pragma("GCC unroll 16") for (int u = 0; u < U; ++u) v[u] = v[u] + (am[u] * v[u]) * (1.f - v[u]);
     }
-    for (int u = 0; u < U; ++u) sum[u] = g == 0 ? clamp01(v[u]) : sum[u] + clamp01(v[u]);
+    _Pragma("GCC unroll 16") for (int u = 0; u < U; ++u) sum[u] = g == 0 ? clamp01(v[u]) : sum[u] + clamp01(v[u]);
   }
-  for (int u = 0; u < U; ++u) store_result<V>(y + j + u * kStep, G == 1 ? sum[u] : sum[u] / float(G), scale);
+  _Pragma("GCC unroll 16") for (int u = 0; u < U; ++u) store_result<V>(y + j + u * kStep, G == 1 ? sum[u] : sum[u] / float(G), scale);
 }
 
 template <int G, typename T>
