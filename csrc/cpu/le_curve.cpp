@@ -11,13 +11,13 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "bilinear_taps.h"  // LinearTaps
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <vector>
-
-#include "bilinear_taps.h"
 
 // Function multiversioning and SSE streaming stores: x86-64 Linux with GCC (elsewhere plain loops).
 #if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
@@ -29,8 +29,6 @@
 #endif
 
 namespace {
-
-using lowlight::LinearTaps;
 
 constexpr int64_t kMaxIterations = 64;
 constexpr int64_t kRowGrainPixels = 32768;  // work per parallel chunk: amortizes the thread hand-off
@@ -251,6 +249,8 @@ LL_DEFINE_ROW_KERNELS(float, true, _resized)
 LL_DEFINE_ROW_KERNELS(double, true, _resized)
 
 // ---------------------------------------------------------------- bilinear taps (align_corners=False)
+
+using lowlight::LinearTaps;
 
 // out[X] = w0[X] * src[i0[X]] + w1[X] * src[i1[X]]: one low-res row expanded to full width.
 template <typename T>
