@@ -225,6 +225,13 @@ def _windows(height: int, width: int, core: int, halo: int):
                    slice(y0, y1), slice(x0, x1))
 
 
+def _check_finite(alpha: torch.Tensor, model) -> None:
+    """NaN curve maps would become arbitrary integers in the photo path: refuse them."""
+    if not torch.isfinite(alpha).all():
+        name = model if isinstance(model, str) else type(model).__name__
+        raise ValueError(f"model {name!r} produced NaN or Inf curve maps (alpha): its weights are not finite")
+
+
 def enhance(image, model="zero_dce_pp", iterations: int = 8, exposure: float = 0.6, device="auto",
             tile: int | None = None, weights=None):
     """Enhance a low-light image; returns the same kind, shape and dtype (see the module docstring).
@@ -239,13 +246,16 @@ def enhance(image, model="zero_dce_pp", iterations: int = 8, exposure: float = 0
     frames = _frames(image)
     dev = resolve_device(device, frames.pixels)
     net = _get_model(model, dev, weights)
-    if hasattr(net, "enhance_photo") and hasattr(net, "estimate_alpha_photo"):
+    photo_curve = getattr(net, "photo_curve_ok", False)
+    if photo_curve and hasattr(net, "estimate_alpha_photo"):
         # Curve models with a low-resolution estimate (Zero-DCE++): the image stays in its own dtype and
         # layout, one fused pass (ops.photo_curve), no full-size float copy. Outside inference_mode: the
         # result is handed back as is (no copy), and a returned tensor must not be an inference tensor.
         with torch.no_grad():
-            out = net.enhance_photo(frames.pixels.to(dev), exposure=float(exposure), iterations=int(iterations))
-        return frames.result(out)
+            pixels = frames.pixels.to(dev)
+            alpha = net.estimate_alpha_photo(pixels, exposure=float(exposure))
+            _check_finite(alpha, model)
+            return frames.result(ops.photo_curve(pixels, alpha, int(iterations)))
     halo = int(getattr(net, "receptive_radius", 0))
     core = DEFAULT_TILE if tile is None else tile
     batch, _, height, width = frames.pixels.shape
@@ -255,10 +265,11 @@ def enhance(image, model="zero_dce_pp", iterations: int = 8, exposure: float = 0
         for b in range(batch):
             for in_rows, in_cols, crop_rows, crop_cols, rows, cols in _windows(height, width, core, halo):
                 x = frames.load(b, in_rows, in_cols, dev)
-                if hasattr(net, "estimate_alpha") and hasattr(net, "enhance_photo"):
+                if photo_curve:
                     # full-resolution curve maps (Zero-DCE): estimated per tile on the float window, the
                     # curve applied in one pass straight from and to the image's own dtype
                     alpha = net.estimate_alpha(x, exposure=float(exposure))[:, :, crop_rows, crop_cols]
+                    _check_finite(alpha, model)
                     y = ops.photo_curve(frames.pixels[b:b + 1, :, rows, cols].to(dev), alpha, int(iterations))
                     frames.out[b:b + 1, :, rows, cols].copy_(y)
                     continue

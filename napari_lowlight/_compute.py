@@ -227,7 +227,8 @@ class Enhancer:
         info = registry.get_model_info(settings.model)
         device = resolve_device(settings.device)
         net = registry.load_model(settings.model, device=str(device), weights=settings.weights)
-        if info.kind == "curve" and hasattr(net, "estimate_alpha_photo"):
+        photo_curve = info.kind == "curve" and getattr(net, "photo_curve_ok", False)
+        if photo_curve and hasattr(net, "estimate_alpha_photo"):
             # Zero-DCE++: maps estimated from the plane in its own dtype, the curve applied in one fused pass
             # (ops.photo_curve): no float copy of the plane, neither cached nor per preview
             pixels = to_pixels(plane, rgb, device)
@@ -249,8 +250,10 @@ class Enhancer:
 
             # the model object stands for (name, device, weights file and its mtime): registry caches it
             alpha, _ = self._cached(("alpha", source, index, id(net), exposure), make_alpha)
-            # full-resolution maps (Zero-DCE): the float x serves the estimate; the curve runs on the plane
-            return from_pixels(ops.photo_curve(to_pixels(plane, rgb, device), alpha, settings.iterations), rgb)
+            if photo_curve:  # full-resolution maps (Zero-DCE): the float x serves the estimate, the curve the plane
+                return from_pixels(ops.photo_curve(to_pixels(plane, rgb, device), alpha, settings.iterations), rgb)
+            y = net.apply_curve(x, alpha, settings.iterations)
+            return to_plane(y, plane, rgb)
         # image-to-image networks and classical methods; enhance tiles full-resolution networks
         y = enhance_tensor(x, model=net, iterations=settings.iterations, exposure=settings.exposure, device=device)
         return to_plane(y, plane, rgb)

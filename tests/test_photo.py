@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from conftest import DEVICES
+import lowlight_core
 from lowlight_core import ops, reference
 
 DTYPES = [torch.uint8, torch.uint16, torch.float32, torch.float64]
@@ -244,3 +245,16 @@ def test_zero_dce_pp_photo_estimate_matches_the_trained_float_path(native):
     diff = (new.to(torch.int64) - old.to(torch.int64)).abs()
     assert int(diff.max()) <= 1 and float(diff.double().mean()) < 0.05
     assert float(new.double().mean()) > float(image.double().mean()) + 20  # it did enhance
+
+
+def test_enhance_refuses_nan_curve_maps_on_the_photo_path(native):
+    from lowlight_core.models.zero_dce_pp import ZeroDCEPP
+
+    net = ZeroDCEPP()
+    with torch.no_grad():
+        net.convs[-1].pointwise.bias.fill_(float("nan"))
+    assert net.photo_curve_ok
+    with pytest.raises(ValueError, match="NaN or Inf curve maps"):
+        lowlight_core.enhance(np.zeros((6, 5, 3), np.uint8), model=net)
+    net.config["curve_on"] = "value"  # a curve applied otherwise than per RGB channel: not the photo path
+    assert not net.photo_curve_ok
