@@ -213,6 +213,13 @@ def _frames(image) -> _Frames:
 
 # ---------------------------------------------------------------- running the model
 
+def _check_finite(alpha: torch.Tensor, model) -> None:
+    """NaN curve maps would become arbitrary integers in the photo path: refuse them."""
+    if not torch.isfinite(alpha).all():
+        name = model if isinstance(model, str) else type(model).__name__
+        raise ValueError(f"model {name!r} produced NaN or Inf curve maps (alpha): its weights are not finite")
+
+
 def _windows(height: int, width: int, core: int, halo: int):
     """(input rows, input cols, crop rows, crop cols, output rows, output cols) covering the image."""
     for y0 in range(0, height, core):
@@ -223,13 +230,6 @@ def _windows(height: int, width: int, core: int, halo: int):
             ix0, ix1 = max(0, x0 - halo), min(width, x1 + halo)
             yield (slice(iy0, iy1), slice(ix0, ix1), slice(y0 - iy0, y1 - iy0), slice(x0 - ix0, x1 - ix0),
                    slice(y0, y1), slice(x0, x1))
-
-
-def _check_finite(alpha: torch.Tensor, model) -> None:
-    """NaN curve maps would become arbitrary integers in the photo path: refuse them."""
-    if not torch.isfinite(alpha).all():
-        name = model if isinstance(model, str) else type(model).__name__
-        raise ValueError(f"model {name!r} produced NaN or Inf curve maps (alpha): its weights are not finite")
 
 
 def enhance(image, model="zero_dce_pp", iterations: int = 8, exposure: float = 0.6, device="auto",
