@@ -14,4 +14,10 @@ TORCH_LIBRARY(lowlight, m) {
   // kind: "zero_dce" | "l1" | "iso"
   m.def("tv_loss(Tensor t, str kind) -> Tensor");
   m.def("tv_loss_backward(Tensor grad, Tensor t, str kind) -> Tensor");
+  // The photo path (forward only): clamp(LE^n(image), 0, 1) in image's own dtype (uint8/uint16 scaled and
+  // rounded to nearest even, float) and memory layout; alpha (B, 3*k, h, w) float32 RGB curve maps; gray
+  // (C <= 2) gets the mean of the three curves; alpha channels are copied. See reference.photo_curve.
+  m.def("photo_curve(Tensor image, Tensor alpha, int iterations) -> Tensor");
+  // float32 (B, C, height, width) block means of image (adaptive average pooling) in its own units.
+  m.def("area_reduce(Tensor image, int height, int width) -> Tensor");
 }

@@ -13,7 +13,10 @@ Models (lowlight_core.models) with `receptive_radius > 0` (full-resolution netwo
 `tile` x `tile` pixels (default 512) plus a halo of `receptive_radius` pixels, so memory stays bounded and
 the result equals the untiled one up to float rounding; models with `receptive_radius == 0` run whole
 (Zero-DCE++ estimates its curves on a downscaled copy; classical models are pointwise or global).
-Everything runs under torch.inference_mode, one image of a batch at a time.
+Curve models take the photo path: the curve runs in one pass from and to the image's own dtype and layout
+(ops.photo_curve, no full-size float copy); Zero-DCE++ also estimates from block means of the integer image
+(ZeroDCEPP.estimate_alpha_photo) and runs on the whole batch at once under torch.no_grad. Everything else runs
+under torch.inference_mode, one image of a batch at a time.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import warnings
 import numpy as np
 import torch
 
+from . import ops
 from .controls import EXPOSURE_DEFAULT, EXPOSURE_RANGE, ITERATIONS_DEFAULT, MAX_ITERATIONS
 DEFAULT_TILE = 512
 FLOAT_TOLERANCE = 1e-3
@@ -90,13 +94,17 @@ def _get_model(model, device: torch.device, weights):
 
 class _Frames:
     """The caller's image as a (B, C, H, W) tensor in its own dtype (a view, no copy), the output buffer in
-    the same layout, and how to hand the output back as the caller's kind."""
+    the same layout, and how to hand an output tensor back as the caller's kind (`result()`: the buffer)."""
 
     def __init__(self, pixels: torch.Tensor, out: torch.Tensor, result):
-        self.pixels, self.out, self.result = pixels, out, result
+        self.pixels, self.out, self._result = pixels, out, result
         channels = pixels.shape[1]
         self.color = 1 if channels <= 2 else 3  # the rest is alpha
         self.scale = _SCALE.get(pixels.dtype)
+
+    def result(self, out: torch.Tensor | None = None):
+        """The caller's kind of image holding `out` (default: the output buffer), a (B, C, H, W) tensor."""
+        return self._result(self.out if out is None else out)
 
     def load(self, b: int, rows: slice, cols: slice, device) -> torch.Tensor:
         """float32 (1, 3, h, w) in [0, 1] on device: the colour channels of one window."""
@@ -146,17 +154,21 @@ def _numpy_frames(a: np.ndarray, wrap=lambda out: out) -> _Frames:
     _check_shape(a.shape, 1 if a.ndim == 2 else a.shape[2], "an H x W x C array")
     if any(s < 0 for s in a.strides):  # torch cannot view negative strides (e.g. np.fliplr)
         a = np.ascontiguousarray(a)
-    out = np.empty(a.shape, a.dtype)
     with warnings.catch_warnings():  # read-only arrays (np.asarray of a PIL image): we only read them
         warnings.simplefilter("ignore", UserWarning)
         src = torch.from_numpy(a)
-    dst = torch.from_numpy(out)
+    dst = torch.from_numpy(np.empty(a.shape, a.dtype))  # untouched (no pages) when the photo path runs
     if a.ndim == 2:
         src, dst = src[None, None], dst[None, None]
     else:
         src, dst = src.permute(2, 0, 1)[None], dst.permute(2, 0, 1)[None]
     _check_values(src)
-    return _Frames(src, dst, lambda: wrap(out))
+
+    def result(t):  # (1, C, H, W) back to the array's H x W (x C): a view of t's memory when it lies so
+        t = t[0, 0] if a.ndim == 2 else t[0].permute(1, 2, 0)
+        return wrap(np.ascontiguousarray(t.cpu().numpy()))
+
+    return _Frames(src, dst, result)
 
 
 def _pil_frames(im) -> _Frames:
@@ -186,7 +198,7 @@ def _tensor_frames(t: torch.Tensor) -> _Frames:
     _check_shape(batch.shape, batch.shape[1], "a B x C x H x W tensor")
     _check_values(batch)
     out = torch.empty(batch.shape, dtype=t.dtype, device=t.device)
-    return _Frames(batch, out, lambda: out if t.dim() == 4 else out[0])
+    return _Frames(batch, out, lambda o: (o if t.dim() == 4 else o[0]).to(t.device))
 
 
 def _frames(image) -> _Frames:
@@ -200,6 +212,13 @@ def _frames(image) -> _Frames:
 
 
 # ---------------------------------------------------------------- running the model
+
+def _check_finite(alpha: torch.Tensor, model) -> None:
+    """NaN curve maps would become arbitrary integers in the photo path: refuse them."""
+    if not torch.isfinite(alpha).all():
+        name = model if isinstance(model, str) else type(model).__name__
+        raise ValueError(f"model {name!r} produced NaN or Inf curve maps (alpha): its weights are not finite")
+
 
 def _windows(height: int, width: int, core: int, halo: int):
     """(input rows, input cols, crop rows, crop cols, output rows, output cols) covering the image."""
@@ -229,6 +248,16 @@ def enhance(image, model="zero_dce_pp", iterations: int = ITERATIONS_DEFAULT, ex
     frames = _frames(image)
     dev = resolve_device(device, frames.pixels)
     net = _get_model(model, dev, weights)
+    photo_curve = getattr(net, "photo_curve_ok", False)
+    if photo_curve and hasattr(net, "estimate_alpha_photo"):
+        # Curve models with a low-resolution estimate (Zero-DCE++): the image stays in its own dtype and
+        # layout, one fused pass (ops.photo_curve), no full-size float copy. Outside inference_mode: the
+        # result is handed back as is (no copy), and a returned tensor must not be an inference tensor.
+        with torch.no_grad():
+            pixels = frames.pixels.to(dev)
+            alpha = net.estimate_alpha_photo(pixels, exposure=float(exposure))
+            _check_finite(alpha, model)
+            return frames.result(ops.photo_curve(pixels, alpha, int(iterations)))
     halo = int(getattr(net, "receptive_radius", 0))
     core = DEFAULT_TILE if tile is None else tile
     batch, _, height, width = frames.pixels.shape
@@ -238,6 +267,14 @@ def enhance(image, model="zero_dce_pp", iterations: int = ITERATIONS_DEFAULT, ex
         for b in range(batch):
             for in_rows, in_cols, crop_rows, crop_cols, rows, cols in _windows(height, width, core, halo):
                 x = frames.load(b, in_rows, in_cols, dev)
+                if photo_curve:
+                    # full-resolution curve maps (Zero-DCE): estimated per tile on the float window, the
+                    # curve applied in one pass straight from and to the image's own dtype
+                    alpha = net.estimate_alpha(x, exposure=float(exposure))[:, :, crop_rows, crop_cols]
+                    _check_finite(alpha, model)
+                    y = ops.photo_curve(frames.pixels[b:b + 1, :, rows, cols].to(dev), alpha, int(iterations))
+                    frames.out[b:b + 1, :, rows, cols].copy_(y)
+                    continue
                 y = net.enhance(x, exposure=float(exposure), iterations=int(iterations))
                 if not torch.isfinite(y).all():  # NaN curve maps (alpha) or weights: never a silent NaN image
                     name = model if isinstance(model, str) else type(model).__name__

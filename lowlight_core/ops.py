@@ -6,7 +6,8 @@ Backend choice, fixed at import and changeable with `set_backend`:
   unset / auto                native when available, else the reference with one warning
 Native kernels: a prebuilt lowlight_core._C, or the bundled sources compiled on first use (see _native.py).
 Native kernels cover float32/float64 on CPU and float32/float16/bfloat16/float64 on CUDA (when built
-with CUDA); any other device/dtype pair runs the reference, which gives the same result.
+with CUDA), and uint8/uint16/float32/float64 images for the photo ops (photo_curve, area_reduce: CPU only);
+any other device/dtype pair runs the reference, which gives the same result.
 """
 from __future__ import annotations
 
@@ -167,6 +168,74 @@ def tv_loss(t: torch.Tensor, kind: str = "zero_dce") -> torch.Tensor:
     return reference.tv_loss(t, kind)
 
 
+# ---------------------------------------------------------------- the photo path (forward only)
+
+PHOTO_DTYPES = (torch.uint8, torch.uint16, torch.float32, torch.float64)  # the native kernels' image dtypes
+
+
+def _check_photo_image(op: str, image) -> None:
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"{op}: image must be a torch.Tensor, got {type(image).__name__}")
+    if image.dim() != 4:
+        raise ValueError(f"{op}: image must be 4-D (B, C, H, W), got shape {tuple(image.shape)}")
+    if not (image.dtype in (torch.uint8, torch.uint16) or image.is_floating_point()):
+        raise TypeError(f"{op}: image must be uint8, uint16 or floating point, got {image.dtype}")
+    if not 1 <= image.shape[1] <= 4:
+        raise ValueError(f"{op}: image must have 1-4 channels (gray, gray+alpha, RGB, RGBA), got shape "
+                         f"{tuple(image.shape)}")
+    if image.shape[2] < 1 or image.shape[3] < 1:
+        raise ValueError(f"{op}: image has an empty dimension: shape {tuple(image.shape)}")
+
+
+def check_photo_curve(image, alpha, iterations) -> None:
+    op = "photo_curve"
+    _check_photo_image(op, image)
+    _check_image("alpha", alpha, op)
+    if alpha.dtype != torch.float32:
+        raise TypeError(f"{op}: alpha must be float32, got {alpha.dtype}")
+    if alpha.device != image.device:
+        raise ValueError(f"{op}: alpha is on {alpha.device} but image is on {image.device}")
+    _check_int(op, "iterations", iterations, 1, MAX_ITERATIONS)
+    if alpha.shape[0] != image.shape[0]:
+        raise ValueError(f"{op}: alpha batch {alpha.shape[0]} != image batch {image.shape[0]}")
+    if alpha.shape[1] % reference.CURVE_CHANNELS != 0:
+        raise ValueError(f"{op}: alpha must have 3*k channels (RGB curve maps), got {alpha.shape[1]}")
+
+
+def _native_photo(image: torch.Tensor, cuda: bool = True) -> bool:
+    if _backend != "native" or image.dtype not in PHOTO_DTYPES:
+        return False
+    return image.device.type == "cpu" or (cuda and image.device.type == "cuda" and cuda_built())
+
+
+def photo_curve(image: torch.Tensor, alpha: torch.Tensor, iterations: int) -> torch.Tensor:
+    """Curve-enhance an image in its own dtype and memory layout in one pass (inference, no autograd).
+
+    image: (B, C, H, W), C in 1-4 (gray, gray + alpha, RGB, RGBA); uint8 / uint16 (scaled by 255 / 65535,
+    results rounded to nearest, ties to even) or float in [0, 1] (clamped). An H x W x C photo is the view
+    torch.from_numpy(a).permute(2, 0, 1)[None] (channels_last): it is read and written as it lies.
+    alpha: (B, 3k, h, w) float32 RGB curve maps, resized inside the kernel as in le_curve. The result is
+    clamp(LE^n(x), 0, 1); gray gets the mean of the three curves; alpha channels are copied.
+    Returns torch.empty_like(image) filled (same dtype and layout). See reference.photo_curve.
+    """
+    check_photo_curve(image, alpha, iterations)
+    if _native_photo(image):
+        return torch.ops.lowlight.photo_curve(image, alpha, iterations)
+    return reference.photo_curve(image, alpha, iterations)
+
+
+def area_reduce(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """float32 (B, C, height, width) block means of image (B, C, H, W) in its own units (uint8, uint16 or
+    float, any layout), as adaptive average pooling, read straight from the image (no float copy of it)."""
+    op = "area_reduce"
+    _check_photo_image(op, image)
+    _check_int(op, "height", height, 1, 2 ** 31 - 1)
+    _check_int(op, "width", width, 1, 2 ** 31 - 1)
+    if _native_photo(image, cuda=False):
+        return torch.ops.lowlight.area_reduce(image, height, width)
+    return reference.area_reduce(image, height, width)
+
+
 # ---------------------------------------------------------------- fake kernels and autograd for the native ops
 
 def _register_native() -> None:
@@ -198,6 +267,14 @@ def _register_native() -> None:
     @torch.library.register_fake(lib + "tv_loss_backward")
     def _(grad, t, kind):
         return contiguous_like(t)
+
+    @torch.library.register_fake(lib + "photo_curve")
+    def _(image, alpha, iterations):
+        return torch.empty_like(image)
+
+    @torch.library.register_fake(lib + "area_reduce")
+    def _(image, height, width):
+        return image.new_empty((image.shape[0], image.shape[1], height, width), dtype=torch.float32)
 
     def le_setup(ctx, inputs, output):
         x, alpha, iterations = inputs

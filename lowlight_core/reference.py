@@ -85,3 +85,46 @@ def tv_loss(t: torch.Tensor, kind: str) -> torch.Tensor:
         return torch.sqrt(dh * dh + dw * dw + ISO_EPS).mean()
     raise ValueError(f"tv_loss: kind must be one of {TV_KINDS}, got {kind!r}")
 
+
+
+# ---------------------------------------------------------------- the photo path (integer images in and out)
+
+PHOTO_SCALE = {torch.uint8: 255.0, torch.uint16: 65535.0}  # integer dtype -> the value that means 1.0
+CURVE_CHANNELS = 3  # curve models estimate one map per RGB channel
+
+
+def photo_color_channels(channels: int) -> int:
+    """1 for gray (C = 1) and gray + alpha (C = 2), 3 for RGB and RGBA; the rest is alpha."""
+    return 1 if channels <= 2 else 3
+
+
+def photo_curve(image: torch.Tensor, alpha: torch.Tensor, iterations: int) -> torch.Tensor:
+    """le_curve on an image in its own dtype and layout: (B, C, H, W), C in 1-4, uint8/uint16 (scaled by
+    255 / 65535) or float (clamped to [0, 1]); channels_last memory is an H x W x C photo.
+
+    alpha: (B, 3k, h, w) float32 curve maps of an RGB curve model (resized like le_curve). The curve result
+    is clamped to [0, 1]; a gray image is enhanced as R = G = B and gets the mean of the three results;
+    integers are rounded to nearest (ties to even). Alpha channels (the 2nd of gray, the 4th of RGB) are
+    copied. Returns a tensor like torch.empty_like(image) (same dtype and memory layout).
+    """
+    color = photo_color_channels(image.shape[1])
+    scale = PHOTO_SCALE.get(image.dtype)
+    x = image[:, :color].to(torch.float32)
+    x = x / scale if scale else x.clamp(0, 1)
+    if color == 1:
+        x = x.expand(-1, CURVE_CHANNELS, -1, -1)
+    y = le_curve(x, alpha, iterations).clamp(0, 1)
+    if color == 1:
+        y = y.mean(dim=1, keepdim=True)
+    if scale:
+        y = y.mul(scale).round().clamp(0, scale)
+    out = torch.empty_like(image)
+    out[:, :color] = y.to(image.dtype)
+    out[:, color:] = image[:, color:]
+    return out
+
+
+def area_reduce(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """float32 (B, C, height, width): the mean of each output pixel's block of `image` (B, C, H, W) in the
+    image's own units (adaptive average pooling: block i of H rows is [floor(i H / h), ceil((i + 1) H / h)))."""
+    return F.adaptive_avg_pool2d(image.to(torch.float64), (height, width)).to(torch.float32)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from lowlight_core.controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
+from lowlight_core import ops
 from lowlight_core.inference import FLOAT_TOLERANCE, check_controls, resolve_device
 from lowlight_core.inference import enhance as enhance_tensor
 from lowlight_core.models import registry
@@ -131,6 +132,30 @@ def to_plane(y: torch.Tensor, like: np.ndarray, rgb: bool) -> np.ndarray:
     return out
 
 
+def to_pixels(plane: np.ndarray, rgb: bool, device) -> torch.Tensor:
+    """A layer plane as a (1, C, H, W) tensor in its own dtype on device: a view of the plane's memory on the
+    CPU (an RGB(A) plane is a channels_last view), for ops.photo_curve. Float planes are checked like
+    to_tensor checks them."""
+    if plane.dtype not in DTYPES:
+        raise TypeError(f"unsupported layer dtype {plane.dtype}: use uint8, uint16 or float in [0, 1]")
+    t = torch.from_numpy(plane if plane.flags.writeable else plane.copy())
+    t = (t.permute(2, 0, 1) if rgb else t[None])[None].to(device)
+    if plane.dtype.kind == "f":
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError("the layer contains NaN or Inf values")
+        lo, hi = (float(v) for v in torch.aminmax(t))
+        if lo < -FLOAT_TOLERANCE or hi > 1 + FLOAT_TOLERANCE:
+            raise ValueError(f"float layers must hold values in [0, 1] (found {lo:.4g} to {hi:.4g}); "
+                             "rescale the layer first")
+    return t
+
+
+def from_pixels(y: torch.Tensor, rgb: bool) -> np.ndarray:
+    """ops.photo_curve's (1, C, H, W) result as a layer plane (no copy when it lies as one)."""
+    y = y[0].permute(1, 2, 0) if rgb else y[0, 0]
+    return np.ascontiguousarray(y.cpu().numpy())
+
+
 def estimate_alpha(net, x: torch.Tensor, exposure: float, tile: int = ALPHA_TILE) -> torch.Tensor:
     """net.estimate_alpha(x, exposure); full-resolution estimators (receptive_radius > 0) run in tiles with a
     halo of the receptive radius, which gives the untiled maps (zero padding only at the image border)."""
@@ -203,6 +228,19 @@ class Enhancer:
         info = registry.get_model_info(settings.model)
         device = resolve_device(settings.device)
         net = registry.load_model(settings.model, device=str(device), weights=settings.weights)
+        photo_curve = info.kind == "curve" and getattr(net, "photo_curve_ok", False)
+        if photo_curve and hasattr(net, "estimate_alpha_photo"):
+            # Zero-DCE++: maps estimated from the plane in its own dtype, the curve applied in one fused pass
+            # (ops.photo_curve): no float copy of the plane, neither cached nor per preview
+            pixels = to_pixels(plane, rgb, device)
+            exposure = round(float(settings.exposure), 6)
+
+            def make_photo_alpha():
+                self.alpha_estimates += 1
+                return net.estimate_alpha_photo(pixels, exposure), net  # net kept alive: its id stays unique
+
+            alpha, _ = self._cached(("alpha", source, index, id(net), exposure), make_photo_alpha)
+            return from_pixels(ops.photo_curve(pixels, alpha, settings.iterations), rgb)
         x = self._cached(("x", source, index, str(device)), lambda: to_tensor(plane, rgb, device))
         if info.kind == "curve":
             exposure = round(float(settings.exposure), 6)
@@ -213,10 +251,12 @@ class Enhancer:
 
             # the model object stands for (name, device, weights file and its mtime): registry caches it
             alpha, _ = self._cached(("alpha", source, index, id(net), exposure), make_alpha)
+            if photo_curve:  # full-resolution maps (Zero-DCE): the float x serves the estimate, the curve the plane
+                return from_pixels(ops.photo_curve(to_pixels(plane, rgb, device), alpha, settings.iterations), rgb)
             y = net.apply_curve(x, alpha, settings.iterations)
-        else:  # image-to-image networks and classical methods; enhance tiles full-resolution networks
-            y = enhance_tensor(x, model=net, iterations=settings.iterations, exposure=settings.exposure,
-                               device=device)
+            return to_plane(y, plane, rgb)
+        # image-to-image networks and classical methods; enhance tiles full-resolution networks
+        y = enhance_tensor(x, model=net, iterations=settings.iterations, exposure=settings.exposure, device=device)
         return to_plane(y, plane, rgb)
 
     def enhance_stack(self, data, rgb: bool, settings: Settings, out: np.ndarray):

@@ -11,6 +11,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "bilinear_taps.h"  // LinearTaps
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -242,32 +244,7 @@ LL_DEFINE_ROW_KERNELS(double, true, _resized)
 
 // ---------------------------------------------------------------- bilinear taps (align_corners=False)
 
-// For each output index: the two source indices and their weights, computed with the arithmetic of
-// ATen's CPU upsample_bilinear2d (scale in/out in the op's math type, source index clamped at 0, floorf,
-// lambda clamped to [0, 1]; equal sizes copy) so that the resize matches F.interpolate.
-template <typename T>
-struct LinearTaps {
-  std::vector<int64_t> i0, i1;
-  std::vector<T> w0, w1;
-
-  LinearTaps(int64_t in, int64_t out) : i0(out), i1(out), w0(out), w1(out) {
-    const T scale = static_cast<T>(in) / static_cast<T>(out);
-    for (int64_t o = 0; o < out; ++o) {
-      if (in == out) {
-        i0[o] = i1[o] = o;
-        w0[o] = T(1);
-        w1[o] = T(0);
-        continue;
-      }
-      T src = scale * (static_cast<T>(o) + T(0.5)) - T(0.5);
-      if (src < T(0)) src = T(0);
-      i0[o] = std::min(static_cast<int64_t>(floorf(src)), in - 1);
-      w1[o] = std::min(std::max(src - static_cast<T>(i0[o]), T(0)), T(1));
-      i1[o] = i0[o] + (i0[o] < in - 1 ? 1 : 0);
-      w0[o] = T(1) - w1[o];
-    }
-  }
-};
+using lowlight::LinearTaps;
 
 // out[X] = w0[X] * src[i0[X]] + w1[X] * src[i1[X]]: one low-res row expanded to full width.
 template <typename T>

@@ -74,6 +74,19 @@ class CurveEstimator(nn.Module):
         """Inference only (no autograd): (B, 3, H, W) in [0, 1] -> enhanced (B, 3, H, W) in [0, 1]."""
         return self.apply_curve(x, self.estimate_alpha(x, exposure), iterations)
 
+    @property
+    def photo_curve_ok(self) -> bool:
+        """Whether ops.photo_curve computes this model's curve (one curve per RGB channel): then the photo path
+        (lowlight_core.enhance, the napari widget) runs it in the image's own dtype. A model configured to
+        apply its curve otherwise (config "curve_on" other than "rgb") keeps the float path."""
+        return self.config.get("curve_on", "rgb") == "rgb"
+
+    @torch.no_grad()
+    def enhance_photo(self, image: torch.Tensor, exposure=0.6, iterations: int = 8) -> torch.Tensor:
+        """Inference on an image in its own dtype and layout (ops.photo_curve's input and output), for models
+        with estimate_alpha_photo (a low-resolution estimate that needs no full-size float copy)."""
+        return ops.photo_curve(image, self.estimate_alpha_photo(image, exposure), iterations)
+
 
 class ZeroDCE(CurveEstimator):
     """DCE-Net. forward/estimate_alpha: (B, 3, H, W) -> alpha (B, 24, H, W) in [-1, 1]."""

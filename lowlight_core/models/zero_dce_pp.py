@@ -13,10 +13,30 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..controls import EXPOSURE_DEFAULT
+from .. import ops, reference
 from ._common import check_rgb, exposure_plane, fit_long_side, init_normal_
 from .zero_dce import CurveEstimator, check_curve_space, symmetric_forward
 
 WIDTH = 32
+# The photo path's thumbnail: block means at this many times the estimate size (read straight from the
+# integer image), then the trained antialiased bilinear resize of that. At 8x the two-step kernel is within
+# a fraction of a level of the one-step resize on photos (benchmarks/RESULTS.md, "photo path").
+THUMBNAIL_OVERSAMPLE = 8
+
+
+def photo_thumbnail(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """float32 (B, 3, h, w) in [0, 1] of an image in its own dtype and layout (ops.photo_curve's input), close
+    to F.interpolate(bilinear, antialias=True) of its float RGB copy, without making that copy: gray is
+    replicated to RGB, alpha dropped, like enhance's float path."""
+    (h, w), (H, W) = size, image.shape[2:]
+    mid = (min(H, THUMBNAIL_OVERSAMPLE * h), min(W, THUMBNAIL_OVERSAMPLE * w))
+    color = reference.photo_color_channels(image.shape[1])
+    x = ops.area_reduce(image, *mid)[:, :color]
+    scale = reference.PHOTO_SCALE.get(image.dtype)
+    x = x / scale if scale else x.clamp(0, 1)
+    if mid != (h, w):
+        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    return x.expand(-1, 3, -1, -1) if color == 1 else x
 
 
 class SeparableConv(nn.Module):
@@ -67,3 +87,9 @@ class ZeroDCEPP(CurveEstimator):
     def estimate_alpha(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT) -> torch.Tensor:
         """(B, 3, h, w): one map shared by all curve steps, at the estimation resolution."""
         return self(x, exposure)
+
+    def estimate_alpha_photo(self, image: torch.Tensor, exposure=0.6) -> torch.Tensor:
+        """estimate_alpha for an image in its own dtype and layout (B, C, H, W) (see ops.photo_curve), from
+        photo_thumbnail: no full-size float copy of the image is made."""
+        size = fit_long_side(image.shape[2], image.shape[3], self.config["estimate_size"])
+        return self(photo_thumbnail(image, size), exposure)

@@ -1,0 +1,260 @@
+"""The photo path: photo_curve and area_reduce (native) against the pure-PyTorch reference, to the last integer
+level, on every dtype, channel count, layout and odd size; opcheck, torch.compile, bad input; and the
+Zero-DCE++ estimate from the integer image against the float path the shipped weights were trained with."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import DEVICES
+import lowlight_core
+from lowlight_core import ops, reference
+
+DTYPES = [torch.uint8, torch.uint16, torch.float32, torch.float64]
+SAMPLE = Path(__file__).parents[1] / "lowlight_core" / "data" / "sample_dark.png"
+# ATen's bilinear resize of alpha has several code paths (by output size and thread count) that round
+# differently; the kernel reproduces the generic one bit for bit. Elsewhere an alpha value one float step
+# apart moves a result across a rounding boundary now and then: at most 1 level, in few values.
+MAX_OFF_BY_ONE = 2e-3  # fraction of values
+
+
+def rand_photo(shape, dtype, device="cpu", seed=0):
+    g = torch.Generator().manual_seed(seed)
+    if dtype.is_floating_point:
+        return torch.rand(shape, generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
+    top = 255 if dtype == torch.uint8 else 65535
+    return torch.randint(0, top + 1, shape, generator=g).to(device=device, dtype=dtype)
+
+
+def rand_alpha(B, k, h, w, device="cpu", seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(B, 3 * k, h, w, generator=g) * 2 - 1).to(device)
+
+
+def photo_views(t):
+    """The same values as NCHW, as an H x W x C photo (channels_last), as a crop of a bigger photo (row
+    strides larger than the row) and as a non-dense view (every other column)."""
+    B, C, H, W = t.shape
+    yield "nchw", t
+    yield "hwc", t.contiguous(memory_format=torch.channels_last)
+    big = torch.zeros(B, H + 3, W + 5, C, dtype=t.dtype, device=t.device)
+    crop = big[:, 2:2 + H, 1:1 + W].permute(0, 3, 1, 2)
+    crop.copy_(t)
+    yield "hwc crop", crop
+    wide = torch.zeros(B, C, H, 2 * W, dtype=t.dtype, device=t.device)
+    strided = wide[..., ::2]
+    strided.copy_(t)
+    yield "strided", strided
+
+
+def assert_photo_equal(got, expected, exact=False):
+    """Integers: equal, or (exact=False) at most 1 level apart in at most MAX_OFF_BY_ONE of the values;
+    floats: equal, or within 2e-6 (alpha a float step apart, through n steps). Always the same dtype and strides."""
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert got.stride() == torch.empty_like(expected).stride()
+    got, expected = got.cpu(), expected.cpu()
+    if got.dtype.is_floating_point:
+        torch.testing.assert_close(got, expected, rtol=0, atol=0 if exact else 2e-6)
+        return
+    diff = (got.to(torch.int64) - expected.to(torch.int64)).abs()
+    if exact:
+        assert int(diff.max()) == 0, f"{int((diff > 0).sum())} values differ"
+    else:
+        assert int(diff.max()) <= 1
+        assert int((diff > 0).sum()) <= MAX_OFF_BY_ONE * diff.numel() + 2, f"{int((diff > 0).sum())} values differ"
+
+
+# (image shape, alpha (k, h, w), iterations): low-res shared map (Zero-DCE++), per-step full-res maps
+# (Zero-DCE: no resize, exact), fewer maps than steps, alpha larger than the image, 1 x 1
+CASES = [
+    ((2, 3, 37, 53), (1, 4, 5), 8),
+    ((1, 4, 67, 131), (1, 6, 8), 8),
+    ((2, 1, 33, 17), (1, 3, 2), 5),
+    ((1, 2, 23, 9), (2, 4, 3), 7),
+    ((1, 3, 29, 31), (8, 29, 31), 8),
+    ((2, 4, 11, 7), (3, 11, 7), 6),
+    ((1, 3, 5, 6), (1, 9, 11), 4),
+    ((1, 1, 1, 1), (1, 1, 1), 2),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,ak,n", CASES)
+def test_photo_curve_parity(native, dtype, shape, ak, n):
+    image = rand_photo(shape, dtype)
+    alpha = rand_alpha(shape[0], *ak)
+    full_res = ak[1:] == shape[2:]
+    expected = reference.photo_curve(image, alpha, n)
+    for name, view in photo_views(image):
+        got = native.photo_curve(view, alpha, n)
+        ref = reference.photo_curve(view, alpha, n)
+        assert torch.equal(ref, expected), name  # the reference itself is layout independent
+        assert_photo_equal(got, ref, exact=full_res)
+        color = reference.photo_color_channels(shape[1])
+        assert torch.equal(got[:, color:], view[:, color:]), f"{name}: alpha channels not copied bit for bit"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,ak,n", CASES)
+def test_photo_curve_cuda_parity(native, dtype, shape, ak, n):
+    assert ops.cuda_built(), "lowlight_core._C was built without CUDA (build with FORCE_CUDA=1)"
+    image = rand_photo(shape, dtype)
+    alpha = rand_alpha(shape[0], *ak)
+    for name, view in photo_views(image):
+        got = native.photo_curve(view.cuda(), alpha.cuda(), n)
+        assert got.device.type == "cuda"
+        assert_photo_equal(got, reference.photo_curve(view, alpha, n))  # float math in another order
+
+
+def test_photo_curve_generic_resize_is_exact(native):
+    """Big enough for ATen's generic bilinear path (output height + width > 128) with 2 threads: the kernel
+    reproduces F.interpolate's alpha bit for bit, so every value equals the reference."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for dtype in DTYPES:
+            for C in (1, 3, 4):
+                image = rand_photo((2, C, 67, 131), dtype).contiguous(memory_format=torch.channels_last)
+                alpha = rand_alpha(2, 1, 5, 7)
+                assert_photo_equal(native.photo_curve(image, alpha, 8), reference.photo_curve(image, alpha, 8),
+                                   exact=True)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.uint16])
+def test_photo_curve_every_integer_value(native, dtype):
+    """Every uint8 / uint16 value through the kernel's division-free scaling and its rounding, for a
+    brightening, a darkening and a neutral curve: equal to the reference."""
+    top = 255 if dtype == torch.uint8 else 65535
+    values = torch.arange(top + 1).to(dtype)
+    image = values.view(1, 1, 1, -1).expand(1, 3, 3, -1).contiguous()
+    alpha = torch.tensor([0.9, -0.6, 0.0]).view(1, 3, 1, 1).expand(1, 3, 3, top + 1).contiguous()
+    for n in (1, 8):
+        assert_photo_equal(native.photo_curve(image, alpha, n), reference.photo_curve(image, alpha, n), exact=True)
+    assert torch.equal(native.photo_curve(image, torch.zeros_like(alpha), 8), image)  # the identity curve
+
+
+def test_photo_curve_gray_is_the_mean_of_the_rgb_curves(native):
+    gray = rand_photo((1, 1, 9, 10), torch.uint8)
+    alpha = rand_alpha(1, 1, 3, 4)
+    rgb = native.photo_curve(gray.expand(1, 3, 9, 10).contiguous(), alpha, 8).double()
+    mean = (rgb.mean(dim=1, keepdim=True)).round()
+    assert (native.photo_curve(gray, alpha, 8).double() - mean).abs().max() <= 1  # rounded twice vs once
+
+
+def test_photo_curve_batch_uses_each_images_maps(native):
+    image = rand_photo((3, 3, 12, 15), torch.uint8)
+    alpha = rand_alpha(3, 1, 2, 2)
+    whole = native.photo_curve(image, alpha, 8)
+    for b in range(3):
+        assert torch.equal(whole[b:b + 1], native.photo_curve(image[b:b + 1], alpha[b:b + 1], 8))
+
+
+def test_photo_curve_empty_batch(native):
+    image = torch.zeros(0, 3, 5, 4, dtype=torch.uint8)
+    assert native.photo_curve(image, torch.zeros(0, 3, 2, 2), 8).shape == image.shape
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_photo_curve_opcheck_and_compile(native, device):
+    image = rand_photo((2, 4, 9, 7), torch.uint8, device).contiguous(memory_format=torch.channels_last)
+    alpha = rand_alpha(2, 1, 3, 2, device)
+    torch.library.opcheck(native.photo_curve, (image, alpha, 8))
+    torch.library.opcheck(native.photo_curve, (rand_photo((1, 1, 9, 7), torch.uint16, device),
+                                               rand_alpha(1, 8, 9, 7, device), 8))
+    if device == "cpu":
+        torch.library.opcheck(native.area_reduce, (image, 3, 2))
+
+    def run(image, alpha):
+        return ops.photo_curve(image, alpha, 8)
+
+    compiled = torch.compile(run, fullgraph=True, backend="aot_eager")
+    assert torch.equal(compiled(image, alpha), run(image, alpha))
+
+
+@pytest.mark.parametrize("make,exc,match", [
+    (lambda i, a: ops.photo_curve(i[0], a, 8), ValueError, "image must be 4-D"),
+    (lambda i, a: ops.photo_curve(i.to(torch.int32), a, 8), TypeError, "uint8, uint16 or floating"),
+    (lambda i, a: ops.photo_curve(torch.cat([i, i], 1), a, 8), ValueError, "1-4 channels"),
+    (lambda i, a: ops.photo_curve(i, a.double(), 8), TypeError, "alpha must be float32"),
+    (lambda i, a: ops.photo_curve(i, a[:, :2], 8), ValueError, "3\\*k channels"),
+    (lambda i, a: ops.photo_curve(i, a.expand(2, -1, -1, -1), 8), ValueError, "batch"),
+    (lambda i, a: ops.photo_curve(i, a, 0), ValueError, "iterations"),
+    (lambda i, a: ops.photo_curve(i, a, 65), ValueError, "iterations"),
+    (lambda i, a: ops.photo_curve(i, a.to("meta"), 8), ValueError, "alpha is on meta"),
+    (lambda i, a: ops.photo_curve(i[:, :, :0], a, 8), ValueError, "empty"),
+    (lambda i, a: ops.area_reduce(i, 0, 3), ValueError, "height"),
+    (lambda i, a: ops.area_reduce(i.to(torch.int16), 2, 3), TypeError, "uint8, uint16 or floating"),
+])
+def test_photo_bad_input(native, make, exc, match):
+    image, alpha = rand_photo((1, 3, 8, 8), torch.uint8), rand_alpha(1, 1, 2, 2)
+    with pytest.raises(exc, match=match):
+        make(image, alpha)
+
+
+@pytest.mark.parametrize("call", [
+    lambda n: n.photo_curve(torch.zeros(1, 3, 4, 4, dtype=torch.int32), torch.zeros(1, 3, 2, 2), 8),
+    lambda n: n.photo_curve(torch.zeros(1, 5, 4, 4, dtype=torch.uint8), torch.zeros(1, 3, 2, 2), 8),
+    lambda n: n.photo_curve(torch.zeros(1, 3, 4, 4, dtype=torch.uint8), torch.zeros(1, 4, 2, 2), 8),
+    lambda n: n.photo_curve(torch.zeros(1, 3, 4, 4, dtype=torch.uint8), torch.zeros(1, 3, 2, 2).double(), 8),
+    lambda n: n.photo_curve(torch.zeros(1, 3, 4, 4, dtype=torch.uint8), torch.zeros(1, 3, 2, 2), 99),
+    lambda n: n.area_reduce(torch.zeros(1, 3, 4, 4, dtype=torch.uint8), 0, 2),
+    lambda n: n.area_reduce(torch.zeros(1, 3, 4, 4, dtype=torch.int32), 2, 2),
+])
+def test_photo_native_checks_raise_not_crash(native, call):
+    with pytest.raises(RuntimeError):
+        call(native)
+
+
+# ---------------------------------------------------------------- area_reduce
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,size", [((2, 3, 37, 53), (5, 6)), ((1, 4, 64, 48), (8, 6)),
+                                        ((1, 1, 9, 300), (9, 7)), ((2, 2, 5, 5), (5, 5)), ((1, 3, 3, 2), (7, 5))])
+def test_area_reduce_parity(native, dtype, shape, size):
+    image = rand_photo(shape, dtype)
+    expected = reference.area_reduce(image, *size)
+    for name, view in photo_views(image):
+        got = native.area_reduce(view, *size)
+        assert got.dtype == torch.float32 and got.shape == expected.shape and got.is_contiguous()
+        if dtype.is_floating_point:  # sums in another order
+            torch.testing.assert_close(got, expected, rtol=1e-6, atol=0, msg=name)
+        else:  # exact integer sums: the same float
+            assert torch.equal(got, expected), name
+
+
+# ---------------------------------------------------------------- Zero-DCE++ on the photo path
+
+def test_zero_dce_pp_photo_estimate_matches_the_trained_float_path(native):
+    """The shipped weights on the bundled photo: the estimate from area_reduce of the uint8 image vs the
+    trained one (antialiased bilinear of the float image) changes the result by at most 1 level here, in
+    few pixels (benchmarks/RESULTS.md has the measurement on real photos)."""
+    from lowlight_core.models.registry import load_model
+
+    net = load_model("zero_dce_pp", device="cpu")
+    a = np.asarray(Image.open(SAMPLE).convert("RGB"))
+    image = torch.from_numpy(a.copy()).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        x = image.float() / 255
+        old = net.apply_curve(x, net.estimate_alpha(x, 0.6), 8).mul(255).round().to(torch.uint8)
+        new = net.enhance_photo(image, 0.6, 8)
+    diff = (new.to(torch.int64) - old.to(torch.int64)).abs()
+    assert int(diff.max()) <= 1 and float(diff.double().mean()) < 0.05
+    assert float(new.double().mean()) > float(image.double().mean()) + 20  # it did enhance
+
+
+def test_enhance_refuses_nan_curve_maps_on_the_photo_path(native):
+    from lowlight_core.models.zero_dce_pp import ZeroDCEPP
+
+    net = ZeroDCEPP()
+    with torch.no_grad():
+        net.convs[-1].pointwise.bias.fill_(float("nan"))
+    assert net.photo_curve_ok
+    with pytest.raises(ValueError, match="NaN or Inf curve maps"):
+        lowlight_core.enhance(np.zeros((6, 5, 3), np.uint8), model=net)
+    net.config["curve_on"] = "value"  # a curve applied otherwise than per RGB channel: not the photo path
+    assert not net.photo_curve_ok
