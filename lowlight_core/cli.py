@@ -328,9 +328,10 @@ def _print_table(models, scores, means, args, protocol) -> None:
         col = max(len(m) for m in photo) + 2
         print("".ljust(col) + "brightness   clip%  colour shift  saturation  noise %")
         for m in photo:
-            q = means[m]["photo"]
-            print(m.ljust(col) + f"{q['brightness']:10.3f} {q['clipped']:7.2f} {q['color_shift']:13.3f} "
-                  f"{q['saturation']:11.3f} {q['noise']:8.2f}")
+            q = {k: (f"{v:.{2 if k in ('clipped', 'noise') else 3}f}" if math.isfinite(v) else "–")
+                 for k, v in means[m]["photo"].items()}  # nan: e.g. no flat block in a tiny image
+            print(m.ljust(col) + f"{q['brightness']:>10} {q['clipped']:>7} {q['color_shift']:>13} "
+                  f"{q['saturation']:>11} {q['noise']:>8}")
 
 
 # ---------------------------------------------------------------- lowlight models
@@ -369,20 +370,24 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
                    help="training arguments (`lowlight train` alone prints them)")
 
 
-def _train_run(args: argparse.Namespace) -> int:
-    # Training is the layer above the core: reached through the entry point it registers, never imported.
+def _training_command(name: str):
+    """A command of the training layer (above the core): reached through the entry point it registers, never
+    imported, so the core works without it; torch and the trainer load only for this command."""
     from importlib.metadata import entry_points
 
-    found = entry_points(group="lowlight.commands", name="train")
+    found = entry_points(group="lowlight.commands", name=name)
     if not found:
         raise SetupError("training is not installed (the package lowlight_training of napari-lowlight); "
                          "install it with: pip install 'napari-lowlight[train]'")
     try:
-        train_main = next(iter(found)).load()  # torch and the trainer load only for this command
+        return next(iter(found)).load()
     except ImportError as e:
         raise SetupError(f"training cannot start: {e}; install its dependencies with: "
                          "pip install 'napari-lowlight[train]'") from e
-    return train_main(args.train_args or ["--help"]) or 0
+
+
+def _train_run(args: argparse.Namespace) -> int:
+    return _training_command("train")(args.train_args or ["--help"]) or 0
 
 
 def _export_arguments(p: argparse.ArgumentParser) -> None:
@@ -391,8 +396,7 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _export_run(args: argparse.Namespace) -> int:
-    from training.export import export_run
-
+    export_run = _training_command("export")
     try:
         export_run(args.run_dir)
     except (ValueError, FileNotFoundError) as e:

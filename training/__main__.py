@@ -29,9 +29,14 @@ from . import real_eval, sice_scenes
 from .trainer import CheckpointError, Trainer, TrainerConfig, resolve_device, seed_everything
 
 
+WEIGHTS_DIR: Path | None = None  # the shipped weights folder; None: default_weights_dir() (tests point it elsewhere)
+
+
 def default_weights_dir() -> Path:
-    """The checkout's lowlight_core/weights when run from its root, else weights/ in the working directory
-    (never the installed package's folder)."""
+    """WEIGHTS_DIR if set, else the checkout's lowlight_core/weights when run from its root, else weights/ in the
+    working directory (never the installed package's folder)."""
+    if WEIGHTS_DIR is not None:
+        return Path(WEIGHTS_DIR)
     checkout = Path("lowlight_core") / "weights"
     return checkout if checkout.is_dir() else Path("weights")
 
