@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from . import data as data_mod
+from . import distributed
 from . import evaluate as eval_mod
 from . import real_eval, sice_scenes
 from .trainer import CheckpointError, Trainer, TrainerConfig, resolve_device, seed_everything
@@ -231,55 +232,16 @@ def main(argv=None) -> int:
     train, val = data_mod.split(paths, args.val_fraction)
     if not val:
         raise SystemExit(f"no validation images among {len(paths)} files at --val-fraction {args.val_fraction}")
+    world = distributed.init(args.device)  # under torchrun: this process's rank (training.distributed)
     device = resolve_device(args.device)
-
-    if not args.eval_only:
-        t0 = time.time()
-        seed_everything(recipe.seed)  # the initial weights too are a function of the seed
-        setup = _curve_setup if curve else _image_setup
-        model, task, batches, val_images, summary = setup(args, recipe, train, val, cache)
-        if args.init:
-            model.load_state_dict(registry.load_model(recipe.model, weights=args.init).state_dict())
-            summary += f"; initialized from {args.init.name}"
-        cfg = TrainerConfig(steps=recipe.steps, seed=recipe.seed, val_every=recipe.val_every,
-                            ckpt_every=recipe.ckpt_every, grad_clip=recipe.grad_clip, device=str(device),
-                            lr_final_factor=recipe.lr_final / recipe.lr if recipe.lr_final else None,
-                            workers=args.workers)
-        # What a resumed run must share with the checkpoint (not steps or logging intervals: extending is fine)
-        settings = {k: v for k, v in asdict(recipe).items() if k not in ("steps", "val_every", "ckpt_every",
-                                                                         "val_images")}
-        trainer = Trainer(task, batches, val_images, cfg, out,
-                          run_info={"recipe": args.recipe, "config": args.config, "settings": settings})
-        try:
-            final_val = trainer.run(resume=args.resume)
-        except CheckpointError as e:
-            raise SystemExit(f"error: {e}") from None
-        model = model.to("cpu")
-        data_desc = (f"{len(train)} training / {len(val)} held-out images from "
-                     + ", ".join(f"{f} ({sum(p.parent.name == f for p in paths)})" for f in data_mod.DEFAULT_FOLDERS))
-        meta = {
-            "description": registry.get_model_info(recipe.model).description,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "training": {
-                "command": "python -m training " + shlex.join(argv),
-                "recipe": args.recipe, "config": args.config, "summary": summary,
-                "notes": list(getattr(task, "notes", [])),
-                "data": data_desc, "steps": trainer.step, "batch": recipe.batch, "crop": recipe.crop,
-                "wall_time_min": trainer.elapsed / 60, "run_time_min": (time.time() - t0) / 60,
-                "device": device_description(device), "val_images": len(val_images),
-                "val_resize_long": getattr(recipe, "val_resize_long", None),
-                "final_validation": final_val, "commit": git_commit(), "backend": _ops_backend(),
-            },
-        }
-        weights.parent.mkdir(parents=True, exist_ok=True)
-        # Shipped weights stay a few MB: networks over 1 M parameters are stored in float16 (and say so).
-        half = meta["parameters"] > HALF_STORAGE_PARAMETERS
-        if half:
-            meta["training"]["notes"].append("weights stored in float16 (loaded as float32); the numbers below "
-                                             "are measured with these stored weights")
-        registry.save_weights(model, recipe.model, weights, meta, storage_dtype=torch.float16 if half else None)
-        print(f"weights: {weights} ({weights.stat().st_size / 1024:.0f} KiB)", file=sys.stderr)
-    if args.no_eval:
+    if device.type == "cuda" and world.size > 1:
+        device = torch.device("cuda", world.local_rank)
+    try:
+        if not args.eval_only:
+            _train(args, argv, recipe, curve, train, val, paths, out, weights, cache, device, world)
+    finally:
+        distributed.finish()
+    if args.no_eval or not world.main:
         return 0
     (_evaluate_curve_model if curve else _evaluate_image_model)(recipe, weights, val, out, device, cache, args)
     if args.export:
@@ -287,6 +249,59 @@ def main(argv=None) -> int:
 
         export_run(weights, default_weights_dir())
     return 0
+
+
+def _train(args, argv, recipe, curve, train, val, paths, out, weights, cache, device, world) -> None:
+    """Trains (in every process of a torchrun launch) and writes the weights (rank 0)."""
+    from lowlight_core.models import registry
+
+    t0 = time.time()
+    seed_everything(recipe.seed)  # the initial weights too are a function of the seed
+    setup = _curve_setup if curve else _image_setup
+    model, task, batches, val_images, summary = setup(args, recipe, train, val, cache)
+    if args.init:
+        model.load_state_dict(registry.load_model(recipe.model, weights=args.init).state_dict())
+        summary += f"; initialized from {args.init.name}"
+    cfg = TrainerConfig(steps=recipe.steps, seed=recipe.seed, val_every=recipe.val_every,
+                        ckpt_every=recipe.ckpt_every, grad_clip=recipe.grad_clip, device=str(device),
+                        lr_final_factor=recipe.lr_final / recipe.lr if recipe.lr_final else None,
+                        workers=args.workers)
+    # What a resumed run must share with the checkpoint (not steps or logging intervals: extending is fine)
+    settings = {k: v for k, v in asdict(recipe).items() if k not in ("steps", "val_every", "ckpt_every",
+                                                                     "val_images")}
+    trainer = Trainer(task, batches, val_images, cfg, out,
+                      run_info={"recipe": args.recipe, "config": args.config, "settings": settings})
+    try:
+        final_val = trainer.run(resume=args.resume)
+    except CheckpointError as e:
+        raise SystemExit(f"error: {e}") from None
+    if not world.main:  # the weights, the card and the export are rank 0's
+        return
+    model = model.to("cpu")
+    data_desc = (f"{len(train)} training / {len(val)} held-out images from "
+                 + ", ".join(f"{f} ({sum(p.parent.name == f for p in paths)})" for f in data_mod.DEFAULT_FOLDERS))
+    meta = {
+        "description": registry.get_model_info(recipe.model).description,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "training": {
+            "command": "python -m training " + shlex.join(argv),
+            "recipe": args.recipe, "config": args.config, "summary": summary,
+            "notes": list(getattr(task, "notes", [])),
+            "data": data_desc, "steps": trainer.step, "batch": recipe.batch, "crop": recipe.crop,
+            "wall_time_min": trainer.elapsed / 60, "run_time_min": (time.time() - t0) / 60,
+            "device": device_description(device), "val_images": len(val_images),
+            "val_resize_long": getattr(recipe, "val_resize_long", None),
+            "final_validation": final_val, "commit": git_commit(), "backend": _ops_backend(),
+        },
+    }
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    # Shipped weights stay a few MB: networks over 1 M parameters are stored in float16 (and say so).
+    half = meta["parameters"] > HALF_STORAGE_PARAMETERS
+    if half:
+        meta["training"]["notes"].append("weights stored in float16 (loaded as float32); the numbers below "
+                                         "are measured with these stored weights")
+    registry.save_weights(model, recipe.model, weights, meta, storage_dtype=torch.float16 if half else None)
+    print(f"weights: {weights} ({weights.stat().st_size / 1024:.0f} KiB)", file=sys.stderr)
 
 
 def _evaluate_curve_model(recipe, weights, val, out, device, cache, args) -> None:

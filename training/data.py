@@ -116,7 +116,7 @@ def mean_intensities(paths, cache_file: str | os.PathLike | None = None) -> dict
         out[str(p)] = cache[key]
     if cache_file and dirty:
         Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(f"{cache_file}.tmp")
+        tmp = Path(f"{cache_file}.tmp-{os.getpid()}")  # per process: torchrun starts several
         tmp.write_text(json.dumps(cache))
         os.replace(tmp, cache_file)
     return out
@@ -142,7 +142,8 @@ def spread(items, k: int | None) -> list:
 
 
 def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
-    """A generator owned by one training step (stream separates data randomness from the recipe's own)."""
+    """A generator owned by one training step. Streams: 0 the batch's picks, 1 the recipe's own randomness,
+    2 + i the batch's item i."""
     g = torch.Generator()
     g.manual_seed((seed * 1_000_003 + step * 7919 + stream * 104_729) % (2**63))
     return g
@@ -161,14 +162,24 @@ class CropBatches(torch.utils.data.Dataset):
             raise ValueError("CropBatches: no images")
         self.paths, self.batch, self.crop = list(paths), batch, crop
         self.seed, self.resize_long, self.flips = seed, resize_long, flips
+        self.shard = slice(None)  # the items of each batch this process makes (set_shard)
 
     def __len__(self):
         return 2**62  # indexed by step; the trainer decides how many steps to take
 
+    def set_shard(self, world) -> None:
+        """Make only this process's part of every batch (training.distributed.World)."""
+        self.shard = world.shard(self.batch)
+
+    def picks(self, step: int, count: int) -> list[tuple[int, torch.Generator]]:
+        """(index in 0..count-1, generator) of each item of step's batch that this process makes. The indices
+        are drawn for the whole batch and every item has a generator of its own, so an item is the same
+        whichever process makes it and however many there are."""
+        idx = torch.randint(count, (self.batch,), generator=step_generator(self.seed, step)).tolist()
+        return [(idx[i], step_generator(self.seed, step, stream=2 + i)) for i in range(self.batch)[self.shard]]
+
     def __getitem__(self, step: int) -> torch.Tensor:
-        g = step_generator(self.seed, step)
-        idx = torch.randint(len(self.paths), (self.batch,), generator=g).tolist()
-        return torch.stack([self._sample(self.paths[i], g) for i in idx])
+        return torch.stack([self._sample(self.paths[i], g) for i, g in self.picks(step, len(self.paths))])
 
     def _sample(self, path: Path, g: torch.Generator) -> torch.Tensor:
         return self.crop_and_flip(load_rgb(path, self.resize_long), g)
@@ -207,6 +218,10 @@ class UnpairedBatches(torch.utils.data.Dataset):
 
     def __len__(self):
         return 2**62
+
+    def set_shard(self, world) -> None:
+        self.low.set_shard(world)
+        self.normal.set_shard(world)
 
     def __getitem__(self, step: int) -> torch.Tensor:
         return torch.stack([self.low[step], self.normal[step]])

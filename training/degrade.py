@@ -100,10 +100,10 @@ class PairBatches(data_mod.CropBatches):
         self.degradation = degradation
 
     def __getitem__(self, step: int) -> torch.Tensor:
-        g = data_mod.step_generator(self.seed, step)
-        idx = torch.randint(len(self.paths), (self.batch,), generator=g).tolist()
-        normal = [self._sample(self.paths[i], g) for i in idx]
-        low = [degrade(y, g, self.degradation) for y in normal]
+        low, normal = [], []
+        for i, g in self.picks(step, len(self.paths)):
+            normal.append(self._sample(self.paths[i], g))
+            low.append(degrade(normal[-1], g, self.degradation))
         return torch.stack([torch.stack(low), torch.stack(normal)])
 
 

@@ -201,6 +201,10 @@ class CurveTask:
     def __init__(self, model: torch.nn.Module, recipe: CurveRecipe):
         self.model, self.recipe = model, recipe
         self.modules = {"model": model}
+        self.shard = slice(None)  # this process's samples of the batch (training.distributed)
+
+    def set_shard(self, world) -> None:
+        self.shard = world.shard(self.recipe.batch)
 
     def make_optimizers(self):
         r = self.recipe
@@ -224,7 +228,8 @@ class CurveTask:
     def train_step(self, batch, gen, update):
         r = self.recipe
         lo, hi = r.e_range
-        exposure = (lo + (hi - lo) * torch.rand(batch.shape[0], generator=gen)).to(batch.device)
+        # drawn for the whole batch, then this process's part: the same E per sample for any process count
+        exposure = (lo + (hi - lo) * torch.rand(r.batch, generator=gen))[self.shard].to(batch.device)
         n = int(torch.randint(r.n_range[0], r.n_range[1] + 1, (1,), generator=gen))
         total, terms = self.loss(batch, exposure, n)
         grad_norm = update(total, "model")

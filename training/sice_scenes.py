@@ -224,10 +224,8 @@ class RealPairBatches(data_mod.CropBatches):
         self.pairs = list(pairs)
 
     def __getitem__(self, step: int) -> torch.Tensor:
-        g = data_mod.step_generator(self.seed, step)
-        idx = torch.randint(len(self.pairs), (self.batch,), generator=g).tolist()
         crops = []
-        for i in idx:
+        for i, g in self.picks(step, len(self.pairs)):
             low, normal = (data_mod.load_rgb(p, self.resize_long) for p in self.pairs[i])
             crops.append(self.crop_and_flip(torch.stack([low, normal]), g))
         return torch.stack(crops, dim=1)
@@ -241,6 +239,10 @@ class MixedBatches(torch.utils.data.Dataset):
 
     def __len__(self):
         return 2**62
+
+    def set_shard(self, world) -> None:  # each part sharded: equal shards of both
+        self.real.set_shard(world)
+        self.synthetic.set_shard(world)
 
     def __getitem__(self, step: int) -> torch.Tensor:
         return torch.cat([self.real[step], self.synthetic[step]], dim=1)

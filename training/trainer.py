@@ -29,7 +29,7 @@ from tqdm import tqdm
 from lowlight_core.controls import EXPOSURE_GRID
 
 from . import data as data_mod
-from . import plots
+from . import distributed, plots
 
 CHECKPOINT_VERSION = 1
 PAUSE_AFTER_CKPT_ENV = "LOWLIGHT_TRAIN_PAUSE_AFTER_CKPT"  # test hook: sleep N s after each checkpoint
@@ -264,6 +264,7 @@ class Trainer:
         self.task, self.train_data, self.val_images = task, train_data, val_images
         self.cfg, self.out = config, Path(out_dir)
         self.run_info = run_info or {}
+        self.world = distributed.current()  # rank 0 writes; see training.distributed
         self.device = resolve_device(config.device)
         self.amp = config.amp and self.device.type == "cuda"
         self.ckpt_path = self.out / "checkpoint.pt"
@@ -287,6 +288,7 @@ class Trainer:
         with torch.autocast(self.device.type, enabled=False):  # backward outside autocast
             self.scaler.scale(loss).backward()
         params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
+        distributed.average_gradients(params, self.world)  # (still scaled: the average is linear)
         self.scaler.unscale_(opt)
         max_norm = self.cfg.grad_clip if self.cfg.grad_clip else math.inf
         norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
@@ -326,9 +328,20 @@ class Trainer:
     def save(self) -> None:
         save_checkpoint(self.ckpt_path, self.state_dict())
 
-    def load(self, path=None) -> None:
-        path = path or self.ckpt_path
-        state = load_checkpoint(path, map_location=self.device)
+    def _starting_state(self, resume: bool) -> dict | None:
+        """The checkpoint to continue (on the CPU: it may be sent to other processes), or None for step 0."""
+        if self.ckpt_path.exists():
+            if not resume:
+                raise FileExistsError(f"{self.ckpt_path} exists: pass --resume to continue that run, or choose "
+                                      f"another --out")
+            return load_checkpoint(self.ckpt_path, map_location="cpu")
+        if resume:
+            raise CheckpointError(f"--resume: there is no checkpoint {self.ckpt_path} to continue; drop --resume "
+                                  f"to start this run from step 0")
+        return None
+
+    def restore(self, state: dict, path) -> None:
+        """Checks that `state` (a checkpoint read from `path`) fits this run, then takes it."""
         stored = _plain(state.get("run_info", {}))  # what it recorded (older checkpoints: recipe and config only)
         changed = _differences(stored, {k: v for k, v in _plain(self.run_info).items() if k in stored})
         if changed:
@@ -352,25 +365,39 @@ class Trainer:
     # ---- the loop
     def run(self, resume: bool = False) -> dict[str, float]:
         """Train up to cfg.steps; returns the last validation numbers."""
-        self.out.mkdir(parents=True, exist_ok=True)
         seed_everything(self.cfg.seed)
-        remove_stale_temps(self.ckpt_path)
-        if self.ckpt_path.exists():
-            if not resume:
-                raise FileExistsError(f"{self.ckpt_path} exists: pass --resume to continue that run, or choose "
-                                      f"another --out")
-            self.load()
-        elif resume:
-            raise CheckpointError(f"--resume: there is no checkpoint {self.ckpt_path} to continue; drop --resume "
-                                  f"to start this run from step 0")
-        # rows past the checkpoint (or all rows of a run killed before its first checkpoint) are stale
-        self.train_log.truncate_after(self.step)
-        self.val_log.truncate_after(self.step)
+        main = self.world.main
+        # rank 0 reads the checkpoint and hands it (or the reason it cannot) to every process: no shared folder
+        # needed, and a resumed run may have another process count
+        state, error = None, None
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(self.ckpt_path)
+            try:
+                state = self._starting_state(resume)
+            except (FileExistsError, CheckpointError) as e:
+                error = e
+        state, error = distributed.broadcast((state, error), self.world)
+        if error is not None:
+            raise error
+        if state is not None:
+            self.restore(state, self.ckpt_path)
+        elif self.world.size > 1:  # a fresh run: every process starts from rank 0's initial weights
+            weights = distributed.broadcast({k: m.state_dict() for k, m in self.task.modules.items()}
+                                            if main else None, self.world)
+            for k, m in self.task.modules.items():
+                m.load_state_dict(weights[k])
+        for d in (self.train_data, self.task):  # each process makes and trains on its part of every batch
+            if hasattr(d, "set_shard"):
+                d.set_shard(self.world)
+        if main:  # rows past the checkpoint (or all rows of a run killed before its first checkpoint) are stale
+            self.train_log.truncate_after(self.step)
+            self.val_log.truncate_after(self.step)
         for m in self.task.modules.values():
             m.train()
         interactive = sys.stderr.isatty()
         bar = tqdm(total=self.cfg.steps, initial=self.step, dynamic_ncols=True, mininterval=0.5 if interactive else 30,
-                   file=sys.stderr, desc=self.run_info.get("recipe", "train"))
+                   file=sys.stderr, desc=self.run_info.get("recipe", "train"), disable=not main)
         val = {}
         loader = data_mod.batch_loader(self.train_data, self.step, self.cfg.steps, self.cfg.workers)
         t_last = time.perf_counter()
@@ -379,17 +406,19 @@ class Trainer:
             batch = batch.to(self.device, non_blocking=True)
             self.set_lr()
             with self.autocast():
-                terms = self.task.train_step(batch, gen, self.update)
+                terms = distributed.average_numbers(self.task.train_step(batch, gen, self.update), self.world)
             self.scaler.update()
             self.step += 1
             now = time.perf_counter()
             dt, t_last = now - t_last, now
             self.elapsed += dt
+            bar.update(1)
+            if not main:  # validation, logs and checkpoints: rank 0
+                continue
             lr = next(iter(self.optimizers.values())).param_groups[0]["lr"]
             self.train_log.write({"step": self.step, "seconds": round(self.elapsed, 2), "step_s": dt, "lr": lr,
                                   **terms})
             bar.set_postfix({k: f"{v:.4g}" for k, v in list(terms.items())[:4]}, refresh=False)
-            bar.update(1)
             last = self.step == self.cfg.steps
             if self.step % self.cfg.val_every == 0 or last:
                 val = self.validate()
@@ -402,6 +431,9 @@ class Trainer:
                     time.sleep(float(os.environ[PAUSE_AFTER_CKPT_ENV]))
                     t_last = time.perf_counter()
         bar.close()
+        distributed.barrier(self.world)  # the others wait for rank 0's last checkpoint
+        if not main:
+            return {}
         if not val:  # resumed an already finished run
             val = self.validate()
         self.write_figures()
