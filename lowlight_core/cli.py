@@ -12,6 +12,7 @@ Exit codes: 0 all done, 1 some file failed (the others were still processed), 2 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -79,6 +80,13 @@ def _enhance_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suffix", default="", help="appended to each output file name before the extension")
     p.add_argument("--max-megapixels", type=float, default=200.0,
                    help="refuse larger images, a guard against decompression bombs (default 200)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes decoding ahead of the model (0: decode, enhance, write one file after another; "
+                        "default 1). Under torchrun each process takes its share of the files")
+    p.add_argument("--resume", action="store_true",
+                   help="keep a manifest of finished files in the output folder (.lowlight-done.*.jsonl) and skip "
+                        "those an earlier --resume run finished with the same settings: rerun the same command "
+                        "after an interruption")
 
 
 def _check_enhance_arguments(args) -> None:
@@ -86,6 +94,8 @@ def _check_enhance_arguments(args) -> None:
     mp = args.max_megapixels
     if not (math.isfinite(mp) and mp > 0):
         raise SetupError(f"--max-megapixels must be a positive number, got {mp}")
+    if args.workers < 0:
+        raise SetupError(f"--workers must be 0 or more, got {args.workers}")
     if any(c in args.suffix for c in ("/", "\\", "\0", os.sep)) or args.suffix in (".", ".."):
         raise SetupError(f"--suffix {args.suffix!r}: must not contain a path separator (it goes into file names)")
 
@@ -125,9 +135,20 @@ def _plan(inputs: list[str], outdir: Path, suffix: str):
     return jobs, problems
 
 
+def _refusal(dst: Path, target: Path, sources: set, taken: dict) -> str | None:
+    if image_format(dst) is None:
+        return f"unsupported file extension {dst.suffix!r} (use one of {sorted(EXTENSIONS)})"
+    if target in sources:
+        return f"refusing to overwrite an input file with the output {dst}"
+    if target in taken:
+        return f"output {dst} would overwrite the result of {taken[target]}"
+    return None
+
+
 def _enhance_run(args) -> int:
     from tqdm import tqdm
 
+    from . import batch
     from .inference import enhance
     from .io import read_image, write_image
 
@@ -136,32 +157,58 @@ def _enhance_run(args) -> int:
     device = _check_setup(args, [args.model], weights)
     jobs, problems = _plan(args.inputs, args.output, args.suffix)
     _prepare_output(args.output)
-    for p in problems:
-        _error(p)
+    rank, world = batch.shard_of_world()
+    # the whole plan is checked in every process, so a refusal does not depend on the sharding
     sources = {src.resolve() for src, _ in jobs}
     taken: dict[Path, Path] = {}
-    failed = len(problems)
-    done = 0
-    for src, dst in tqdm(jobs, desc="enhance", unit="image", disable=None):
+    valid = []
+    for src, dst in jobs:
         target = dst.resolve()
-        try:
-            if image_format(dst) is None:
-                raise ValueError(f"unsupported file extension {dst.suffix!r} (use one of {sorted(EXTENSIONS)})")
-            if target in sources:
-                raise ValueError(f"refusing to overwrite an input file with the output {dst}")
-            if target in taken:
-                raise ValueError(f"output {dst} would overwrite the result of {taken[target]}")
+        why = _refusal(dst, target, sources, taken)
+        if why:
+            problems.append(_reason(src, ValueError(why)))
+        else:
             taken[target] = src
-            image, info = read_image(src, max_pixels=int(args.max_megapixels * 1e6))
-            result = enhance(image, model=args.model, iterations=args.iterations, exposure=args.exposure,
-                             device=device, tile=args.tile, weights=args.weights)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            write_image(dst, result, info)
-            done += 1
-        except Exception as e:  # one bad file must not stop the others
-            failed += 1
-            _error(_reason(src, e))
-    print(f"lowlight: enhanced {done} of {len(jobs)} images into {args.output}"
+            valid.append((src, dst))
+    settings = json.dumps({"model": args.model, "weights": str(args.weights or ""), "exposure": args.exposure,
+                           "iterations": args.iterations, "tile": args.tile}, sort_keys=True)
+    skipped = batch.done_before(args.output, settings) if args.resume else set()
+    mine = [(s, d) for s, d in valid[rank::world] if str(d) not in skipped]
+    if rank == 0:
+        for p in problems:
+            _error(p)
+    failed, done = len(problems) if rank == 0 else 0, 0
+    manifest = open(args.output / f".lowlight-done.{rank}.jsonl", "a") if args.resume else None
+    bar = tqdm(total=len(mine), desc="enhance" if world == 1 else f"enhance [{rank}/{world}]", unit="image",
+               disable=None)
+    max_pixels = int(args.max_megapixels * 1e6)
+
+    def write(dst, result, info):
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        write_image(dst, result, info)
+
+    def on_done(src, dst):
+        nonlocal done
+        done += 1
+        if manifest:
+            manifest.write(json.dumps({"src": str(src), "dst": str(dst), "settings": settings}) + "\n")
+            manifest.flush()
+        bar.update(1)
+
+    def on_error(src, e):
+        nonlocal failed
+        failed += 1
+        _error(_reason(src, e))
+        bar.update(1)
+
+    with manifest or contextlib.nullcontext(), bar:
+        batch.run(mine, lambda src: read_image(src, max_pixels=max_pixels),
+                  lambda image: enhance(image, model=args.model, iterations=args.iterations, exposure=args.exposure,
+                                        device=device, tile=args.tile, weights=args.weights),
+                  write, args.workers, on_done, on_error)
+    share = f" (process {rank} of {world}: {len(mine)} of them)" if world > 1 else ""
+    resumed = f"; {len(valid[rank::world]) - len(mine)} done before, skipped" if skipped else ""
+    print(f"lowlight: enhanced {done} of {len(jobs)} images into {args.output}{share}{resumed}"
           + (f"; {failed} problem(s), see above" if failed else ""), file=sys.stderr)
     return 1 if failed or not jobs else 0
 
