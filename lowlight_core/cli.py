@@ -207,7 +207,8 @@ def _enhance_run(args) -> int:
                                         device=device, tile=args.tile, weights=args.weights),
                   write, args.workers, on_done, on_error)
     share = f" (process {rank} of {world}: {len(mine)} of them)" if world > 1 else ""
-    resumed = f"; {len(valid[rank::world]) - len(mine)} done before, skipped" if skipped else ""
+    n_skipped = len(valid[rank::world]) - len(mine)
+    resumed = f"; {n_skipped} done before, skipped" if n_skipped else ""
     print(f"lowlight: enhanced {done} of {len(jobs)} images into {args.output}{share}{resumed}"
           + (f"; {failed} problem(s), see above" if failed else ""), file=sys.stderr)
     return 1 if failed or not jobs else 0
