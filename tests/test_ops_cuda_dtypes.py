@@ -174,6 +174,21 @@ def test_empty_batch(cuda_ops):
                                reference.blur_color_loss(x.cpu(), x.cpu(), 3.0, 21), equal_nan=True)
 
 
+def test_resized_alpha_backward_reports_itself_nondeterministic(cuda_ops):
+    """Float atomics accumulate the low-res alpha gradient: torch's determinism switch must hear of it;
+    the full-resolution backward (no atomics) stays allowed."""
+    x = torch.rand(1, 3, 16, 16, device="cuda")
+    low, full = torch.rand(1, 3, 4, 4, device="cuda"), torch.rand(1, 3, 16, 16, device="cuda")
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        with pytest.raises(RuntimeError, match="le_curve_backward"):
+            cuda_ops.le_curve_backward(x, x, low, 4)
+        cuda_ops.le_curve_backward(x, x, full, 4)
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
 def test_bad_input_raises(cuda_ops):
     x = torch.rand(1, 3, 8, 8, device="cuda")
     with pytest.raises(RuntimeError, match="alpha"):

@@ -2,6 +2,7 @@
 // alpha map min(s, k - 1). A low-resolution alpha is read at its own size and bilinearly interpolated in the
 // kernel exactly like F.interpolate(mode="bilinear", align_corners=False); it is never materialized.
 // Math in float for float16/bfloat16/float32, in double for float64 (gradcheck).
+#include <ATen/Context.h>
 #include <torch/library.h>
 
 #include <cmath>
@@ -387,6 +388,8 @@ std::tuple<at::Tensor, at::Tensor> le_curve_backward_cuda(const at::Tensor& grad
   at::Tensor grad_alpha;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "le_curve_backward_cuda", [&] {
     if (needs_resize(x, alpha)) {
+      // float atomics accumulate grad_alpha in a run-dependent order: torch's determinism switch hears of it
+      at::globalContext().alertNotDeterministic("lowlight::le_curve_backward (CUDA, alpha resized in the op)");
       grad_alpha = launch_backward_resized<scalar_t>(grad_y, x, alpha, grad_x, n, stream).to(alpha.scalar_type());
     } else {
       grad_alpha = at::empty(alpha.sizes(), alpha.options());
