@@ -404,14 +404,44 @@ def test_zero_dce_pp_photo_estimate_matches_the_trained_float_path(native):
     assert float(new.double().mean()) > float(image.double().mean()) + 20  # it did enhance
 
 
-def test_enhance_refuses_nan_curve_maps_on_the_photo_path(native):
+@pytest.mark.parametrize("curve_on", ["rgb", "value"])
+def test_enhance_refuses_nan_curve_maps_on_the_photo_path(native, curve_on):
+    """Both curve spaces take the photo path (its own message: the float path says "NaN or Inf values")."""
     from lowlight_core.models.zero_dce_pp import ZeroDCEPP
 
-    net = ZeroDCEPP()
+    net = ZeroDCEPP(curve_on=curve_on)
     with torch.no_grad():
         net.convs[-1].pointwise.bias.fill_(float("nan"))
     assert net.photo_curve_ok
     with pytest.raises(ValueError, match="NaN or Inf curve maps"):
         lowlight_core.enhance(np.zeros((6, 5, 3), np.uint8), model=net)
-    net.config["curve_on"] = "value"  # a curve applied otherwise than per RGB channel: not the photo path
+    net.config["curve_on"] = "hsv"  # a curve the photo ops do not compute: not the photo path
     assert not net.photo_curve_ok
+
+
+@pytest.mark.parametrize("curve_on,op", [("rgb", "photo_curve"), ("value", "photo_value_curve")])
+def test_photo_path_runs_the_models_curve(native, monkeypatch, curve_on, op):
+    """enhance on a photo: the untiled (Zero-DCE++) and the tiled (Zero-DCE, full-resolution maps per tile)
+    branches call the op of the model's curve space once per window, and give the float path's result
+    (net.apply_curve on the float image) within 1 level."""
+    from lowlight_core.models.zero_dce import ZeroDCE
+    from lowlight_core.models.zero_dce_pp import ZeroDCEPP
+
+    a = rand_photo((1, 45, 37, 3), torch.uint8, seed=3)[0].numpy() // 3  # a dark photo
+    calls = []
+    real = getattr(ops, op)
+    monkeypatch.setattr(ops, op, lambda *args: calls.append(args[0].shape) or real(*args))
+    for net, kwargs, windows in [(ZeroDCEPP(curve_on=curve_on), {}, 1), (ZeroDCE(curve_on=curve_on), {"tile": 16}, 9)]:
+        torch.manual_seed(0)
+        for p in net.parameters():  # brightening maps that vary over the image and between channels
+            p.data.uniform_(-0.2, 0.2)
+        calls.clear()
+        got = lowlight_core.enhance(a, model=net, **kwargs)
+        assert len(calls) == windows, type(net).__name__
+        x = torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255
+        with torch.no_grad():
+            y = net.apply_curve(x, net.estimate_alpha(x, 0.6), 8)
+        expected = y[0].permute(1, 2, 0).mul(255).round().to(torch.uint8).numpy()
+        diff = np.abs(got.astype(np.int64) - expected.astype(np.int64))
+        assert diff.max() <= 1, type(net).__name__
+        assert np.abs(got.astype(np.int64) - a).max() > 5  # the curve did something
