@@ -30,7 +30,8 @@ def photo_section(photo: dict, runs: dict) -> list[str]:
     lines = ["", "## Photo path (issue 16): uint8 / uint16 photos in and out, shipped Zero-DCE++", "",
              "Run " + ", ".join(sorted(runs)) + ". astype = one `a.astype(np.float32)` of the same image, copy = one "
              "copy of its bytes; photo = `lowlight_core.enhance` today, float path = the pre-photo path; "
-             "native = `ops.photo_curve`, compiled = `torch.compile(reference.photo_curve)` (see "
+             "native = `ops.photo_curve`, compiled = `torch.compile(reference.photo_curve)`, value native = "
+             "`ops.photo_value_curve` (what value models such as the shipped Zero-DCE++ run; see "
              "benchmarks/test_bench_photo.py).", "",
              "| group | implementation | median ms | / astype(float32) | / copy | photo path speed-up |",
              "|---|---|---:|---:|---:|---:|"]
@@ -39,7 +40,8 @@ def photo_section(photo: dict, runs: dict) -> list[str]:
         new = next((k for k in PHOTO_BASELINES if k in g), None)
         for impl, t in sorted(g.items(), key=lambda kv: kv[1]):
             ratio = lambda k: f"{t / g[k]:.2f}×" if k in g else "–"  # noqa: E731
-            speedup = f"{t / g[new]:.1f}×" if new and impl != new and impl not in ("astype", "copy") else ""
+            speedup = f"{t / g[new]:.1f}×" if new and impl != new and impl not in ("astype", "copy", "value native") \
+                else ""
             lines.append(f"| {group} | {impl} | {t * 1e3:.1f} | {ratio('astype')} | {ratio('copy')} | {speedup} |")
     return lines
 

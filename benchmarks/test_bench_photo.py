@@ -1,4 +1,5 @@
-"""The photo path (issue 16): uint8 / uint16 photos in, enhanced photos out, with the shipped Zero-DCE++.
+"""The photo path (issue 16): uint8 / uint16 photos in, enhanced photos out, with the shipped Zero-DCE++ (which
+curves the value: its photo path is ops.photo_value_curve).
 
 Groups (compare inside a group; benchmarks/report.py writes the ratios into RESULTS.md, "Photo path"):
 - `photo enhance ...`: lowlight_core.enhance end to end (numpy H x W x 3 in and out). photo = today's path
@@ -6,7 +7,8 @@ Groups (compare inside a group; benchmarks/report.py writes the ratios into RESU
   copy, le_curve, clamp, scale, round, convert back: what enhance ran before); astype = one
   `a.astype(np.float32)` of the same image; copy = `a.copy()` (the same bytes read and written).
 - `photo_curve ...`: the op alone (alpha given): native, eager = lowlight_core.reference.photo_curve,
-  compiled = torch.compile(reference.photo_curve) (warm), copy = `clone()` of the image tensor.
+  compiled = torch.compile(reference.photo_curve) (warm), copy = `clone()` of the image tensor;
+  value native = ops.photo_value_curve (the same maps averaged over RGB: what value models run).
 - `photo napari 2MP ...`: the widget's compute for a slider move (Enhancer.enhance_plane, maps cached) and
   for an exposure change (maps estimated again).
 """
@@ -71,13 +73,16 @@ def test_photo_enhance(benchmark, size, dtype, impl):
 
 # torch.compile (inductor, torch 2.13) cannot compile the reference on uint16: "Promotion for uint16, uint32,
 # uint64 types is not supported".
-@pytest.mark.parametrize("size,dtype,impl", [(s, d, i) for s, d in CASES for i in ["native", "eager", "compiled", "copy"]
+@pytest.mark.parametrize("size,dtype,impl", [(s, d, i) for s, d in CASES
+                                             for i in ["native", "value native", "eager", "compiled", "copy"]
                                              if not (d == "uint16" and i == "compiled")])
 def test_photo_curve_op(benchmark, size, dtype, impl):
     image = torch.from_numpy(photo(size, dtype)).permute(2, 0, 1)[None]
     alpha = torch.rand(1, 3, 6, 8) * 2 - 1
     compiled = _compiled.setdefault("photo_curve", torch.compile(reference.photo_curve, dynamic=False))
+    value_alpha = alpha.mean(1, keepdim=True)
     fns = {"native": lambda: ops.photo_curve(image, alpha, 8), "eager": lambda: reference.photo_curve(image, alpha, 8),
+           "value native": lambda: ops.photo_value_curve(image, value_alpha, 8),
            "compiled": lambda: compiled(image, alpha, 8), "copy": image.clone}
     with torch.no_grad():
         run(benchmark, f"photo_curve {size} {dtype}", fns[impl], 9 if size == "2MP" else 5)

@@ -18,6 +18,11 @@ TORCH_LIBRARY(lowlight, m) {
   // rounded to nearest even, float) and memory layout; alpha (B, 3*k, h, w) float32 RGB curve maps; gray
   // (C <= 2) gets the mean of the three curves; alpha channels are copied. See reference.photo_curve.
   m.def("photo_curve(Tensor image, Tensor alpha, int iterations) -> Tensor");
+  // photo_curve for value-curve models: one curve per pixel on v = max of the colour channels (gray: the gray
+  // value) with alpha (B, k, h, w) float32 (one map per step), every colour channel times v' / max(v, 1e-6),
+  // clamped. A separate op rather than a flag of photo_curve: alpha's channels mean something else (k maps,
+  // not 3k) and the fake kernel and checks stay per op. See reference.photo_value_curve.
+  m.def("photo_value_curve(Tensor image, Tensor alpha, int iterations) -> Tensor");
   // float32 (B, C, height, width) block means of image (adaptive average pooling) in its own units.
   m.def("area_reduce(Tensor image, int height, int width) -> Tensor");
 }

@@ -14,7 +14,8 @@ Models (lowlight_core.models) with `receptive_radius > 0` (full-resolution netwo
 the result equals the untiled one up to float rounding; models with `receptive_radius == 0` run whole
 (Zero-DCE++ estimates its curves on a downscaled copy; classical models are pointwise or global).
 Curve models take the photo path: the curve runs in one pass from and to the image's own dtype and layout
-(ops.photo_curve, no full-size float copy); Zero-DCE++ also estimates from block means of the integer image
+(the model's photo_curve: ops.photo_curve, or ops.photo_value_curve for models that curve the value; no
+full-size float copy); Zero-DCE++ also estimates from block means of the integer image
 (ZeroDCEPP.estimate_alpha_photo) and runs on the whole batch at once under torch.no_grad. Everything else runs
 under torch.inference_mode, one image of a batch at a time.
 """
@@ -28,7 +29,6 @@ import warnings
 import numpy as np
 import torch
 
-from . import ops
 from .controls import EXPOSURE_DEFAULT, EXPOSURE_RANGE, ITERATIONS_DEFAULT, MAX_ITERATIONS
 DEFAULT_TILE = 512
 FLOAT_TOLERANCE = 1e-3
@@ -251,13 +251,13 @@ def enhance(image, model="zero_dce_pp", iterations: int = ITERATIONS_DEFAULT, ex
     photo_curve = getattr(net, "photo_curve_ok", False)
     if photo_curve and hasattr(net, "estimate_alpha_photo"):
         # Curve models with a low-resolution estimate (Zero-DCE++): the image stays in its own dtype and
-        # layout, one fused pass (ops.photo_curve), no full-size float copy. Outside inference_mode: the
+        # layout, one fused pass (net.photo_curve), no full-size float copy. Outside inference_mode: the
         # result is handed back as is (no copy), and a returned tensor must not be an inference tensor.
         with torch.no_grad():
             pixels = frames.pixels.to(dev)
             alpha = net.estimate_alpha_photo(pixels, exposure=float(exposure))
             _check_finite(alpha, model)
-            return frames.result(ops.photo_curve(pixels, alpha, int(iterations)))
+            return frames.result(net.photo_curve(pixels, alpha, int(iterations)))
     halo = int(getattr(net, "receptive_radius", 0))
     core = DEFAULT_TILE if tile is None else tile
     batch, _, height, width = frames.pixels.shape
@@ -272,7 +272,7 @@ def enhance(image, model="zero_dce_pp", iterations: int = ITERATIONS_DEFAULT, ex
                     # curve applied in one pass straight from and to the image's own dtype
                     alpha = net.estimate_alpha(x, exposure=float(exposure))[:, :, crop_rows, crop_cols]
                     _check_finite(alpha, model)
-                    y = ops.photo_curve(frames.pixels[b:b + 1, :, rows, cols].to(dev), alpha, int(iterations))
+                    y = net.photo_curve(frames.pixels[b:b + 1, :, rows, cols].to(dev), alpha, int(iterations))
                     frames.out[b:b + 1, :, rows, cols].copy_(y)
                     continue
                 y = net.enhance(x, exposure=float(exposure), iterations=int(iterations))

@@ -6,8 +6,8 @@ Backend choice, fixed at import and changeable with `set_backend`:
   unset / auto                native when available, else the reference with one warning
 Native kernels: a prebuilt lowlight_core._C, or the bundled sources compiled on first use (see _native.py).
 Native kernels cover float32/float64 on CPU and float32/float16/bfloat16/float64 on CUDA (when built
-with CUDA), and uint8/uint16/float32/float64 images for the photo ops (photo_curve, area_reduce: CPU only);
-any other device/dtype pair runs the reference, which gives the same result.
+with CUDA), and uint8/uint16/float32/float64 images for the photo ops (photo_curve, photo_value_curve,
+area_reduce: CPU only); any other device/dtype pair runs the reference, which gives the same result.
 """
 from __future__ import annotations
 
@@ -187,8 +187,7 @@ def _check_photo_image(op: str, image) -> None:
         raise ValueError(f"{op}: image has an empty dimension: shape {tuple(image.shape)}")
 
 
-def check_photo_curve(image, alpha, iterations) -> None:
-    op = "photo_curve"
+def check_photo_curve(image, alpha, iterations, op="photo_curve") -> None:
     _check_photo_image(op, image)
     _check_image("alpha", alpha, op)
     if alpha.dtype != torch.float32:
@@ -198,7 +197,7 @@ def check_photo_curve(image, alpha, iterations) -> None:
     _check_int(op, "iterations", iterations, 1, MAX_ITERATIONS)
     if alpha.shape[0] != image.shape[0]:
         raise ValueError(f"{op}: alpha batch {alpha.shape[0]} != image batch {image.shape[0]}")
-    if alpha.shape[1] % reference.CURVE_CHANNELS != 0:
+    if op == "photo_curve" and alpha.shape[1] % reference.CURVE_CHANNELS != 0:
         raise ValueError(f"{op}: alpha must have 3*k channels (RGB curve maps), got {alpha.shape[1]}")
 
 
@@ -222,6 +221,21 @@ def photo_curve(image: torch.Tensor, alpha: torch.Tensor, iterations: int) -> to
     if _native_photo(image):
         return torch.ops.lowlight.photo_curve(image, alpha, iterations)
     return reference.photo_curve(image, alpha, iterations)
+
+
+def photo_value_curve(image: torch.Tensor, alpha: torch.Tensor, iterations: int) -> torch.Tensor:
+    """photo_curve for models that curve the value (models.zero_dce.value_curve): one pass in the image's own
+    dtype and layout, one curve per pixel on v = max(r, g, b) (gray: the gray value), every colour channel
+    times v' / max(v, 1e-6), clamped to [0, 1]; integers rounded to nearest (ties to even), alpha copied.
+
+    image: as photo_curve. alpha: (B, k, h, w) float32, one map per step (k = 1: shared by all steps), resized
+    inside the kernel as in le_curve; for a model's RGB maps pass their channel mean (taken at low resolution:
+    CurveEstimator.photo_curve does). Returns torch.empty_like(image) filled. See reference.photo_value_curve.
+    """
+    check_photo_curve(image, alpha, iterations, "photo_value_curve")
+    if _native_photo(image):
+        return torch.ops.lowlight.photo_value_curve(image, alpha, iterations)
+    return reference.photo_value_curve(image, alpha, iterations)
 
 
 def area_reduce(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -269,6 +283,10 @@ def _register_native() -> None:
         return contiguous_like(t)
 
     @torch.library.register_fake(lib + "photo_curve")
+    def _(image, alpha, iterations):
+        return torch.empty_like(image)
+
+    @torch.library.register_fake(lib + "photo_value_curve")
     def _(image, alpha, iterations):
         return torch.empty_like(image)
 

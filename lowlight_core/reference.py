@@ -124,6 +124,26 @@ def photo_curve(image: torch.Tensor, alpha: torch.Tensor, iterations: int) -> to
     return out
 
 
+def photo_value_curve(image: torch.Tensor, alpha: torch.Tensor, iterations: int) -> torch.Tensor:
+    """photo_curve for models that curve the value (models.zero_dce.value_curve): the LE-curve on
+    v = max of the colour channels (the gray channel itself for gray), every colour channel scaled by the gain
+    v' / max(v, 1e-6), clamped to [0, 1]. image as photo_curve's; alpha: (B, k, h, w) float32, one map per
+    step (the channel mean of an RGB model's maps, taken by the caller), resized like le_curve. Integers are
+    rounded to nearest (ties to even); alpha channels are copied."""
+    color = photo_color_channels(image.shape[1])
+    scale = PHOTO_SCALE.get(image.dtype)
+    x = image[:, :color].to(torch.float32)
+    x = x / scale if scale else x.clamp(0, 1)
+    v = x.amax(1, keepdim=True)
+    y = (x * (le_curve(v, alpha, iterations) / v.clamp_min(1e-6))).clamp(0, 1)
+    if scale:
+        y = y.mul(scale).round().clamp(0, scale)
+    out = torch.empty_like(image)
+    out[:, :color] = y.to(image.dtype)
+    out[:, color:] = image[:, color:]
+    return out
+
+
 def area_reduce(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """float32 (B, C, height, width): the mean of each output pixel's block of `image` (B, C, H, W) in the
     image's own units (adaptive average pooling: block i of H rows is [floor(i H / h), ceil((i + 1) H / h)))."""

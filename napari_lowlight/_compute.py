@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from lowlight_core.controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
-from lowlight_core import ops
 from lowlight_core.inference import FLOAT_TOLERANCE, check_controls, resolve_device
 from lowlight_core.inference import enhance as enhance_tensor
 from lowlight_core.models import registry
@@ -134,7 +133,7 @@ def to_plane(y: torch.Tensor, like: np.ndarray, rgb: bool) -> np.ndarray:
 
 def to_pixels(plane: np.ndarray, rgb: bool, device) -> torch.Tensor:
     """A layer plane as a (1, C, H, W) tensor in its own dtype on device: a view of the plane's memory on the
-    CPU (an RGB(A) plane is a channels_last view), for ops.photo_curve. Float planes are checked like
+    CPU (an RGB(A) plane is a channels_last view), for net.photo_curve. Float planes are checked like
     to_tensor checks them."""
     if plane.dtype not in DTYPES:
         raise TypeError(f"unsupported layer dtype {plane.dtype}: use uint8, uint16 or float in [0, 1]")
@@ -151,7 +150,7 @@ def to_pixels(plane: np.ndarray, rgb: bool, device) -> torch.Tensor:
 
 
 def from_pixels(y: torch.Tensor, rgb: bool) -> np.ndarray:
-    """ops.photo_curve's (1, C, H, W) result as a layer plane (no copy when it lies as one)."""
+    """net.photo_curve's (1, C, H, W) result as a layer plane (no copy when it lies as one)."""
     y = y[0].permute(1, 2, 0) if rgb else y[0, 0]
     return np.ascontiguousarray(y.cpu().numpy())
 
@@ -231,7 +230,7 @@ class Enhancer:
         photo_curve = info.kind == "curve" and getattr(net, "photo_curve_ok", False)
         if photo_curve and hasattr(net, "estimate_alpha_photo"):
             # Zero-DCE++: maps estimated from the plane in its own dtype, the curve applied in one fused pass
-            # (ops.photo_curve): no float copy of the plane, neither cached nor per preview
+            # (net.photo_curve: RGB or value curve): no float copy of the plane, neither cached nor per preview
             pixels = to_pixels(plane, rgb, device)
             exposure = round(float(settings.exposure), 6)
 
@@ -240,7 +239,7 @@ class Enhancer:
                 return net.estimate_alpha_photo(pixels, exposure), net  # net kept alive: its id stays unique
 
             alpha, _ = self._cached(("alpha", source, index, id(net), exposure), make_photo_alpha)
-            return from_pixels(ops.photo_curve(pixels, alpha, settings.iterations), rgb)
+            return from_pixels(net.photo_curve(pixels, alpha, settings.iterations), rgb)
         x = self._cached(("x", source, index, str(device)), lambda: to_tensor(plane, rgb, device))
         if info.kind == "curve":
             exposure = round(float(settings.exposure), 6)
@@ -252,7 +251,7 @@ class Enhancer:
             # the model object stands for (name, device, weights file and its mtime): registry caches it
             alpha, _ = self._cached(("alpha", source, index, id(net), exposure), make_alpha)
             if photo_curve:  # full-resolution maps (Zero-DCE): the float x serves the estimate, the curve the plane
-                return from_pixels(ops.photo_curve(to_pixels(plane, rgb, device), alpha, settings.iterations), rgb)
+                return from_pixels(net.photo_curve(to_pixels(plane, rgb, device), alpha, settings.iterations), rgb)
             y = net.apply_curve(x, alpha, settings.iterations)
             return to_plane(y, plane, rgb)
         # image-to-image networks and classical methods; enhance tiles full-resolution networks

@@ -1,6 +1,7 @@
-"""The photo path: photo_curve and area_reduce (native) against the pure-PyTorch reference, to the last integer
-level, on every dtype, channel count, layout and odd size; opcheck, torch.compile, bad input; and the
-Zero-DCE++ estimate from the integer image against the float path the shipped weights were trained with."""
+"""The photo path: photo_curve, photo_value_curve and area_reduce (native) against the pure-PyTorch reference,
+to the last integer level, on every dtype, channel count, layout and odd size; opcheck, torch.compile, bad
+input; and the Zero-DCE++ estimate from the integer image against the float path the shipped weights were
+trained with."""
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +29,10 @@ def rand_photo(shape, dtype, device="cpu", seed=0):
     return torch.randint(0, top + 1, shape, generator=g).to(device=device, dtype=dtype)
 
 
-def rand_alpha(B, k, h, w, device="cpu", seed=1):
+def rand_alpha(B, k, h, w, device="cpu", seed=1, channels=3):
+    """(B, channels * k, h, w) curve maps in [-1, 1]: RGB maps (photo_curve) or channels=1 (photo_value_curve)."""
     g = torch.Generator().manual_seed(seed)
-    return (torch.rand(B, 3 * k, h, w, generator=g) * 2 - 1).to(device)
+    return (torch.rand(B, channels * k, h, w, generator=g) * 2 - 1).to(device)
 
 
 def photo_views(t):
@@ -210,6 +212,161 @@ def test_photo_native_checks_raise_not_crash(native, call):
         call(native)
 
 
+# ---------------------------------------------------------------- photo_value_curve (models that curve the value)
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,ak,n", CASES)
+def test_photo_value_curve_parity(native, dtype, shape, ak, n):
+    image = rand_photo(shape, dtype)
+    alpha = rand_alpha(shape[0], *ak, channels=1)
+    full_res = ak[1:] == shape[2:]
+    expected = reference.photo_value_curve(image, alpha, n)
+    for name, view in photo_views(image):
+        got = native.photo_value_curve(view, alpha, n)
+        ref = reference.photo_value_curve(view, alpha, n)
+        assert torch.equal(ref, expected), name  # the reference itself is layout independent
+        assert_photo_equal(got, ref, exact=full_res)
+        color = reference.photo_color_channels(shape[1])
+        assert torch.equal(got[:, color:], view[:, color:]), f"{name}: alpha channels not copied bit for bit"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,ak,n", CASES)
+def test_photo_value_curve_cuda_parity(native, dtype, shape, ak, n):
+    assert ops.cuda_built(), "lowlight_core._C was built without CUDA (build with FORCE_CUDA=1)"
+    image = rand_photo(shape, dtype)
+    alpha = rand_alpha(shape[0], *ak, channels=1)
+    for name, view in photo_views(image):
+        got = native.photo_value_curve(view.cuda(), alpha.cuda(), n)
+        assert got.device.type == "cuda"
+        assert_photo_equal(got, reference.photo_value_curve(view, alpha, n))  # float math in another order
+
+
+def test_photo_value_curve_generic_resize_is_exact(native):
+    """As test_photo_curve_generic_resize_is_exact: every layout the vector loops take (planar gray and RGB,
+    interleaved gray + alpha, RGB, RGBA), widths with a vector tail and a scalar tail."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for dtype in DTYPES:
+            for C in (1, 2, 3, 4):
+                for memory_format in (torch.contiguous_format, torch.channels_last):
+                    image = rand_photo((2, C, 67, 131), dtype).contiguous(memory_format=memory_format)
+                    alpha = rand_alpha(2, 2, 5, 7, channels=1)
+                    assert_photo_equal(native.photo_value_curve(image, alpha, 8),
+                                       reference.photo_value_curve(image, alpha, 8), exact=True)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.uint16])
+def test_photo_value_curve_every_integer_value(native, dtype):
+    """Every uint8 / uint16 value as the maximum of a pixel (red), with green and blue below it, for a
+    brightening, a darkening and a neutral curve: equal to the reference; alpha 0 is the identity."""
+    top = 255 if dtype == torch.uint8 else 65535
+    values = torch.arange(top + 1)
+    image = torch.stack([values, values // 2, values // 7]).to(dtype).view(1, 3, 1, -1).expand(1, 3, 3, -1)
+    image = image.contiguous(memory_format=torch.channels_last)
+    alpha = torch.tensor([0.9, -0.6, 0.0]).view(1, 1, 3, 1).expand(1, 1, 3, top + 1).contiguous()
+    for n in (1, 8):
+        assert_photo_equal(native.photo_value_curve(image, alpha, n), reference.photo_value_curve(image, alpha, n),
+                           exact=True)
+    assert torch.equal(native.photo_value_curve(image, torch.zeros_like(alpha), 8), image)
+
+
+def test_photo_value_curve_is_the_models_value_curve(native):
+    """The reference is value_curve (what the models train with) with each step's maps averaged over RGB,
+    clamped: on float images they agree to float rounding, so the op is the model's curve."""
+    from lowlight_core.models.zero_dce import value_curve
+
+    x = rand_photo((2, 3, 19, 23), torch.float32)
+    alpha = rand_alpha(2, 2, 4, 5)
+    mean = alpha.unflatten(1, (-1, 3)).mean(2).contiguous()
+    torch.testing.assert_close(reference.photo_value_curve(x, mean, 6), value_curve(x, alpha, 6).clamp(0, 1),
+                               rtol=0, atol=1e-6)
+
+
+def test_photo_value_curve_gray_is_rgb_gray(native):
+    """A gray pixel is its own value: gray in equals each channel of the same gray as RGB, exactly (no mean)."""
+    gray = rand_photo((1, 1, 9, 37), torch.uint8)
+    alpha = rand_alpha(1, 1, 3, 4, channels=1)
+    rgb = native.photo_value_curve(gray.expand(1, 3, 9, 37).contiguous(), alpha, 8)
+    got = native.photo_value_curve(gray, alpha, 8)
+    for c in range(3):
+        assert torch.equal(got, rgb[:, c:c + 1])
+    assert not torch.equal(got, gray)
+
+
+def test_photo_value_curve_keeps_the_channel_ratios(native):
+    """One gain per pixel: colour ratios stay the input's (float image, away from the clamp)."""
+    x = rand_photo((1, 3, 8, 33), torch.float32) * 0.5 + 0.05
+    y = native.photo_value_curve(x, torch.full((1, 1, 2, 2), 0.5), 8)
+    assert float(y.amax()) < 1
+    torch.testing.assert_close(y / x, (y / x)[:, :1].expand(-1, 3, -1, -1), rtol=1e-5, atol=0)
+    assert float((y / x).min()) > 1.2  # it did brighten
+
+
+def test_photo_value_curve_batch_uses_each_images_maps(native):
+    image = rand_photo((3, 3, 12, 35), torch.uint8).contiguous(memory_format=torch.channels_last)
+    alpha = rand_alpha(3, 1, 2, 2, channels=1)
+    whole = native.photo_value_curve(image, alpha, 8)
+    for b in range(3):
+        assert torch.equal(whole[b:b + 1], native.photo_value_curve(image[b:b + 1], alpha[b:b + 1], 8))
+
+
+def test_photo_value_curve_empty_batch(native):
+    image = torch.zeros(0, 3, 5, 4, dtype=torch.uint8)
+    assert native.photo_value_curve(image, torch.zeros(0, 1, 2, 2), 8).shape == image.shape
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_photo_value_curve_opcheck_and_compile(native, device):
+    image = rand_photo((2, 4, 9, 37), torch.uint8, device).contiguous(memory_format=torch.channels_last)
+    alpha = rand_alpha(2, 1, 3, 2, device, channels=1)
+    torch.library.opcheck(native.photo_value_curve, (image, alpha, 8))
+    torch.library.opcheck(native.photo_value_curve, (rand_photo((1, 1, 9, 7), torch.uint16, device),
+                                                     rand_alpha(1, 8, 9, 7, device, channels=1), 8))
+    torch.library.opcheck(native.photo_value_curve, (rand_photo((1, 3, 5, 6), torch.float32, device),
+                                                     rand_alpha(1, 2, 2, 3, device, channels=1), 3))
+
+    def run(image, alpha):
+        return ops.photo_value_curve(image, alpha, 8)
+
+    compiled = torch.compile(run, fullgraph=True, backend="aot_eager")
+    assert torch.equal(compiled(image, alpha), run(image, alpha))
+
+
+@pytest.mark.parametrize("make,exc,match", [
+    (lambda i, a: ops.photo_value_curve(i[0], a, 8), ValueError, "photo_value_curve: image must be 4-D"),
+    (lambda i, a: ops.photo_value_curve(i.to(torch.int32), a, 8), TypeError, "uint8, uint16 or floating"),
+    (lambda i, a: ops.photo_value_curve(torch.cat([i, i], 1), a, 8), ValueError, "1-4 channels"),
+    (lambda i, a: ops.photo_value_curve(i, a[0], 8), ValueError, "alpha must be 4-D"),
+    (lambda i, a: ops.photo_value_curve(i, a.double(), 8), TypeError, "alpha must be float32"),
+    (lambda i, a: ops.photo_value_curve(i, a.expand(2, -1, -1, -1), 8), ValueError, "batch"),
+    (lambda i, a: ops.photo_value_curve(i, a, 0), ValueError, "iterations"),
+    (lambda i, a: ops.photo_value_curve(i, a.to("meta"), 8), ValueError, "alpha is on meta"),
+    (lambda i, a: ops.photo_value_curve(i, a[:, :, :0], 8), ValueError, "empty"),
+])
+def test_photo_value_curve_bad_input(native, make, exc, match):
+    image, alpha = rand_photo((1, 3, 8, 8), torch.uint8), rand_alpha(1, 1, 2, 2, channels=1)
+    with pytest.raises(exc, match=match):
+        make(image, alpha)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda n: n.photo_value_curve(torch.zeros(1, 3, 4, 4, dtype=torch.int32), torch.zeros(1, 1, 2, 2), 8), "uint8"),
+    (lambda n: n.photo_value_curve(torch.zeros(1, 5, 4, 4, dtype=torch.uint8), torch.zeros(1, 1, 2, 2), 8), "1-4"),
+    (lambda n: n.photo_value_curve(torch.zeros(1, 3, 4, 4, dtype=torch.uint8), torch.zeros(1, 0, 2, 2), 8), "k >= 1"),
+    (lambda n: n.photo_value_curve(torch.zeros(1, 3, 4, 4, dtype=torch.uint8), torch.zeros(2, 1, 2, 2), 8), "batch"),
+    (lambda n: n.photo_value_curve(torch.zeros(1, 3, 4, 4, dtype=torch.uint8), torch.zeros(1, 1, 2, 2), 99),
+     "iterations"),
+])
+def test_photo_value_curve_native_checks_raise_not_crash(native, call, match):
+    with pytest.raises(RuntimeError, match="photo_value_curve: .*" + match):
+        call(native)
+
+
 # ---------------------------------------------------------------- area_reduce
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -247,14 +404,44 @@ def test_zero_dce_pp_photo_estimate_matches_the_trained_float_path(native):
     assert float(new.double().mean()) > float(image.double().mean()) + 20  # it did enhance
 
 
-def test_enhance_refuses_nan_curve_maps_on_the_photo_path(native):
+@pytest.mark.parametrize("curve_on", ["rgb", "value"])
+def test_enhance_refuses_nan_curve_maps_on_the_photo_path(native, curve_on):
+    """Both curve spaces take the photo path (its own message: the float path says "NaN or Inf values")."""
     from lowlight_core.models.zero_dce_pp import ZeroDCEPP
 
-    net = ZeroDCEPP()
+    net = ZeroDCEPP(curve_on=curve_on)
     with torch.no_grad():
         net.convs[-1].pointwise.bias.fill_(float("nan"))
     assert net.photo_curve_ok
     with pytest.raises(ValueError, match="NaN or Inf curve maps"):
         lowlight_core.enhance(np.zeros((6, 5, 3), np.uint8), model=net)
-    net.config["curve_on"] = "value"  # a curve applied otherwise than per RGB channel: not the photo path
+    net.config["curve_on"] = "hsv"  # a curve the photo ops do not compute: not the photo path
     assert not net.photo_curve_ok
+
+
+@pytest.mark.parametrize("curve_on,op", [("rgb", "photo_curve"), ("value", "photo_value_curve")])
+def test_photo_path_runs_the_models_curve(native, monkeypatch, curve_on, op):
+    """enhance on a photo: the untiled (Zero-DCE++) and the tiled (Zero-DCE, full-resolution maps per tile)
+    branches call the op of the model's curve space once per window, and give the float path's result
+    (net.apply_curve on the float image) within 1 level."""
+    from lowlight_core.models.zero_dce import ZeroDCE
+    from lowlight_core.models.zero_dce_pp import ZeroDCEPP
+
+    a = rand_photo((1, 45, 37, 3), torch.uint8, seed=3)[0].numpy() // 3  # a dark photo
+    calls = []
+    real = getattr(ops, op)
+    monkeypatch.setattr(ops, op, lambda *args: calls.append(args[0].shape) or real(*args))
+    for net, kwargs, windows in [(ZeroDCEPP(curve_on=curve_on), {}, 1), (ZeroDCE(curve_on=curve_on), {"tile": 16}, 9)]:
+        torch.manual_seed(0)
+        for p in net.parameters():  # brightening maps that vary over the image and between channels
+            p.data.uniform_(-0.2, 0.2)
+        calls.clear()
+        got = lowlight_core.enhance(a, model=net, **kwargs)
+        assert len(calls) == windows, type(net).__name__
+        x = torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255
+        with torch.no_grad():
+            y = net.apply_curve(x, net.estimate_alpha(x, 0.6), 8)
+        expected = y[0].permute(1, 2, 0).mul(255).round().to(torch.uint8).numpy()
+        diff = np.abs(got.astype(np.int64) - expected.astype(np.int64))
+        assert diff.max() <= 1, type(net).__name__
+        assert np.abs(got.astype(np.int64) - a).max() > 5  # the curve did something

@@ -76,16 +76,25 @@ class CurveEstimator(nn.Module):
 
     @property
     def photo_curve_ok(self) -> bool:
-        """Whether ops.photo_curve computes this model's curve (one curve per RGB channel): then the photo path
-        (lowlight_core.enhance, the napari widget) runs it in the image's own dtype. A model configured to
-        apply its curve otherwise (config "curve_on" other than "rgb") keeps the float path."""
-        return self.config.get("curve_on", "rgb") == "rgb"
+        """Whether photo_curve computes this model's curve: then the photo path (lowlight_core.enhance, the
+        napari widget) runs it in the image's own dtype. True for both curve spaces ("rgb": ops.photo_curve,
+        "value": ops.photo_value_curve); a model configured with another curve keeps the float path."""
+        return self.config.get("curve_on", "rgb") in CURVE_SPACES
+
+    def photo_curve(self, image: torch.Tensor, alpha: torch.Tensor,
+                    iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
+        """apply_curve on an image in its own dtype and layout (ops.photo_curve's input and output), with alpha
+        from estimate_alpha / estimate_alpha_photo. Value models average each step's RGB maps here, at alpha's
+        own (low) resolution as value_curve does, and run ops.photo_value_curve."""
+        if self.config.get("curve_on", "rgb") == "value":
+            return ops.photo_value_curve(image, alpha.unflatten(1, (-1, 3)).mean(2).contiguous(), iterations)
+        return ops.photo_curve(image, alpha, iterations)
 
     @torch.no_grad()
     def enhance_photo(self, image: torch.Tensor, exposure=0.6, iterations: int = 8) -> torch.Tensor:
         """Inference on an image in its own dtype and layout (ops.photo_curve's input and output), for models
         with estimate_alpha_photo (a low-resolution estimate that needs no full-size float copy)."""
-        return ops.photo_curve(image, self.estimate_alpha_photo(image, exposure), iterations)
+        return self.photo_curve(image, self.estimate_alpha_photo(image, exposure), iterations)
 
 
 class ZeroDCE(CurveEstimator):
