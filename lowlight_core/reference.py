@@ -107,15 +107,23 @@ def photo_curve(image: torch.Tensor, alpha: torch.Tensor, iterations: int) -> to
     integers are rounded to nearest (ties to even). Alpha channels (the 2nd of gray, the 4th of RGB) are
     copied. Returns a tensor like torch.empty_like(image) (same dtype and memory layout).
     """
-    color = photo_color_channels(image.shape[1])
+    x = _photo_colors(image)
+    gray = x.shape[1] == 1
+    y = le_curve(x.expand(-1, CURVE_CHANNELS, -1, -1) if gray else x, alpha, iterations).clamp(0, 1)
+    return _photo_result(image, y.mean(dim=1, keepdim=True) if gray else y)
+
+
+def _photo_colors(image: torch.Tensor) -> torch.Tensor:
+    """The colour channels of a photo-path image as float32 in [0, 1] (integers scaled, floats clamped)."""
     scale = PHOTO_SCALE.get(image.dtype)
-    x = image[:, :color].to(torch.float32)
-    x = x / scale if scale else x.clamp(0, 1)
-    if color == 1:
-        x = x.expand(-1, CURVE_CHANNELS, -1, -1)
-    y = le_curve(x, alpha, iterations).clamp(0, 1)
-    if color == 1:
-        y = y.mean(dim=1, keepdim=True)
+    x = image[:, :photo_color_channels(image.shape[1])].to(torch.float32)
+    return x / scale if scale else x.clamp(0, 1)
+
+
+def _photo_result(image: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """y (the colour channels in [0, 1]) in image's dtype and layout, integers rounded to nearest even;
+    image's alpha channels copied."""
+    color, scale = y.shape[1], PHOTO_SCALE.get(image.dtype)
     if scale:
         y = y.mul(scale).round().clamp(0, scale)
     out = torch.empty_like(image)
@@ -130,18 +138,9 @@ def photo_value_curve(image: torch.Tensor, alpha: torch.Tensor, iterations: int)
     v' / max(v, 1e-6), clamped to [0, 1]. image as photo_curve's; alpha: (B, k, h, w) float32, one map per
     step (the channel mean of an RGB model's maps, taken by the caller), resized like le_curve. Integers are
     rounded to nearest (ties to even); alpha channels are copied."""
-    color = photo_color_channels(image.shape[1])
-    scale = PHOTO_SCALE.get(image.dtype)
-    x = image[:, :color].to(torch.float32)
-    x = x / scale if scale else x.clamp(0, 1)
+    x = _photo_colors(image)
     v = x.amax(1, keepdim=True)
-    y = (x * (le_curve(v, alpha, iterations) / v.clamp_min(1e-6))).clamp(0, 1)
-    if scale:
-        y = y.mul(scale).round().clamp(0, scale)
-    out = torch.empty_like(image)
-    out[:, :color] = y.to(image.dtype)
-    out[:, color:] = image[:, color:]
-    return out
+    return _photo_result(image, (x * (le_curve(v, alpha, iterations) / v.clamp_min(1e-6))).clamp(0, 1))
 
 
 def area_reduce(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
