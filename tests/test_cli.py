@@ -286,3 +286,17 @@ def test_enhance_shards_files_across_processes_and_resumes(photos, tmp_path, cap
     assert "enhanced 1 of 5" in capsys.readouterr().err and (out / "a.png").is_file()
     assert cli.main([*args, "--exposure", "0.7"]) == 0  # other settings: nothing is skipped
     assert "enhanced 5 of 5" in capsys.readouterr().err
+
+
+def test_enhance_start_does_not_import_the_compiler(tmp_path):
+    """Loading a model builds a meta-device shell first (the parameter limit); torch.nn.init under the meta device
+    used to import torch._dynamo, ~2-3 s of every `lowlight enhance` start. Fresh process: nothing imported yet."""
+    import subprocess
+    import sys
+    src = tmp_path / "in.png"
+    Image.fromarray(np.full((40, 56, 3), 30, np.uint8)).save(src)
+    code = ("import sys; from lowlight_core import cli; "
+            f"rc = cli.main(['enhance', {str(src)!r}, '-o', {str(tmp_path / 'out')!r}, '--model', 'zero_dce_pp']); "
+            "print(rc, 'torch._dynamo' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["0", "False"], run.stdout + run.stderr

@@ -61,9 +61,11 @@ def conv_radius(*modules: nn.Module) -> int:
 
 
 def init_normal_(model: nn.Module, std: float = 0.02) -> None:
-    """Conv weights ~ N(0, std), as the official Zero-DCE weights_init (biases keep PyTorch's default)."""
+    """Conv weights ~ N(0, std), as the official Zero-DCE weights_init (biases keep PyTorch's default).
+    A shell on the meta device is left alone: under torch.device("meta") nn.init.normal_ imports
+    torch._dynamo (~2-3 s of every CLI start that loads a curve model)."""
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, nn.Conv2d) and not m.weight.is_meta:
             nn.init.normal_(m.weight, 0.0, std)
 
 
