@@ -63,6 +63,11 @@ def cuda_built() -> bool:
 set_backend(os.environ.get("LOWLIGHT_BACKEND", "auto") or "auto")
 
 
+# ---------------------------------------------------------------- shared: dispatch, input checks, registration
+# Each op below has one section: its checks (clear messages, no crashes), the public wrapper, and, for the
+# native kernel, its fake (shapes for torch.compile / opcheck, with torch._check for what the kernel assumes)
+# and its autograd formula.
+
 def _native_for(t: torch.Tensor) -> bool:
     if _backend != "native":
         return False
@@ -73,7 +78,14 @@ def _native_for(t: torch.Tensor) -> bool:
     return False
 
 
-# ---------------------------------------------------------------- input checks (clear messages, no crashes)
+def _native_photo(image: torch.Tensor, cuda: bool = True) -> bool:
+    if _backend != "native" or image.dtype not in PHOTO_DTYPES:
+        return False
+    return image.device.type == "cpu" or (cuda and image.device.type == "cuda" and cuda_built())
+
+
+PHOTO_DTYPES = (torch.uint8, torch.uint16, torch.float32, torch.float64)  # the native kernels' image dtypes
+
 
 def _check_image(name: str, t, op: str) -> None:
     if not isinstance(t, torch.Tensor):
@@ -100,6 +112,40 @@ def _check_int(op: str, name: str, v, lo: int, hi: int) -> None:
         raise ValueError(f"{op}: {name} must be in [{lo}, {hi}], got {v}")
 
 
+def _check_photo_image(op: str, image) -> None:
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"{op}: image must be a torch.Tensor, got {type(image).__name__}")
+    if image.dim() != 4:
+        raise ValueError(f"{op}: image must be 4-D (B, C, H, W), got shape {tuple(image.shape)}")
+    if not (image.dtype in (torch.uint8, torch.uint16) or image.is_floating_point()):
+        raise TypeError(f"{op}: image must be uint8, uint16 or floating point, got {image.dtype}")
+    if not 1 <= image.shape[1] <= 4:
+        raise ValueError(f"{op}: image must have 1-4 channels (gray, gray+alpha, RGB, RGBA), got shape "
+                         f"{tuple(image.shape)}")
+    if image.shape[2] < 1 or image.shape[3] < 1:
+        raise ValueError(f"{op}: image has an empty dimension: shape {tuple(image.shape)}")
+
+
+def _fake(name: str):
+    """Decorator: the fake kernel of lowlight::name (registered only when the native library is loaded)."""
+    def register(fn):
+        if _C is not None:
+            torch.library.register_fake("lowlight::" + name)(fn)
+        return fn
+    return register
+
+
+def _autograd(name: str, backward, setup_context) -> None:
+    if _C is not None:
+        torch.library.register_autograd("lowlight::" + name, backward, setup_context=setup_context)
+
+
+def _contiguous_like(t: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(t, memory_format=torch.contiguous_format)
+
+
+# ---------------------------------------------------------------- le_curve
+
 def check_le_curve(x, alpha, iterations) -> None:
     op = "le_curve"
     _check_image("x", x, op)
@@ -112,28 +158,6 @@ def check_le_curve(x, alpha, iterations) -> None:
     if alpha.shape[1] % C != 0:
         raise ValueError(f"{op}: alpha must have C*k channels (C={C}, k>=1), got {alpha.shape[1]}")
 
-
-def check_blur_color_loss(x, y, sigma, ksize) -> None:
-    op = "blur_color_loss"
-    _check_image("x", x, op)
-    _check_image("y", y, op)
-    _check_same(op, "x", x, "y", y)
-    if x.shape != y.shape:
-        raise ValueError(f"{op}: x shape {tuple(x.shape)} != y shape {tuple(y.shape)}")
-    _check_int(op, "ksize", ksize, 1, MAX_KSIZE)
-    if ksize % 2 == 0:
-        raise ValueError(f"{op}: ksize must be odd, got {ksize}")
-    if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not math.isfinite(sigma) or sigma <= 0:
-        raise ValueError(f"{op}: sigma must be a finite number > 0, got {sigma!r}")
-
-
-def check_tv_loss(t, kind) -> None:
-    _check_image("t", t, "tv_loss")
-    if kind not in TV_KINDS:
-        raise ValueError(f"tv_loss: kind must be one of {TV_KINDS}, got {kind!r}")
-
-
-# ---------------------------------------------------------------- public ops
 
 def le_curve(x: torch.Tensor, alpha: torch.Tensor, iterations: int) -> torch.Tensor:
     """y = LE^n(x) with LE(x) = x + alpha * x * (1 - x) (alpha > 0 brightens).
@@ -149,6 +173,50 @@ def le_curve(x: torch.Tensor, alpha: torch.Tensor, iterations: int) -> torch.Ten
     return reference.le_curve(x, alpha, iterations)
 
 
+@_fake("le_curve")
+def _le_curve_fake(x, alpha, iterations):
+    torch._check(alpha.shape[0] == x.shape[0], lambda: "le_curve: alpha batch != x batch")
+    torch._check(alpha.shape[1] % x.shape[1] == 0, lambda: "le_curve: alpha must have C*k channels")
+    return _contiguous_like(x)
+
+
+@_fake("le_curve_backward")
+def _le_curve_backward_fake(grad_y, x, alpha, iterations):
+    torch._check(grad_y.shape == x.shape, lambda: "le_curve_backward: grad_y shape != x shape")
+    return _contiguous_like(x), _contiguous_like(alpha)
+
+
+def _le_curve_setup(ctx, inputs, output):
+    x, alpha, iterations = inputs
+    ctx.save_for_backward(x, alpha)
+    ctx.iterations = iterations
+
+
+def _le_curve_backward(ctx, grad_y):
+    x, alpha = ctx.saved_tensors
+    gx, ga = torch.ops.lowlight.le_curve_backward(grad_y, x, alpha, ctx.iterations)
+    return gx, ga, None
+
+
+_autograd("le_curve", _le_curve_backward, _le_curve_setup)
+
+
+# ---------------------------------------------------------------- blur_color_loss
+
+def check_blur_color_loss(x, y, sigma, ksize) -> None:
+    op = "blur_color_loss"
+    _check_image("x", x, op)
+    _check_image("y", y, op)
+    _check_same(op, "x", x, "y", y)
+    if x.shape != y.shape:
+        raise ValueError(f"{op}: x shape {tuple(x.shape)} != y shape {tuple(y.shape)}")
+    _check_int(op, "ksize", ksize, 1, MAX_KSIZE)
+    if ksize % 2 == 0:
+        raise ValueError(f"{op}: ksize must be odd, got {ksize}")
+    if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not math.isfinite(sigma) or sigma <= 0:
+        raise ValueError(f"{op}: sigma must be a finite number > 0, got {sigma!r}")
+
+
 def blur_color_loss(x: torch.Tensor, y: torch.Tensor, sigma: float = 3.0, ksize: int = 21) -> torch.Tensor:
     """mean((G * (x - y))^2), G the normalized ksize x ksize Gaussian of std sigma, zero padding.
 
@@ -160,6 +228,41 @@ def blur_color_loss(x: torch.Tensor, y: torch.Tensor, sigma: float = 3.0, ksize:
     return reference.blur_color_loss(x, y, float(sigma), ksize)
 
 
+@_fake("blur_color_loss")
+def _blur_color_loss_fake(x, y, sigma, ksize):
+    torch._check(x.shape == y.shape, lambda: "blur_color_loss: x shape != y shape")
+    return x.new_empty(())
+
+
+@_fake("blur_color_loss_backward")
+def _blur_color_loss_backward_fake(grad, x, y, sigma, ksize):
+    torch._check(x.shape == y.shape, lambda: "blur_color_loss_backward: x shape != y shape")
+    return _contiguous_like(x)
+
+
+def _blur_color_loss_setup(ctx, inputs, output):
+    x, y, sigma, ksize = inputs
+    ctx.save_for_backward(x, y)
+    ctx.sigma, ctx.ksize = sigma, ksize
+
+
+def _blur_color_loss_backward(ctx, grad):
+    x, y = ctx.saved_tensors
+    gx = torch.ops.lowlight.blur_color_loss_backward(grad, x, y, ctx.sigma, ctx.ksize)
+    return gx, (-gx if ctx.needs_input_grad[1] else None), None, None
+
+
+_autograd("blur_color_loss", _blur_color_loss_backward, _blur_color_loss_setup)
+
+
+# ---------------------------------------------------------------- tv_loss
+
+def check_tv_loss(t, kind) -> None:
+    _check_image("t", t, "tv_loss")
+    if kind not in TV_KINDS:
+        raise ValueError(f"tv_loss: kind must be one of {TV_KINDS}, got {kind!r}")
+
+
 def tv_loss(t: torch.Tensor, kind: str = "zero_dce") -> torch.Tensor:
     """Total variation of (B, C, H, W) t; kind 'zero_dce', 'l1' or 'iso' (see reference.tv_loss)."""
     check_tv_loss(t, kind)
@@ -168,24 +271,31 @@ def tv_loss(t: torch.Tensor, kind: str = "zero_dce") -> torch.Tensor:
     return reference.tv_loss(t, kind)
 
 
-# ---------------------------------------------------------------- the photo path (forward only)
+@_fake("tv_loss")
+def _tv_loss_fake(t, kind):
+    return t.new_empty(())
 
-PHOTO_DTYPES = (torch.uint8, torch.uint16, torch.float32, torch.float64)  # the native kernels' image dtypes
+
+@_fake("tv_loss_backward")
+def _tv_loss_backward_fake(grad, t, kind):
+    return _contiguous_like(t)
 
 
-def _check_photo_image(op: str, image) -> None:
-    if not isinstance(image, torch.Tensor):
-        raise TypeError(f"{op}: image must be a torch.Tensor, got {type(image).__name__}")
-    if image.dim() != 4:
-        raise ValueError(f"{op}: image must be 4-D (B, C, H, W), got shape {tuple(image.shape)}")
-    if not (image.dtype in (torch.uint8, torch.uint16) or image.is_floating_point()):
-        raise TypeError(f"{op}: image must be uint8, uint16 or floating point, got {image.dtype}")
-    if not 1 <= image.shape[1] <= 4:
-        raise ValueError(f"{op}: image must have 1-4 channels (gray, gray+alpha, RGB, RGBA), got shape "
-                         f"{tuple(image.shape)}")
-    if image.shape[2] < 1 or image.shape[3] < 1:
-        raise ValueError(f"{op}: image has an empty dimension: shape {tuple(image.shape)}")
+def _tv_loss_setup(ctx, inputs, output):
+    t, kind = inputs
+    ctx.save_for_backward(t)
+    ctx.kind = kind
 
+
+def _tv_loss_backward(ctx, grad):
+    (t,) = ctx.saved_tensors
+    return torch.ops.lowlight.tv_loss_backward(grad, t, ctx.kind), None
+
+
+_autograd("tv_loss", _tv_loss_backward, _tv_loss_setup)
+
+
+# ---------------------------------------------------------------- photo_curve (the photo path: forward only)
 
 def check_photo_curve(image, alpha, iterations, op="photo_curve") -> None:
     _check_photo_image(op, image)
@@ -199,12 +309,6 @@ def check_photo_curve(image, alpha, iterations, op="photo_curve") -> None:
         raise ValueError(f"{op}: alpha batch {alpha.shape[0]} != image batch {image.shape[0]}")
     if op == "photo_curve" and alpha.shape[1] % reference.CURVE_CHANNELS != 0:
         raise ValueError(f"{op}: alpha must have 3*k channels (RGB curve maps), got {alpha.shape[1]}")
-
-
-def _native_photo(image: torch.Tensor, cuda: bool = True) -> bool:
-    if _backend != "native" or image.dtype not in PHOTO_DTYPES:
-        return False
-    return image.device.type == "cpu" or (cuda and image.device.type == "cuda" and cuda_built())
 
 
 def photo_curve(image: torch.Tensor, alpha: torch.Tensor, iterations: int) -> torch.Tensor:
@@ -223,6 +327,14 @@ def photo_curve(image: torch.Tensor, alpha: torch.Tensor, iterations: int) -> to
     return reference.photo_curve(image, alpha, iterations)
 
 
+@_fake("photo_curve")
+def _photo_curve_fake(image, alpha, iterations):
+    torch._check(alpha.shape[0] == image.shape[0], lambda: "photo_curve: alpha batch != image batch")
+    return torch.empty_like(image)
+
+
+# ---------------------------------------------------------------- photo_value_curve (forward only)
+
 def photo_value_curve(image: torch.Tensor, alpha: torch.Tensor, iterations: int) -> torch.Tensor:
     """photo_curve for models that curve the value (models.zero_dce.value_curve): one pass in the image's own
     dtype and layout, one curve per pixel on v = max(r, g, b) (gray: the gray value), every colour channel
@@ -238,6 +350,14 @@ def photo_value_curve(image: torch.Tensor, alpha: torch.Tensor, iterations: int)
     return reference.photo_value_curve(image, alpha, iterations)
 
 
+@_fake("photo_value_curve")
+def _photo_value_curve_fake(image, alpha, iterations):
+    torch._check(alpha.shape[0] == image.shape[0], lambda: "photo_value_curve: alpha batch != image batch")
+    return torch.empty_like(image)
+
+
+# ---------------------------------------------------------------- area_reduce (the estimate's downscale)
+
 def area_reduce(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """float32 (B, C, height, width) block means of image (B, C, H, W) in its own units (uint8, uint16 or
     float, any layout), as adaptive average pooling, read straight from the image (no float copy of it)."""
@@ -250,83 +370,6 @@ def area_reduce(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return reference.area_reduce(image, height, width)
 
 
-# ---------------------------------------------------------------- fake kernels and autograd for the native ops
-
-def _register_native() -> None:
-    lib = "lowlight::"
-
-    def contiguous_like(t):
-        return torch.empty_like(t, memory_format=torch.contiguous_format)
-
-    @torch.library.register_fake(lib + "le_curve")
-    def _(x, alpha, iterations):
-        return contiguous_like(x)
-
-    @torch.library.register_fake(lib + "le_curve_backward")
-    def _(grad_y, x, alpha, iterations):
-        return contiguous_like(x), contiguous_like(alpha)
-
-    @torch.library.register_fake(lib + "blur_color_loss")
-    def _(x, y, sigma, ksize):
-        return x.new_empty(())
-
-    @torch.library.register_fake(lib + "blur_color_loss_backward")
-    def _(grad, x, y, sigma, ksize):
-        return contiguous_like(x)
-
-    @torch.library.register_fake(lib + "tv_loss")
-    def _(t, kind):
-        return t.new_empty(())
-
-    @torch.library.register_fake(lib + "tv_loss_backward")
-    def _(grad, t, kind):
-        return contiguous_like(t)
-
-    @torch.library.register_fake(lib + "photo_curve")
-    def _(image, alpha, iterations):
-        return torch.empty_like(image)
-
-    @torch.library.register_fake(lib + "photo_value_curve")
-    def _(image, alpha, iterations):
-        return torch.empty_like(image)
-
-    @torch.library.register_fake(lib + "area_reduce")
-    def _(image, height, width):
-        return image.new_empty((image.shape[0], image.shape[1], height, width), dtype=torch.float32)
-
-    def le_setup(ctx, inputs, output):
-        x, alpha, iterations = inputs
-        ctx.save_for_backward(x, alpha)
-        ctx.iterations = iterations
-
-    def le_backward(ctx, grad_y):
-        x, alpha = ctx.saved_tensors
-        gx, ga = torch.ops.lowlight.le_curve_backward(grad_y, x, alpha, ctx.iterations)
-        return gx, ga, None
-
-    def blur_setup(ctx, inputs, output):
-        x, y, sigma, ksize = inputs
-        ctx.save_for_backward(x, y)
-        ctx.sigma, ctx.ksize = sigma, ksize
-
-    def blur_backward(ctx, grad):
-        x, y = ctx.saved_tensors
-        gx = torch.ops.lowlight.blur_color_loss_backward(grad, x, y, ctx.sigma, ctx.ksize)
-        return gx, (-gx if ctx.needs_input_grad[1] else None), None, None
-
-    def tv_setup(ctx, inputs, output):
-        t, kind = inputs
-        ctx.save_for_backward(t)
-        ctx.kind = kind
-
-    def tv_backward(ctx, grad):
-        (t,) = ctx.saved_tensors
-        return torch.ops.lowlight.tv_loss_backward(grad, t, ctx.kind), None
-
-    torch.library.register_autograd(lib + "le_curve", le_backward, setup_context=le_setup)
-    torch.library.register_autograd(lib + "blur_color_loss", blur_backward, setup_context=blur_setup)
-    torch.library.register_autograd(lib + "tv_loss", tv_backward, setup_context=tv_setup)
-
-
-if _C is not None:
-    _register_native()
+@_fake("area_reduce")
+def _area_reduce_fake(image, height, width):
+    return image.new_empty((image.shape[0], image.shape[1], height, width), dtype=torch.float32)
