@@ -58,7 +58,7 @@ def evaluate(enhance_fn, data_dir=None, fraction: float = data_mod.VALIDATION_FR
     {"pairs": {...means}, "photos": {...means over the SICE dark frames and LOL photos}, "sice", "lol"
     (the photo means of each source), "input" (the same numbers for the unenhanced input), counts, seconds}."""
     pairs, lol = held_out(data_dir, fraction)
-    pair_rows, in_rows, sice_rows, lol_rows, lol_in = [], [], [], [], []
+    pair_rows, in_rows, sice_rows, lol_rows, lol_in, ref_rows = [], [], [], [], [], []
     t0 = time.perf_counter()
     for dark, target in pairs:
         x, ref = read_rgb(dark), read_rgb(target)
@@ -68,6 +68,7 @@ def evaluate(enhance_fn, data_dir=None, fraction: float = data_mod.VALIDATION_FR
         in_rows.append({"psnr": psnr_uint8(x, ref), "ssim": ssim_uint8(x, ref), "clipped_ref": 0.0,
                         **real_photo_scores(x, x)})
         sice_rows.append(real_photo_scores(x, y))
+        ref_rows.append(real_photo_scores(x, ref))  # what the real well-exposed frame itself scores
     for path in lol:
         x = read_rgb(path)
         lol_rows.append(real_photo_scores(x, enhance_fn(x)))
@@ -80,6 +81,7 @@ def evaluate(enhance_fn, data_dir=None, fraction: float = data_mod.VALIDATION_FR
         "lol": {k: _mean(lol_rows, k) for k in PHOTO_KEYS},
         "input": {**{k: _mean(in_rows, k) for k in PAIR_KEYS},
                   **{k: _mean(in_rows + lol_in, k) for k in PHOTO_KEYS}},
+        "reference": {k: _mean(ref_rows, k) for k in PHOTO_KEYS},
         "worst_photo": {"color_shift": max((r["color_shift"] for r in photos), default=math.nan),
                         "clipped": max((r["clipped"] for r in photos), default=math.nan)},
         "counts": {"pairs": len(pairs), "scenes": len({t for _, t in pairs}), "sice_dark": len(sice_rows),
@@ -107,6 +109,10 @@ def table_rows(results: dict[str, dict]) -> list[str]:
     i = first["input"]
     lines.append(f"| input | {fmt(i['psnr'], 2)} | {fmt(i['ssim'])} | {fmt(i['brightness'])} | – | 0 | 1 | "
                  f"{fmt(i['noise'], 2)} |")
+    if "reference" in first:  # the colour checks are against the input: the real target frames are not at 0 / 1
+        f = first["reference"]
+        lines.append(f"| reference frame (SICE pairs only) | ∞ | 1 | {fmt(f['brightness'])} | {fmt(f['clipped'], 2)} | "
+                     f"{fmt(f['color_shift'])} | {fmt(f['saturation'])} | {fmt(f['noise'], 2)} |")
     for name, r in results.items():
         p, q = r["pairs"], r["photos"]
         lines.append(f"| {name} | {fmt(p['psnr'], 2)} | {fmt(p['ssim'])} | {fmt(q['brightness'])} | "
