@@ -8,6 +8,7 @@ A layer is napari-shaped: gray (..., H, W), or RGB/RGBA (..., H, W, 3|4) when `r
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import time
 import traceback
@@ -347,8 +348,8 @@ class Enhancer:
                       canvas=None, seconds: float | None = PREVIEW_SECONDS) -> np.ndarray:
         """What the live preview shows: light models (see is_heavy) enhance the whole plane; heavy ones enhance
         it downscaled (downscale_plane) to preview_shape: fit into canvas (rows, cols; None: no limit) and,
-        when seconds is not None, to as many pixels as the model's measured cost lets run in that time (its
-        first preview: a PROBE_SIDE long side). The result has the plane's dtype and channels and either its
+        when seconds is not None, to as many pixels as the model's measured cost lets run in that time (rounded
+        down to a power of sqrt(2); its first preview: a PROBE_SIDE long side). The result has the plane's dtype and channels and either its
         size or a smaller one; preview_geometry lays it over the layer."""
         info = registry.get_model_info(settings.model)
         device = resolve_device(settings.device)
@@ -364,7 +365,9 @@ class Enhancer:
                 canvas = (PROBE_SIDE, PROBE_SIDE) if canvas is None else \
                     (min(canvas[0], PROBE_SIDE), min(canvas[1], PROBE_SIDE))
             else:
-                max_pixels = seconds / rate
+                # in steps of sqrt(2) pixels: a cost estimate that moves a little keeps the preview's shape, so
+                # the cached downscaled plane (and oneDNN's kernels made for that shape) are reused
+                max_pixels = 2.0 ** (math.floor(2 * math.log2(max(seconds / rate, 1.0))) / 2)
         shape = preview_shape(height, width, canvas, max_pixels)
         small = self._cached(("small", source, index, shape),
                              lambda: torch.from_numpy(downscale_plane(plane, rgb, shape))).numpy()

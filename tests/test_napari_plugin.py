@@ -571,7 +571,8 @@ def test_heavy_preview_keeps_to_its_time_budget(viewer, make_widget, heavy_weigh
     widget.iterations.setValue(3)  # any control change re-runs the preview
     settle(qtbot, widget)
     h, w = out.data.shape[:2]
-    assert 0.98 * 200 * 300 <= h * w <= 1.02 * 200 * 300 and abs(h / w - 0.75) < 0.01
+    budget = 2 ** (np.floor(2 * np.log2(200 * 300)) / 2)  # the budget rounded down to a power of sqrt(2)
+    assert 0.98 * budget <= h * w <= 1.02 * budget and budget > 200 * 300 / 2 ** 0.5 and abs(h / w - 0.75) < 0.01
 
 
 def test_apply_enhances_a_heavy_model_at_full_resolution_with_progress(viewer, make_widget, heavy_weights, qtbot,
