@@ -191,11 +191,12 @@ def estimate_alpha(net, x: torch.Tensor, exposure: float, tile: int = ALPHA_TILE
 # ---------------------------------------------------------------- reduced-resolution previews
 
 def is_heavy(info, net) -> bool:
-    """Whether a preview of this model runs at reduced resolution: networks that run on every pixel
-    (image-to-image networks, Zero-DCE's full-resolution curve maps). Zero-DCE++ (curve maps estimated at low
-    resolution, one fused pass over the plane) and the classical methods preview at full resolution."""
-    if info.kind == "classical":
-        return False
+    """Whether a preview of this model runs at reduced resolution: every model but the curve models with a
+    low-resolution estimate (Zero-DCE++: maps estimated on block means, one fused pass over the plane in its own
+    dtype, 87 ms for 12 MP, and exact at full resolution). The networks that run on every pixel (image-to-image
+    networks, Zero-DCE's full-resolution maps, which depend on the resolution they are estimated at, so maps
+    estimated on a preview would not give the full-resolution result) take seconds per megapixel; gamma and CLAHE
+    run in float on the whole plane (1-4 s for 12 MP)."""
     return not (info.kind == "curve" and hasattr(net, "estimate_alpha_photo"))
 
 
@@ -210,6 +211,13 @@ def preview_shape(height: int, width: int, canvas=None, max_pixels=None) -> tupl
         s = min(s, (max_pixels / (height * width)) ** 0.5)
     s = max(s, min(1.0, PREVIEW_MIN_SIDE / max(height, width)))
     return max(1, min(height, round(height * s))), max(1, min(width, round(width * s)))
+
+
+def canvas_limit(canvas, limit):
+    """The smaller of two (rows, cols) limits; None stands for no limit."""
+    if canvas is None or limit is None:
+        return limit if canvas is None else canvas
+    return min(canvas[0], limit[0]), min(canvas[1], limit[1])
 
 
 def downscale_plane(plane: np.ndarray, rgb: bool, shape) -> np.ndarray:
@@ -349,36 +357,49 @@ class Enhancer:
         """What the live preview shows: light models (see is_heavy) enhance the whole plane; heavy ones enhance
         it downscaled (downscale_plane) to preview_shape: fit into canvas (rows, cols; None: no limit) and,
         when seconds is not None, to as many pixels as the model's measured cost lets run in that time (rounded
-        down to a power of sqrt(2); its first preview: a PROBE_SIDE long side). The result has the plane's dtype and channels and either its
-        size or a smaller one; preview_geometry lays it over the layer."""
+        down to a power of sqrt(2)). The model's first preview measures its cost on a PROBE_SIDE long side; when
+        that took under a quarter of the time, the rest of the time goes to a second, larger run. The result has
+        the plane's dtype and channels and either its size or a smaller one; preview_geometry lays it over the
+        layer."""
         info = registry.get_model_info(settings.model)
         device = resolve_device(settings.device)
         net = registry.load_model(settings.model, device=str(device), weights=settings.weights)
         height, width = plane.shape[:2]
         if not is_heavy(info, net):
             return self.enhance_plane(plane, rgb, settings, source, index)
+        if info.kind == "classical":
+            seconds = None  # gamma, CLAHE: about linear in the pixels, fast enough at canvas size (no probe)
         cost_key = (settings.model, str(device), settings.weights)
+        probe = seconds is not None and cost_key not in self.seconds_per_pixel
+        if probe:  # cost unknown: a small first run measures it
+            out, shape = self._preview_at(plane, rgb, settings, source, index, info, cost_key, canvas_limit(
+                canvas, (PROBE_SIDE, PROBE_SIDE)), None)
+            spent = self.seconds_per_pixel[cost_key] * shape[0] * shape[1]
+            if spent >= seconds / 4 or shape == preview_shape(height, width, canvas):
+                return out
+            seconds -= spent  # cheap model: the rest of the budget goes to a larger preview
+        return self._preview_at(plane, rgb, settings, source, index, info, cost_key, canvas, seconds)[0]
+
+    def _preview_at(self, plane, rgb, settings, source, index, info, cost_key, canvas, seconds):
+        """(preview, its shape): the plane fit into canvas, at most as large as the measured cost allows in
+        seconds (None: no limit); updates the cost per pixel."""
         rate = self.seconds_per_pixel.get(cost_key)
         max_pixels = None
-        if seconds is not None:
-            if rate is None:
-                canvas = (PROBE_SIDE, PROBE_SIDE) if canvas is None else \
-                    (min(canvas[0], PROBE_SIDE), min(canvas[1], PROBE_SIDE))
-            else:
-                # in steps of sqrt(2) pixels: a cost estimate that moves a little keeps the preview's shape, so
-                # the cached downscaled plane (and oneDNN's kernels made for that shape) are reused
-                max_pixels = 2.0 ** (math.floor(2 * math.log2(max(seconds / rate, 1.0))) / 2)
-        shape = preview_shape(height, width, canvas, max_pixels)
+        if seconds is not None and rate is not None:
+            # in steps of sqrt(2) pixels: a cost estimate that moves a little keeps the preview's shape, so
+            # the cached downscaled plane (and oneDNN's kernels made for that shape) are reused
+            max_pixels = 2.0 ** (math.floor(2 * math.log2(max(seconds / rate, 1.0))) / 2)
+        shape = preview_shape(plane.shape[0], plane.shape[1], canvas, max_pixels)
         small = self._cached(("small", source, index, shape),
                              lambda: torch.from_numpy(downscale_plane(plane, rgb, shape))).numpy()
         estimates = self.alpha_estimates
         start = time.perf_counter()
         out = self.enhance_plane(small, rgb, settings, source, (index, shape))
         elapsed = time.perf_counter() - start
-        if info.kind != "curve" or self.alpha_estimates > estimates:  # the network ran (not a cached map)
+        if info.kind != "curve" or self.alpha_estimates > estimates or rate is None:  # the model ran
             measured = elapsed / (shape[0] * shape[1])
             self.seconds_per_pixel[cost_key] = measured if rate is None else 0.5 * (rate + measured)
-        return out
+        return out, shape
 
     def apply_windows(self, plane_hw, settings: Settings) -> list:
         """The pieces Apply enhances one plane in, one progress step each: lowlight_core.enhance's tiles (with

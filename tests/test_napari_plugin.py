@@ -563,6 +563,7 @@ def test_heavy_model_previews_at_canvas_resolution_over_the_layers_extent(viewer
 def test_heavy_preview_keeps_to_its_time_budget(viewer, make_widget, heavy_weights, qtbot):
     viewer.add_image(dark_rgb(1500, 2000, seed=12), name="big", rgb=True)
     widget = make_widget()
+    widget.preview_seconds = 1e-6  # the probe takes longer: no second run
     pick_model(qtbot, widget, "dln")  # first preview: a PROBE_SIDE probe that measures the model's cost
     out = output(viewer, "big")
     assert max(out.data.shape[:2]) == _compute.PROBE_SIDE
@@ -689,3 +690,18 @@ def test_preview_geometry_and_shape_without_qt():
     assert np.abs(small.astype(float) - ref.numpy()).max() <= 1
     flat = np.full((64, 48, 3), 77, np.uint8)
     assert (_compute.downscale_plane(flat, True, (5, 7)) == 77).all()
+
+
+def test_first_preview_probes_the_cost_then_spends_the_rest_of_the_budget(heavy_weights):
+    plane = dark_rgb(600, 800, seed=2)
+    settings = _compute.Settings(model="zero_dce")
+    slow = _compute.Enhancer()  # a budget the probe already exceeds: the probe is the preview
+    assert slow.preview_plane(plane, True, settings, canvas=(300, 400), seconds=1e-9).shape == (192, 256, 3)
+    assert slow.seconds_per_pixel[("zero_dce", "cpu", None)] > 0
+    fast = _compute.Enhancer()  # plenty of time: a second run at the canvas size
+    gamma = fast.preview_plane(plane, True, _compute.Settings(model="gamma"), canvas=(300, 400), seconds=1e-9)
+    assert gamma.shape == (300, 400, 3)  # classical methods: the canvas limit only, no probe
+    out = fast.preview_plane(plane, True, settings, canvas=(300, 400), seconds=60.0)
+    assert out.shape == (300, 400, 3)
+    expected = enhance(_compute.downscale_plane(plane, True, (300, 400)), "zero_dce", device="cpu")
+    assert np.abs(out.astype(int) - expected).max() <= 1
