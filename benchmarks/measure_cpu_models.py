@@ -7,6 +7,7 @@ layer), "after" the model name (lowlight_core.inference.inference_model: BatchNo
 The two alternate per model, so both see the same load on a shared machine; the load average is printed.
 
     python benchmarks/measure_cpu_models.py [MODELS] [REPEATS]   # default: zero_dce,iqe_dcgan,enlightengan,dln 1
+    MEASURE_MODES=after,after:256 ...   # compare tile sizes of the inference copy (default: before,after)
 Networks are default-size and randomly initialised unless the shipped weights exist (speed does not depend on
 training). Prints one JSON line per measurement.
 """
@@ -32,8 +33,9 @@ if not registry.has_weights(name):
     registry.save_weights(registry.get_model_info(name).build().eval(), name, weights)
 net = registry.load_model(name, weights=weights)
 model = net if mode == "before" else name
+tile = int(mode.split(":")[1]) if ":" in mode else None  # "after:256": the inference copy in 256 px tiles
 start = time.perf_counter()
-out = lowlight_core.enhance(image, model=model, weights=weights, device="cpu")
+out = lowlight_core.enhance(image, model=model, weights=weights, device="cpu", tile=tile)
 seconds = time.perf_counter() - start
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
 print(json.dumps({"model": name, "mode": mode, "size": [h, w], "seconds": round(seconds, 2),
@@ -49,7 +51,8 @@ def main():
     env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
     for name in models:
         for r in range(repeats):
-            for mode in (("before", "after") if r % 2 == 0 else ("after", "before")):
+            modes = os.environ.get("MEASURE_MODES", "before,after").split(",")
+            for mode in (modes if r % 2 == 0 else modes[::-1]):
                 load = os.getloadavg()
                 t = time.time()
                 run = subprocess.run([sys.executable, "-c", CHILD, name, mode, str(h), str(w)], env=env,

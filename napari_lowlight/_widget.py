@@ -67,7 +67,7 @@ class _Job:
     settings: object  # _compute.Settings
     source: tuple
     started: float
-    canvas: tuple | None = None  # (rows, cols) of screen pixels the canvas has
+    canvas: tuple | None = None  # (rows, cols) of device pixels of the viewer's canvas
 
 
 class LowlightWidget(QWidget):
@@ -91,6 +91,7 @@ class LowlightWidget(QWidget):
         self._worker = None          # the running preview worker
         self._pending = False        # a preview was requested while the worker ran
         self._apply_worker = None
+        self._apply_job = None       # the running Apply's request
         self._apply_bar = None       # napari's progress bar (activity dock) of the running Apply
         self._applied = None         # (source, settings) of the full-resolution result in the output layer
         self.preview_seconds = self._compute.PREVIEW_SECONDS  # time budget of a heavy model's preview
@@ -388,7 +389,7 @@ class LowlightWidget(QWidget):
         planes = len(self._compute.plane_indices(job.data.shape, job.rgb))
         worker = create_worker(self._compute.apply_job, self.enhancer, job.data, job.rgb, job.settings)
         self._apply_job = job
-        worker.yielded.connect(self._on_apply_progress)  # a bound method: queued in order with finished
+        worker.yielded.connect(self._on_apply_progress)
         worker.returned.connect(lambda result: self._on_apply_result(job, result))
         worker.finished.connect(self._on_apply_finished)
         self._apply_worker = worker
@@ -403,7 +404,7 @@ class LowlightWidget(QWidget):
     def _on_apply_progress(self, done_total) -> None:
         done, total = done_total
         job = self._apply_job
-        if self._apply_worker is None:  # a step signal that arrived after the worker's finished signal
+        if self._apply_worker is None:  # seen in tests: the last step can be handled after finished was
             return
         if self._apply_bar is None:
             self._apply_bar = progress(total=total, desc=f"Enhancing {job.layer_name} ({job.settings.model})")
@@ -481,6 +482,8 @@ class LowlightWidget(QWidget):
                 out.scale, out.translate = scale, translate
         self.last_elapsed = time.perf_counter() - job.started
         s = job.settings
+        reduced = (f" (preview {preview_hw[0]}×{preview_hw[1]} of {full_hw[0]}×{full_hw[1]}: Apply for full "
+                   "resolution)") if preview_hw != full_hw else ""
         self.status.setText(f"{s.model}, {s.iterations} iterations, E = {s.exposure:.2f}: "
-                            f"{1000 * self.last_elapsed:.0f} ms")
+                            f"{1000 * self.last_elapsed:.0f} ms{reduced}")
         self.result_shown.emit(job.layer_name, s, self.last_elapsed)

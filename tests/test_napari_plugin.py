@@ -558,6 +558,7 @@ def test_heavy_model_previews_at_canvas_resolution_over_the_layers_extent(viewer
                                                                             (2000 / shape[1] - 1) / 2]))
     expected = enhance(_compute.downscale_plane(image, True, shape), model, device="cpu")
     assert np.abs(out.data.astype(int) - expected).max() <= 1
+    assert f"preview {shape[0]}×{shape[1]} of 1500×2000" in widget.status.text()
 
 
 def test_heavy_preview_keeps_to_its_time_budget(viewer, make_widget, heavy_weights, qtbot):
