@@ -706,3 +706,24 @@ def test_first_preview_probes_the_cost_then_spends_the_rest_of_the_budget(heavy_
     assert out.shape == (300, 400, 3)
     expected = enhance(_compute.downscale_plane(plane, True, (300, 400)), "zero_dce", device="cpu")
     assert np.abs(out.astype(int) - expected).max() <= 1
+
+
+def test_cancelling_a_heavy_apply_keeps_the_preview(viewer, make_widget, heavy_weights, qtbot):
+    image = dark_rgb(1100, 1300, seed=16)
+    viewer.add_image(image, name="big", rgb=True)
+    widget = make_widget()
+    pick_model(qtbot, widget, "dln")
+    preview = output(viewer, "big").data.copy()
+    steps = []
+
+    def cancel_at_first_step(value):
+        steps.append(value)
+        if value == 1:
+            widget.apply_button.click()  # reads "Cancel" while Apply runs
+
+    widget.progress.valueChanged.connect(cancel_at_first_step)
+    widget.apply_button.click()
+    settle(qtbot, widget)
+    assert steps[0] == 1 and max(steps) < 9  # stopped between tiles, before the last of the 9
+    assert np.array_equal(output(viewer, "big").data, preview)
+    assert widget.apply_button.text() == "Apply" and widget._form.isEnabled() and widget._apply_bar is None
