@@ -126,6 +126,12 @@ def inference_model(net: torch.nn.Module) -> torch.nn.Module:
         return fast
 
 
+def default_tile(net) -> int:
+    """The core tile size enhance() uses for a network when the caller gives none: the network's own
+    `inference_tile` (what measured fastest for it) or DEFAULT_TILE."""
+    return int(getattr(net, "inference_tile", DEFAULT_TILE))
+
+
 def _get_model(model, device: torch.device, weights):
     if isinstance(model, str):
         from .models.registry import load_model
@@ -287,7 +293,8 @@ def enhance(image, model="zero_dce_pp", iterations: int = ITERATIONS_DEFAULT, ex
     iterations: curve steps, 1-MAX_ITERATIONS (curve models; others ignore it). exposure: target exposure E in
     EXPOSURE_RANGE
     (curve models trained with E-conditioning; others ignore it). device: 'auto', 'cpu', 'cuda', 'cuda:N'.
-    tile: core tile size in pixels for full-resolution networks (None: 512, 0: never tile).
+    tile: core tile size in pixels for full-resolution networks (None: the network's inference_tile, else 512;
+    0: never tile).
     weights: a weights file to use instead of the shipped one.
     """
     check_controls(iterations, exposure, tile)
@@ -308,7 +315,7 @@ def enhance(image, model="zero_dce_pp", iterations: int = ITERATIONS_DEFAULT, ex
     if isinstance(model, str):  # a registered network (a caller's own module runs as given)
         net = inference_model(net)
     fast = getattr(net, "channels_last_inputs", False)
-    core = DEFAULT_TILE if tile is None else tile
+    core = default_tile(net) if tile is None else tile
     batch, _, height, width = frames.pixels.shape
     if halo == 0 or core == 0:
         core = max(height, width)  # one window: the whole image

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from lowlight_core.controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
-from lowlight_core.inference import DEFAULT_TILE, FLOAT_TOLERANCE, check_controls, resolve_device
+from lowlight_core.inference import FLOAT_TOLERANCE, check_controls, default_tile, resolve_device
 from lowlight_core.inference import enhance as enhance_tensor
 from lowlight_core.inference import inference_model
 from lowlight_core.models import registry
@@ -409,7 +409,7 @@ class Enhancer:
         net = registry.load_model(settings.model, device=str(device), weights=settings.weights)
         radius = int(getattr(net, "receptive_radius", 0))
         if is_heavy(info, net) and radius > 0:
-            return _windows(plane_hw[0], plane_hw[1], DEFAULT_TILE, radius)
+            return _windows(plane_hw[0], plane_hw[1], default_tile(net), radius)
         return [None]
 
     def enhance_stack(self, data, rgb: bool, settings: Settings, out: np.ndarray):

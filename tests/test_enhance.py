@@ -344,3 +344,22 @@ def test_inference_copy_gives_the_models_output(varied_norm_weights, name):
     by_name = enhance(image, model=name, weights=varied_norm_weights[name], exposure=0.7, tile=32)
     as_given = enhance(image, model=net, exposure=0.7, tile=32)
     assert np.abs(by_name.astype(int) - as_given).max() <= 1
+
+
+def test_default_tile_is_the_networks_own(random_weights, monkeypatch):
+    import lowlight_core.inference as inference
+
+    cores = []
+    real = inference._windows
+
+    def recording(height, width, core, halo):
+        cores.append((core, halo))
+        return real(height, width, core, halo)
+
+    monkeypatch.setattr(inference, "_windows", recording)
+    image = _array((300, 280, 3), np.uint8)
+    small_tiles = enhance(image, model="zero_dce", weights=random_weights("zero_dce"))  # measured fastest: 256
+    big_tiles = enhance(image, model="zero_dce", weights=random_weights("zero_dce"), tile=512)
+    enhance(image, model="dln", weights=random_weights("dln"))
+    assert cores == [(256, 7), (512, 7), (512, 31)]
+    assert np.abs(small_tiles.astype(int) - big_tiles).max() <= 1
