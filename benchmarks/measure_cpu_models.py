@@ -61,8 +61,8 @@ def main():
                     print(json.dumps({"model": name, "mode": mode, "error": run.stderr[-2000:]}), flush=True)
                     continue
                 result = json.loads(run.stdout.strip().splitlines()[-1])
-                result.update(load_before=[round(v, 1) for v in load], load_after=[round(v, 1) for v in os.getloadavg()],
-                              utc=time.strftime("%H:%M:%S", time.gmtime(t)))
+                result.update(load_before=[round(v, 1) for v in load],
+                              load_after=[round(v, 1) for v in os.getloadavg()], utc=time.strftime("%H:%M:%S", time.gmtime(t)))
                 print(json.dumps(result), flush=True)
 
 
