@@ -5,6 +5,9 @@ Targets: iterations change < 100 ms (the curve maps are cached, only ops.le_curv
 with Zero-DCE++ < 300 ms (the maps are estimated again). Zero-DCE++ is randomly initialised here (speed does
 not depend on training). Run: `pytest benchmarks/test_bench_napari.py --benchmark-only` (pytest-xvfb
 provides the display); extra_info holds the latency the widget itself measured.
+
+test_preview_every_model (issue 15): control change -> preview for every model at 2 MP and 12 MP (target < 300 ms
+for every model at 2 MP on 2 cores); extra_info holds the preview's shape, the canvas and the load average.
 """
 import itertools
 import os
