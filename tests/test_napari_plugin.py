@@ -708,18 +708,28 @@ def test_first_preview_probes_the_cost_then_spends_the_rest_of_the_budget(heavy_
     assert np.abs(out.astype(int) - expected).max() <= 1
 
 
-def test_cancelling_a_heavy_apply_keeps_the_preview(viewer, make_widget, heavy_weights, qtbot):
+def test_cancelling_a_heavy_apply_keeps_the_preview(viewer, make_widget, heavy_weights, qtbot, monkeypatch):
     image = dark_rgb(1100, 1300, seed=16)
     viewer.add_image(image, name="big", rgb=True)
     widget = make_widget()
     pick_model(qtbot, widget, "dln")
     preview = output(viewer, "big").data.copy()
-    steps = []
+    steps, cancelled = [], threading.Event()
+    real, calls = _compute.Enhancer.enhance_plane, []
+
+    def second_tile_waits_for_cancel(*args, **kwargs):  # the worker cannot finish before the click
+        calls.append(1)
+        if len(calls) == 2:
+            assert cancelled.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_compute.Enhancer, "enhance_plane", second_tile_waits_for_cancel)
 
     def cancel_at_first_step(value):
         steps.append(value)
         if value == 1:
             widget.apply_button.click()  # reads "Cancel" while Apply runs
+            cancelled.set()
 
     widget.progress.valueChanged.connect(cancel_at_first_step)
     widget.apply_button.click()
