@@ -5,6 +5,9 @@ Targets: iterations change < 100 ms (the curve maps are cached, only ops.le_curv
 with Zero-DCE++ < 300 ms (the maps are estimated again). Zero-DCE++ is randomly initialised here (speed does
 not depend on training). Run: `pytest benchmarks/test_bench_napari.py --benchmark-only` (pytest-xvfb
 provides the display); extra_info holds the latency the widget itself measured.
+
+test_preview_every_model (issue 15): control change -> preview for every model at 2 MP and 12 MP (target < 300 ms
+for every model at 2 MP on 2 cores); extra_info holds the preview's shape, the canvas and the load average.
 """
 import itertools
 import os
@@ -108,3 +111,74 @@ def test_compute_only(benchmark, image, weights, change):
 
     benchmark.group = f"napari 2MP: compute only, {change} change"
     benchmark.pedantic(run, rounds=ROUNDS, warmup_rounds=1)
+
+
+# ---------------------------------------------------------------- every model: control change -> preview (issue 15)
+
+SIZES = {"2MP": (1080, 1920), "12MP": (3000, 4000)}
+# what a user changes to get a new preview: curve models and gamma have an exposure slider (a new E every
+# round, so the maps are estimated again); the others have no control, so it is the switch to the model
+MODELS = {"zero_dce_pp": "exposure", "zero_dce": "exposure", "gamma": "exposure", "dln": "model",
+          "iqe_dcgan": "model", "enlightengan": "model", "clahe": "model"}
+
+
+@pytest.fixture
+def every_model(tmp_path, monkeypatch):
+    """The shipped weights where present (their configs set the cost: dln and iqe_dcgan ship at width 32),
+    else default-size networks, randomly initialised (speed does not depend on training)."""
+    import shutil
+
+    for name in MODELS:
+        info = registry.get_model_info(name)
+        if info.weights is None:
+            continue
+        if registry.has_weights(name):
+            shutil.copy(registry.weights_path(name), tmp_path / f"{name}.pt")
+        else:
+            torch.manual_seed(0)
+            registry.save_weights(info.build().eval(), name, tmp_path / f"{name}.pt")
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("model", list(MODELS))
+def test_preview_every_model(benchmark, make_napari_viewer, qtbot, every_model, model, size):
+    """Control change -> preview in the output layer, as the user sees it. Heavy models preview the plane
+    reduced to fit the canvas and their time budget (_compute.PREVIEW_SECONDS); extra_info says how large."""
+    import npe2
+
+    h, w = SIZES[size]
+    viewer = make_napari_viewer()
+    pm = npe2.PluginManager.instance()
+    if PLUGIN_NAME not in pm:
+        pm.register(npe2.PluginManifest.from_file(os.path.join(os.path.dirname(_compute.__file__), "napari.yaml")))
+    image = (np.random.default_rng(0).random((h, w, 3)) * 60).astype(np.uint8)
+    viewer.add_image(image, name="photo", rgb=True)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN_NAME, WIDGET_NAME)
+    qtbot.waitUntil(widget.is_idle, timeout=300_000)
+    combo = widget.model_combo
+    other = "clahe" if model == "gamma" else "gamma"
+    exposures = itertools.cycle(np.round(np.arange(0.31, 0.9, 0.02), 2))
+    if MODELS[model] == "exposure":
+        if combo.currentData() != model:
+            until_shown(qtbot, widget, lambda: combo.setCurrentIndex(combo.findData(model)))
+        action, setup = (lambda: widget.exposure.setValue(float(next(exposures)))), None
+    else:
+        action = lambda: combo.setCurrentIndex(combo.findData(model))  # noqa: E731
+
+        def setup():  # untimed: away to another model
+            until_shown(qtbot, widget, lambda: combo.setCurrentIndex(combo.findData(other)))
+
+    latencies = []
+
+    def run():
+        latencies.append(until_shown(qtbot, widget, action))
+
+    benchmark.group = f"napari {size}: preview after {MODELS[model]} change ({model})"
+    benchmark.pedantic(run, setup=setup, rounds=5, warmup_rounds=2)  # warm-up: the probe that measures the cost
+    out = viewer.layers["photo enhanced"].data
+    benchmark.extra_info.update(widget_latency_ms_median=1000 * float(np.median(latencies)),
+                                config=getattr(registry.load_model(model), "config", None),
+                                preview_shape=list(out.shape[:2]), canvas=list(widget.canvas_shape() or ()),
+                                threads=torch.get_num_threads(), load_average=list(os.getloadavg()))
+    qtbot.waitUntil(widget.is_idle, timeout=300_000)

@@ -10,21 +10,26 @@ RGB, enhanced, and the mean of the three result channels is the result. Float va
 [0, 1] are clamped silently (rounding noise); NaN/Inf or anything further out raises ValueError.
 
 Models (lowlight_core.models) with `receptive_radius > 0` (full-resolution networks) run in tiles of
-`tile` x `tile` pixels (default 512) plus a halo of `receptive_radius` pixels, so memory stays bounded and
-the result equals the untiled one up to float rounding; models with `receptive_radius == 0` run whole
+`tile` x `tile` pixels (default 512, or the network's `inference_tile`: 256 for Zero-DCE) plus a halo of
+`receptive_radius` pixels, so memory stays bounded and the result equals the untiled one up to float rounding; models with `receptive_radius == 0` run whole
 (Zero-DCE++ estimates its curves on a downscaled copy; classical models are pointwise or global).
 Curve models take the photo path: the curve runs in one pass from and to the image's own dtype and layout
 (the model's photo_curve: ops.photo_curve, or ops.photo_value_curve for models that curve the value; no
 full-size float copy); Zero-DCE++ also estimates from block means of the integer image
 (ZeroDCEPP.estimate_alpha_photo) and runs on the whole batch at once under torch.no_grad. Everything else runs
-under torch.inference_mode, one image of a batch at a time.
+under torch.inference_mode, one image of a batch at a time; registered networks run on the CPU as a copy made
+for inference (inference_model: BatchNorm folded into its convolution, channels_last weights and inputs), which
+gives the model's output within float rounding, measured 1.2-1.6x faster (benchmarks/RESULTS.md, issue 15).
 """
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 import sys
+import threading
 import warnings
+import weakref
 
 import numpy as np
 import torch
@@ -78,6 +83,53 @@ def resolve_device(device="auto", like: torch.Tensor | None = None) -> torch.dev
     elif dev.type != "cpu":
         raise ValueError(f"unsupported device {device!r} (use 'auto', 'cpu', 'cuda' or 'cuda:N')")
     return dev
+
+
+_INFERENCE_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_INFERENCE_LOCK = threading.Lock()
+
+
+def _fold_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
+    """In place: every Conv2d directly followed by a BatchNorm2d in an nn.Sequential becomes one convolution
+    with the norm's affine map (running statistics) folded into its weights, the norm an nn.Identity (indices
+    kept). Only valid in eval mode."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for child in module.children():
+        _fold_batchnorm(child)
+    if isinstance(module, torch.nn.Sequential):
+        for i in range(len(module) - 1):
+            conv, bn = module[i], module[i + 1]
+            if (type(conv) is torch.nn.Conv2d and type(bn) is torch.nn.BatchNorm2d and bn.track_running_stats
+                    and bn.running_mean is not None):
+                module[i], module[i + 1] = fuse_conv_bn_eval(conv, bn), torch.nn.Identity()
+    return module
+
+
+def inference_model(net: torch.nn.Module) -> torch.nn.Module:
+    """A copy of a registered network made for CPU inference, or `net` itself (not on the CPU, no
+    convolutions): BatchNorm folded into the convolution before it (eval mode: a per-channel affine map) and
+    every weight in channels_last, which lets oneDNN run the convolutions without reordering; feed it
+    channels_last inputs. Same results within float rounding (tests/test_enhance.py); cached per model
+    object, which stays untouched (the registry hands the same object to everyone)."""
+    params = list(net.parameters())
+    if not params or params[0].device.type != "cpu" or net.training \
+            or not any(isinstance(m, torch.nn.Conv2d) for m in net.modules()):
+        return net
+    with _INFERENCE_LOCK:
+        fast = _INFERENCE_MODELS.get(net)
+        if fast is None:
+            fast = _fold_batchnorm(copy.deepcopy(net)).to(memory_format=torch.channels_last).eval()
+            fast.requires_grad_(False)
+            fast.channels_last_inputs = True  # enhance() hands it channels_last tensors
+            _INFERENCE_MODELS[net] = fast
+        return fast
+
+
+def default_tile(net) -> int:
+    """The core tile size enhance() uses for a network when the caller gives none: the network's own
+    `inference_tile` (what measured fastest for it) or DEFAULT_TILE."""
+    return int(getattr(net, "inference_tile", DEFAULT_TILE))
 
 
 def _get_model(model, device: torch.device, weights):
@@ -241,7 +293,8 @@ def enhance(image, model="zero_dce_pp", iterations: int = ITERATIONS_DEFAULT, ex
     iterations: curve steps, 1-MAX_ITERATIONS (curve models; others ignore it). exposure: target exposure E in
     EXPOSURE_RANGE
     (curve models trained with E-conditioning; others ignore it). device: 'auto', 'cpu', 'cuda', 'cuda:N'.
-    tile: core tile size in pixels for full-resolution networks (None: 512, 0: never tile).
+    tile: core tile size in pixels for full-resolution networks (None: the network's inference_tile, else 512;
+    0: never tile).
     weights: a weights file to use instead of the shipped one.
     """
     check_controls(iterations, exposure, tile)
@@ -259,7 +312,10 @@ def enhance(image, model="zero_dce_pp", iterations: int = ITERATIONS_DEFAULT, ex
             _check_finite(alpha, model)
             return frames.result(net.photo_curve(pixels, alpha, int(iterations)))
     halo = int(getattr(net, "receptive_radius", 0))
-    core = DEFAULT_TILE if tile is None else tile
+    if isinstance(model, str):  # a registered network (a caller's own module runs as given)
+        net = inference_model(net)
+    fast = getattr(net, "channels_last_inputs", False)
+    core = default_tile(net) if tile is None else tile
     batch, _, height, width = frames.pixels.shape
     if halo == 0 or core == 0:
         core = max(height, width)  # one window: the whole image
@@ -267,10 +323,12 @@ def enhance(image, model="zero_dce_pp", iterations: int = ITERATIONS_DEFAULT, ex
         for b in range(batch):
             for in_rows, in_cols, crop_rows, crop_cols, rows, cols in _windows(height, width, core, halo):
                 x = frames.load(b, in_rows, in_cols, dev)
+                if fast:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 if photo_curve:
                     # full-resolution curve maps (Zero-DCE): estimated per tile on the float window, the
                     # curve applied in one pass straight from and to the image's own dtype
-                    alpha = net.estimate_alpha(x, exposure=float(exposure))[:, :, crop_rows, crop_cols]
+                    alpha = net.estimate_alpha(x, exposure=float(exposure))[:, :, crop_rows, crop_cols].contiguous()
                     _check_finite(alpha, model)
                     y = net.photo_curve(frames.pixels[b:b + 1, :, rows, cols].to(dev), alpha, int(iterations))
                     frames.out[b:b + 1, :, rows, cols].copy_(y)

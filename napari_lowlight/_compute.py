@@ -8,7 +8,9 @@ A layer is napari-shaped: gray (..., H, W), or RGB/RGBA (..., H, W, 3|4) when `r
 from __future__ import annotations
 
 import itertools
+import math
 import threading
+import time
 import traceback
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -17,14 +19,21 @@ import numpy as np
 import torch
 
 from lowlight_core.controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
-from lowlight_core.inference import FLOAT_TOLERANCE, check_controls, resolve_device
+from lowlight_core.inference import FLOAT_TOLERANCE, check_controls, default_tile, resolve_device
 from lowlight_core.inference import enhance as enhance_tensor
+from lowlight_core.inference import inference_model
 from lowlight_core.models import registry
 
 DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.float16, np.float32, np.float64))
 _SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 CACHE_BYTES = 1 << 30  # inputs and curve maps of recently previewed planes
 ALPHA_TILE = 512       # tile size for estimating full-resolution curve maps (Zero-DCE) in bounded memory
+# Previews of heavy models (full-resolution networks, image-to-image networks; see is_heavy) run on the plane
+# downscaled to what the canvas shows (the plane fit into the canvas), and smaller still when the model's
+# measured cost would make one preview take longer than PREVIEW_SECONDS; Apply runs the full resolution.
+PREVIEW_SECONDS = 0.25
+PREVIEW_MIN_SIDE = 128   # a preview's long side is never cut below this (nor above the plane's own)
+PROBE_SIDE = 256         # long side of a model's first preview, before its cost per pixel is known
 
 
 @dataclass(frozen=True)
@@ -157,20 +166,101 @@ def from_pixels(y: torch.Tensor, rgb: bool) -> np.ndarray:
 
 def estimate_alpha(net, x: torch.Tensor, exposure: float, tile: int = ALPHA_TILE) -> torch.Tensor:
     """net.estimate_alpha(x, exposure); full-resolution estimators (receptive_radius > 0) run in tiles with a
-    halo of the receptive radius, which gives the untiled maps (zero padding only at the image border)."""
+    halo of the receptive radius, which gives the untiled maps (zero padding only at the image border).
+    tile=0: never tile."""
     radius = int(getattr(net, "receptive_radius", 0))
     H, W = x.shape[2:]
-    if radius == 0 or max(H, W) <= tile:
-        return net.estimate_alpha(x, exposure)
+    if getattr(net, "channels_last_inputs", False):  # inference_model's copy: channels_last in, contiguous out
+        def estimate(x, exposure, estimate=net.estimate_alpha):
+            return estimate(x.contiguous(memory_format=torch.channels_last), exposure).contiguous()
+    else:
+        estimate = net.estimate_alpha
+    if radius == 0 or tile == 0 or max(H, W) <= tile:
+        return estimate(x, exposure)
     alpha = None
     for y0, x0 in itertools.product(range(0, H, tile), range(0, W, tile)):
         y1, x1 = min(y0 + tile, H), min(x0 + tile, W)
         iy0, ix0 = max(0, y0 - radius), max(0, x0 - radius)
-        a = net.estimate_alpha(x[:, :, iy0:min(H, y1 + radius), ix0:min(W, x1 + radius)], exposure)
+        a = estimate(x[:, :, iy0:min(H, y1 + radius), ix0:min(W, x1 + radius)], exposure)
         if alpha is None:
             alpha = a.new_empty((x.shape[0], a.shape[1], H, W))
         alpha[:, :, y0:y1, x0:x1] = a[:, :, y0 - iy0:y1 - iy0, x0 - ix0:x1 - ix0]
     return alpha
+
+
+# ---------------------------------------------------------------- reduced-resolution previews
+
+def is_heavy(info, net) -> bool:
+    """Whether a preview of this model runs at reduced resolution: every model but the curve models with a
+    low-resolution estimate (Zero-DCE++: maps estimated on block means, one fused pass over the plane in its own
+    dtype, 87 ms for 12 MP, and exact at full resolution). The networks that run on every pixel (image-to-image
+    networks, Zero-DCE's full-resolution maps, which depend on the resolution they are estimated at, so maps
+    estimated on a preview would not give the full-resolution result) take seconds per megapixel; gamma and CLAHE
+    run in float on the whole plane (1-4 s for 12 MP)."""
+    return not (info.kind == "curve" and hasattr(net, "estimate_alpha_photo"))
+
+
+def preview_shape(height: int, width: int, canvas=None, max_pixels=None) -> tuple[int, int]:
+    """(h, w) of a reduced preview of a height x width plane: fit into canvas (rows, cols of screen pixels,
+    None: no limit), at most max_pixels pixels (None: no limit), aspect kept, never larger than the plane,
+    long side never below min(PREVIEW_MIN_SIDE, the plane's)."""
+    s = 1.0
+    if canvas is not None:
+        s = min(s, canvas[0] / height, canvas[1] / width)
+    if max_pixels is not None:
+        s = min(s, (max_pixels / (height * width)) ** 0.5)
+    s = max(s, min(1.0, PREVIEW_MIN_SIDE / max(height, width)))
+    return max(1, min(height, round(height * s))), max(1, min(width, round(width * s)))
+
+
+def canvas_limit(canvas, limit):
+    """The smaller of two (rows, cols) limits; None stands for no limit."""
+    if canvas is None or limit is None:
+        return limit if canvas is None else canvas
+    return min(canvas[0], limit[0]), min(canvas[1], limit[1])
+
+
+def downscale_plane(plane: np.ndarray, rgb: bool, shape) -> np.ndarray:
+    """A layer plane resized to shape (h, w) by antialiased bilinear interpolation, in its own dtype (integers
+    rounded; every channel, alpha included). uint8 RGB(A) stays uint8 throughout (no float copy of the plane)."""
+    h, w = shape
+    if (h, w) == plane.shape[:2]:
+        return plane
+    t = torch.from_numpy(plane if plane.flags.writeable else plane.copy())
+    t = (t.permute(2, 0, 1) if rgb else t[None])[None]
+    if plane.dtype == np.uint8:
+        # torch's uint8 antialiased path wants channels_last with 3 or 4 channels; gray goes through float
+        small = (torch.nn.functional.interpolate(t.contiguous(memory_format=torch.channels_last), size=(h, w),
+                                                 mode="bilinear", antialias=True, align_corners=False)
+                 if rgb else None)
+    else:
+        small = None
+    if small is None:
+        small = torch.nn.functional.interpolate(t.float(), size=(h, w), mode="bilinear", antialias=True,
+                                                align_corners=False)
+        scale = _SCALE.get(plane.dtype)
+        small = small.round_().clamp_(0, scale) if scale else small.clamp_(0, 1)
+        small = small.to(torch.from_numpy(plane[:0]).dtype)
+    small = small[0].permute(1, 2, 0) if rgb else small[0, 0]
+    return np.ascontiguousarray(small.numpy())
+
+
+def preview_geometry(scale, translate, plane_shape, preview_hw):
+    """(scale, translate) that lay a preview of preview_hw pixels over the plane of plane_shape (H, W) drawn
+    with the layer's (scale, translate): each preview pixel covers H/h x W/w plane pixels, and its centre sits
+    at the centre of that block, so the preview spans the layer's extent exactly."""
+    scale = np.asarray(scale, dtype=float).copy()
+    translate = np.asarray(translate, dtype=float).copy()
+    f = np.array([plane_shape[0] / preview_hw[0], plane_shape[1] / preview_hw[1]])
+    translate[-2:] = translate[-2:] + scale[-2:] * (f - 1) / 2
+    scale[-2:] = scale[-2:] * f
+    return scale, translate
+
+
+def _windows(height: int, width: int, tile: int, halo: int):
+    from lowlight_core.inference import _windows as windows  # the tiles lowlight_core.enhance uses
+
+    return list(windows(height, width, tile, halo))
 
 
 # ---------------------------------------------------------------- the enhancer with its cache
@@ -183,6 +273,7 @@ class Enhancer:
     def __init__(self, cache_bytes: int = CACHE_BYTES):
         self.cache_bytes = cache_bytes
         self.alpha_estimates = 0  # curve maps computed (cache misses); tests and benchmarks read it
+        self.seconds_per_pixel: dict = {}  # (model, device, weights) -> measured cost of a heavy preview
         self._cache: OrderedDict = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
@@ -221,8 +312,9 @@ class Enhancer:
 
     @torch.inference_mode()
     def enhance_plane(self, plane: np.ndarray, rgb: bool, settings: Settings, source=None,
-                      index: tuple = ()) -> np.ndarray:
-        """One plane (H, W) or (H, W, 3|4) -> the enhanced plane, same shape and dtype."""
+                      index: tuple = (), tile: int | None = None) -> np.ndarray:
+        """One plane (H, W) or (H, W, 3|4) -> the enhanced plane, same shape and dtype.
+        tile: as lowlight_core.enhance's (None: its default, 0: the plane in one piece)."""
         check_controls(settings.iterations, settings.exposure)
         info = registry.get_model_info(settings.model)
         device = resolve_device(settings.device)
@@ -246,7 +338,8 @@ class Enhancer:
 
             def make_alpha():
                 self.alpha_estimates += 1
-                return estimate_alpha(net, x, exposure), net  # net kept alive: its id stays unique
+                # inference_model: the network's CPU inference copy; net kept alive so its id stays unique
+                return estimate_alpha(inference_model(net), x, exposure, ALPHA_TILE if tile is None else tile), net
 
             # the model object stands for (name, device, weights file and its mtime): registry caches it
             alpha, _ = self._cached(("alpha", source, index, id(net), exposure), make_alpha)
@@ -255,23 +348,98 @@ class Enhancer:
             y = net.apply_curve(x, alpha, settings.iterations)
             return to_plane(y, plane, rgb)
         # image-to-image networks and classical methods; enhance tiles full-resolution networks
-        y = enhance_tensor(x, model=net, iterations=settings.iterations, exposure=settings.exposure, device=device)
+        y = enhance_tensor(x, model=inference_model(net), iterations=settings.iterations, exposure=settings.exposure,
+                           device=device, tile=tile)
         return to_plane(y, plane, rgb)
 
+    def preview_plane(self, plane: np.ndarray, rgb: bool, settings: Settings, source=None, index: tuple = (),
+                      canvas=None, seconds: float | None = PREVIEW_SECONDS) -> np.ndarray:
+        """What the live preview shows: light models (see is_heavy) enhance the whole plane; heavy ones enhance
+        it downscaled (downscale_plane) to preview_shape: fit into canvas (rows, cols; None: no limit) and,
+        when seconds is not None, to as many pixels as the model's measured cost lets run in that time (rounded
+        down to a power of sqrt(2)). The model's first preview measures its cost on a PROBE_SIDE long side; when
+        that took under a quarter of the time, the rest of the time goes to a second, larger run. The result has
+        the plane's dtype and channels and either its size or a smaller one; preview_geometry lays it over the
+        layer."""
+        info = registry.get_model_info(settings.model)
+        device = resolve_device(settings.device)
+        net = registry.load_model(settings.model, device=str(device), weights=settings.weights)
+        height, width = plane.shape[:2]
+        if not is_heavy(info, net):
+            return self.enhance_plane(plane, rgb, settings, source, index)
+        if info.kind == "classical":
+            seconds = None  # gamma, CLAHE: about linear in the pixels, fast enough at canvas size (no probe)
+        cost_key = (settings.model, str(device), settings.weights)
+        probe = seconds is not None and cost_key not in self.seconds_per_pixel
+        if probe:  # cost unknown: a small first run measures it
+            out, shape = self._preview_at(plane, rgb, settings, source, index, info, cost_key, canvas_limit(
+                canvas, (PROBE_SIDE, PROBE_SIDE)), None)
+            spent = self.seconds_per_pixel[cost_key] * shape[0] * shape[1]
+            if spent >= seconds / 4 or shape == preview_shape(height, width, canvas):
+                return out
+            seconds -= spent  # cheap model: the rest of the budget goes to a larger preview
+        return self._preview_at(plane, rgb, settings, source, index, info, cost_key, canvas, seconds)[0]
+
+    def _preview_at(self, plane, rgb, settings, source, index, info, cost_key, canvas, seconds):
+        """(preview, its shape): the plane fit into canvas, at most as large as the measured cost allows in
+        seconds (None: no limit); updates the cost per pixel."""
+        rate = self.seconds_per_pixel.get(cost_key)
+        max_pixels = None
+        if seconds is not None and rate is not None:
+            # in steps of sqrt(2) pixels: a cost estimate that moves a little keeps the preview's shape, so
+            # the cached downscaled plane (and oneDNN's kernels made for that shape) are reused
+            max_pixels = 2.0 ** (math.floor(2 * math.log2(max(seconds / rate, 1.0))) / 2)
+        shape = preview_shape(plane.shape[0], plane.shape[1], canvas, max_pixels)
+        small = self._cached(("small", source, index, shape),
+                             lambda: torch.from_numpy(downscale_plane(plane, rgb, shape))).numpy()
+        estimates = self.alpha_estimates
+        start = time.perf_counter()
+        out = self.enhance_plane(small, rgb, settings, source, (index, shape))
+        elapsed = time.perf_counter() - start
+        if info.kind != "curve" or self.alpha_estimates > estimates or rate is None:  # the model ran
+            measured = elapsed / (shape[0] * shape[1])
+            self.seconds_per_pixel[cost_key] = measured if rate is None else 0.5 * (rate + measured)
+        return out, shape
+
+    def apply_windows(self, plane_hw, settings: Settings) -> list:
+        """The pieces Apply enhances one plane in, one progress step each: lowlight_core.enhance's tiles (with
+        their halo) for full-resolution networks, else [None] (the whole plane at once)."""
+        info = registry.get_model_info(settings.model)
+        device = resolve_device(settings.device)
+        net = registry.load_model(settings.model, device=str(device), weights=settings.weights)
+        radius = int(getattr(net, "receptive_radius", 0))
+        if is_heavy(info, net) and radius > 0:
+            return _windows(plane_hw[0], plane_hw[1], default_tile(net), radius)
+        return [None]
+
     def enhance_stack(self, data, rgb: bool, settings: Settings, out: np.ndarray):
-        """Generator: enhances every plane of `data` into `out` (no caching), yielding (done, total)."""
+        """Generator: enhances every plane of `data` into `out` (no caching), yielding (done, total) after each
+        plane, or after each tile of full-resolution networks (tiles with a halo: equal to the whole plane's
+        result up to float rounding)."""
         indices = plane_indices(data.shape, rgb)
-        for done, index in enumerate(indices, 1):
-            out[index] = self.enhance_plane(np.asarray(data[index]), rgb, settings)
-            yield done, len(indices)
+        plane_hw = tuple(data.shape[len(data.shape) - plane_axes(rgb):][:2])
+        windows = self.apply_windows(plane_hw, settings)
+        total, done = len(indices) * len(windows), 0
+        for index in indices:
+            for window in windows:
+                if window is None:
+                    out[index] = self.enhance_plane(np.asarray(data[index]), rgb, settings)
+                else:
+                    in_rows, in_cols, crop_rows, crop_cols, rows, cols = window
+                    piece = self.enhance_plane(np.asarray(data[index][in_rows, in_cols]), rgb, settings, tile=0)
+                    out[index][rows, cols] = piece[crop_rows, crop_cols]
+                done += 1
+                yield done, total
 
 
 # ---------------------------------------------------------------- worker bodies (no exception escapes)
 
-def preview_job(enhancer: Enhancer, data, rgb: bool, index: tuple, settings: Settings, source=None):
-    """The enhanced plane `index` of `data`, or a Failure."""
+def preview_job(enhancer: Enhancer, data, rgb: bool, index: tuple, settings: Settings, source=None, canvas=None,
+                seconds: float | None = PREVIEW_SECONDS):
+    """The preview of plane `index` of `data` (Enhancer.preview_plane: full size, or smaller for heavy
+    models), or a Failure."""
     try:
-        return enhancer.enhance_plane(np.asarray(data[index]), rgb, settings, source, index)
+        return enhancer.preview_plane(np.asarray(data[index]), rgb, settings, source, index, canvas, seconds)
     except Exception as e:  # shown as a notification by the widget; the viewer carries on
         return Failure.from_exception(e)
 

@@ -4,9 +4,22 @@ Flow: a control change restarts a short timer (coalescing a burst of slider even
 preview worker enhances the plane on screen. Changes made while a worker runs leave one request pending,
 started when the worker finishes; every request carries a generation number and a result whose generation
 is no longer the latest is dropped, so the output always matches the controls. The result goes to one
-layer "<input> enhanced" that the widget made (marked in its metadata), updated in place. Apply enhances
-every plane of a stack in a generator worker that reports progress. All work lives in _compute (no Qt
-there); errors arrive as Failure values and are shown as napari notifications.
+layer "<input> enhanced" that the widget made (marked in its metadata), updated in place.
+
+Heavy models (image-to-image networks, Zero-DCE's full-resolution curve maps; _compute.is_heavy) preview the
+plane downscaled to what the canvas shows: the whole plane fit into the canvas (device pixels), smaller still
+when the model's measured cost would take longer than `preview_seconds`. The reduced preview is laid over the
+input with a matching scale and translate (_compute.preview_geometry), so it covers the same extent. Why the
+whole plane and not the visible region: panning and zooming then need no new run (the heavy networks take
+seconds per megapixel on a CPU), and the time of a preview does not depend on where the user looks; zoomed in
+past the canvas resolution it looks soft until Apply. Gamma and CLAHE preview the same way (seconds at 12 MP in
+float); Zero-DCE++ (curve maps estimated at low resolution, one fused pass in the layer's dtype: exact at full
+resolution, milliseconds) previews at full size.
+
+Apply enhances every plane at full resolution in a generator worker that yields after each plane, or each
+tile of a full-resolution network, shown in the widget's bar and napari's activity dock (napari.utils.progress);
+the button reads "Cancel" meanwhile. All work lives in _compute (no Qt there); errors arrive as Failure values
+and are shown as napari notifications.
 """
 from __future__ import annotations
 
@@ -16,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from napari.layers import Image
 from napari.qt.threading import create_worker
+from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent, Qt, QTimer, Signal
 from qtpy.QtWidgets import (
@@ -53,6 +67,7 @@ class _Job:
     settings: object  # _compute.Settings
     source: tuple
     started: float
+    canvas: tuple | None = None  # (rows, cols) of device pixels of the viewer's canvas
 
 
 class LowlightWidget(QWidget):
@@ -76,6 +91,10 @@ class LowlightWidget(QWidget):
         self._worker = None          # the running preview worker
         self._pending = False        # a preview was requested while the worker ran
         self._apply_worker = None
+        self._apply_job = None       # the running Apply's request
+        self._apply_bar = None       # napari's progress bar (activity dock) of the running Apply
+        self._applied = None         # (source, settings) of the full-resolution result in the output layer
+        self.preview_seconds = self._compute.PREVIEW_SECONDS  # time budget of a heavy model's preview
         self._input = None           # the layer whose data events we follow
         self._versions: dict = {}    # layer unique_id -> data version (bumped when its data changes)
         self._last_plane = None
@@ -276,7 +295,20 @@ class LowlightWidget(QWidget):
         if layer is None or layer.multiscale:
             return
         if self._compute.stack_shape(layer.data.shape, layer.rgb) and self._plane(layer) != self._last_plane:
+            uid = layer.unique_id
+            if self._applied == ((uid, self._versions.get(uid, 0)), self.settings()):
+                return  # every plane is enhanced at full resolution already: keep that
             self._request_preview()
+
+    def canvas_shape(self) -> tuple | None:
+        """(rows, cols) of device pixels of the viewer's canvas: a reduced preview is made at most this large
+        (the plane fit into the canvas, as napari shows it after a reset of the view)."""
+        # napari >= 0.9: viewer.canvas.size (height, width); earlier versions: viewer._canvas_size
+        size = getattr(getattr(self.viewer, "canvas", None), "size", None) or getattr(self.viewer, "_canvas_size", None)
+        if size is None or len(size) != 2 or min(size) <= 1:
+            return None
+        ratio = float(self.devicePixelRatioF())
+        return int(round(size[0] * ratio)), int(round(size[1] * ratio))
 
     def _plane(self, layer) -> tuple:
         return self._compute.plane_at(layer.world_to_data(self.viewer.dims.point), layer.data.shape, layer.rgb)
@@ -307,7 +339,7 @@ class LowlightWidget(QWidget):
             return None
         uid = layer.unique_id
         return _Job(self._generation, layer.name, layer.data, bool(layer.rgb), plane, settings,
-                    (uid, self._versions.get(uid, 0)), time.perf_counter())
+                    (uid, self._versions.get(uid, 0)), time.perf_counter(), self.canvas_shape())
 
     def _start_preview(self) -> None:
         if self.closed:
@@ -321,7 +353,7 @@ class LowlightWidget(QWidget):
         self._last_plane = job.index
         self.status.setText(f"enhancing with {job.settings.model}…")
         worker = create_worker(self._compute.preview_job, self.enhancer, job.data, job.rgb, job.index,
-                               job.settings, job.source)
+                               job.settings, job.source, job.canvas, self.preview_seconds)
         worker.returned.connect(lambda result: self._on_preview_result(job, result))
         worker.finished.connect(self._on_preview_finished)
         self._worker = worker
@@ -349,28 +381,36 @@ class LowlightWidget(QWidget):
         job = self._make_job(notify=True)
         if job is None:
             return
-        total = len(self._compute.plane_indices(job.data.shape, job.rgb))
-        if total == 1:  # a single image: the preview path, whether or not live preview is on
-            self._generation += 1
-            self._timer.stop()
-            self._start_preview()
-            return
-        worker = create_worker(self._compute.apply_job, self.enhancer, job.data, job.rgb, job.settings,
-                               _progress={"total": total, "desc": f"Enhancing {job.layer_name}"})
+        # full resolution, every plane: the worker yields (done, total) per plane, or per tile of a
+        # full-resolution network; the total is known once the worker has the model
+        self._generation += 1  # a preview in flight would overwrite the result: drop it
+        self._pending = False
+        self._timer.stop()
+        planes = len(self._compute.plane_indices(job.data.shape, job.rgb))
+        worker = create_worker(self._compute.apply_job, self.enhancer, job.data, job.rgb, job.settings)
+        self._apply_job = job
         worker.yielded.connect(self._on_apply_progress)
         worker.returned.connect(lambda result: self._on_apply_result(job, result))
         worker.finished.connect(self._on_apply_finished)
         self._apply_worker = worker
         self._form.setEnabled(False)
         self.apply_button.setText("Cancel")
-        self.progress.setRange(0, total)
-        self.progress.setValue(0)
+        self.progress.setRange(0, 0)  # busy until the first step reports the total
         self.progress.setVisible(True)
-        self.status.setText(f"enhancing {total} planes of {job.layer_name!r}…")
+        self.status.setText(f"enhancing {job.layer_name!r} at full resolution"
+                            + (f" ({planes} planes)…" if planes > 1 else "…"))
         worker.start()
 
     def _on_apply_progress(self, done_total) -> None:
-        self.progress.setValue(done_total[0])
+        done, total = done_total
+        job = self._apply_job
+        if self._apply_worker is None:  # seen in tests: the last step can be handled after finished was
+            return
+        if self._apply_bar is None:
+            self._apply_bar = progress(total=total, desc=f"Enhancing {job.layer_name} ({job.settings.model})")
+        self._apply_bar.update(done - self._apply_bar.n)
+        self.progress.setRange(0, total)
+        self.progress.setValue(done)
 
     def _on_apply_result(self, job: _Job, result) -> None:
         if self.closed:
@@ -379,12 +419,16 @@ class LowlightWidget(QWidget):
             self._fail(f"{job.settings.model} failed on {job.layer_name!r}: {result.message}")
             return
         self._show(job, result, plane=None)
+        self._applied = (job.source, job.settings)
         total = len(self._compute.plane_indices(result.shape, job.rgb))
-        show_info(f"{job.layer_name}: {total} planes enhanced with {job.settings.model} "
-                  f"in {self.last_elapsed:.1f} s")
+        show_info(f"{job.layer_name}: {total} plane{'s' if total > 1 else ''} enhanced with {job.settings.model} "
+                  f"at full resolution in {self.last_elapsed:.1f} s")
 
     def _on_apply_finished(self) -> None:
         self._apply_worker = None
+        if self._apply_bar is not None:
+            self._apply_bar.close()
+            self._apply_bar = None
         if self.closed:
             return
         self._form.setEnabled(True)
@@ -408,28 +452,38 @@ class LowlightWidget(QWidget):
         if out is not None and (out.rgb != job.rgb or out.multiscale):
             self.viewer.layers.remove(out)
             out = None
+        leading = self._compute.stack_shape(job.data.shape, job.rgb)
+        full_hw = tuple(job.data.shape[len(leading):][:2])
+        preview_hw = tuple(result.shape[len(result.shape) - self._compute.plane_axes(job.rgb):][:2])
+        scale, translate = np.asarray(layer.scale), np.asarray(layer.translate)
+        if preview_hw != full_hw:  # a reduced preview: lay it over the layer's extent
+            scale, translate = self._compute.preview_geometry(scale, translate, full_hw, preview_hw)
+        self._applied = None if plane is not None else self._applied
         stacked = plane is not None and plane != ()
         if stacked:  # write the plane into the stack shown by the output layer
             data = out.data if out is not None else None
-            if data is None or data.shape != job.data.shape or data.dtype != job.data.dtype:
-                data = np.zeros(job.data.shape, job.data.dtype)
+            shape = leading + result.shape
+            if data is None or data.shape != shape or data.dtype != job.data.dtype:
+                data = np.zeros(shape, job.data.dtype)
             data[plane] = result
             result = data
         if out is None:
             kwargs = {} if job.rgb else {"colormap": layer.colormap.name}
             limits = _DTYPE_RANGE.get(result.dtype, (0.0, 1.0))
             out = self.viewer.add_image(result, name=name, rgb=job.rgb, contrast_limits=limits,  # a taken name
-                                        scale=layer.scale, translate=layer.translate,  # gets " [1]" from napari
+                                        scale=scale, translate=translate,  # gets " [1]" from napari
                                         metadata={OUTPUT_MARK: mark}, **kwargs)
         else:
-            if not (np.array_equal(out.scale, layer.scale) and np.array_equal(out.translate, layer.translate)):
-                out.scale, out.translate = layer.scale, layer.translate
             if out.data is result:
                 out.refresh()
             else:
                 out.data = result
+            if not (np.array_equal(out.scale, scale) and np.array_equal(out.translate, translate)):
+                out.scale, out.translate = scale, translate
         self.last_elapsed = time.perf_counter() - job.started
         s = job.settings
+        reduced = (f" (preview {preview_hw[0]}×{preview_hw[1]} of {full_hw[0]}×{full_hw[1]}: Apply for full "
+                   "resolution)") if preview_hw != full_hw else ""
         self.status.setText(f"{s.model}, {s.iterations} iterations, E = {s.exposure:.2f}: "
-                            f"{1000 * self.last_elapsed:.0f} ms")
+                            f"{1000 * self.last_elapsed:.0f} ms{reduced}")
         self.result_shown.emit(job.layer_name, s, self.last_elapsed)

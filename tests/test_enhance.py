@@ -291,3 +291,75 @@ def test_unknown_model_lists_the_known_ones():
 def test_missing_weights_say_how_to_get_them(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.*lowlight train zero_dce"):
         enhance(np.zeros((4, 4, 3), np.uint8), model="zero_dce", weights=tmp_path / "none.pt")
+
+
+# ---------------------------------------------------------------- the CPU inference copy (issue 15 item 4)
+
+@pytest.fixture(scope="module")
+def varied_norm_weights(tmp_path_factory):
+    """Weights of small networks whose BatchNorm layers hold non-trivial statistics (a fresh norm is the
+    identity, which would let a wrong fold pass)."""
+    from lowlight_core.models.registry import get_model_info, save_weights
+
+    folder = tmp_path_factory.mktemp("weights")
+    configs = {"dln": {"width": 8, "blocks": 2}, "iqe_dcgan": {"width": 8, "blocks": 2},
+               "enlightengan": {"width": 4, "depth": 2}, "zero_dce": {}}
+    paths = {}
+    for i, (name, config) in enumerate(configs.items()):
+        torch.manual_seed(i)
+        net = get_model_info(name).build(**config)
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+                torch.nn.init.uniform_(m.weight, 0.5, 1.5)
+                torch.nn.init.uniform_(m.bias, -0.2, 0.2)
+        paths[name] = folder / f"{name}.pt"
+        save_weights(net.eval(), name, paths[name])
+    return paths
+
+
+@pytest.mark.parametrize("name", ["dln", "iqe_dcgan", "enlightengan", "zero_dce"])
+def test_inference_copy_gives_the_models_output(varied_norm_weights, name):
+    from lowlight_core.inference import inference_model
+    from lowlight_core.models.registry import load_model
+
+    net = load_model(name, weights=varied_norm_weights[name])
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    fast = inference_model(net)
+    assert fast is not net and inference_model(net) is fast  # made once per model object
+    norms = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules()) == 0
+    assert norms == {"dln": 0, "iqe_dcgan": 2 * 2, "enlightengan": 3 * 2 + 2 * 2, "zero_dce": 0}[name]
+    x = torch.rand(1, 3, 67, 53)
+    with torch.inference_mode():
+        plain = net.enhance(x, exposure=0.7)
+        quick = fast.enhance(x.contiguous(memory_format=torch.channels_last), exposure=0.7)
+    torch.testing.assert_close(quick, plain, atol=2e-5, rtol=0)
+    assert not torch.equal(plain, x.clamp(0, 1))
+    after = net.state_dict()  # the registry's shared object is untouched
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    # enhance by name runs the copy (channels_last tiles); by module, the module as given: same image
+    image = _array((70, 90, 3), np.uint8)
+    by_name = enhance(image, model=name, weights=varied_norm_weights[name], exposure=0.7, tile=32)
+    as_given = enhance(image, model=net, exposure=0.7, tile=32)
+    assert np.abs(by_name.astype(int) - as_given).max() <= 1
+
+
+def test_default_tile_is_the_networks_own(random_weights, monkeypatch):
+    import lowlight_core.inference as inference
+
+    cores = []
+    real = inference._windows
+
+    def recording(height, width, core, halo):
+        cores.append((core, halo))
+        return real(height, width, core, halo)
+
+    monkeypatch.setattr(inference, "_windows", recording)
+    image = _array((300, 280, 3), np.uint8)
+    small_tiles = enhance(image, model="zero_dce", weights=random_weights("zero_dce"))  # measured fastest: 256
+    big_tiles = enhance(image, model="zero_dce", weights=random_weights("zero_dce"), tile=512)
+    enhance(image, model="dln", weights=random_weights("dln"))
+    assert cores == [(256, 7), (512, 7), (512, 31)]
+    assert np.abs(small_tiles.astype(int) - big_tiles).max() <= 1

@@ -515,3 +515,225 @@ def test_a_users_layer_named_like_the_output_is_never_written(viewer, make_widge
     assert len([layer for layer in viewer.layers if OUTPUT_MARK in layer.metadata]) == 1
     assert np.abs(ours[0].data.astype(int) - enhance(image, "gamma", exposure=0.8, device="cpu")).max() <= 1
     assert (users == 7).all() and len(viewer.layers) == 3
+
+
+# ---------------------------------------------------------------- heavy models: reduced preview, full-res Apply
+
+SMALL_CONFIGS = {"dln": {"width": 8, "blocks": 1}, "iqe_dcgan": {"width": 8, "blocks": 1},
+                 "enlightengan": {"width": 4, "depth": 2}, "zero_dce": {}}
+
+
+@pytest.fixture
+def heavy_weights(empty_weights_dir):
+    """Small randomly initialised heavy networks (speed and geometry do not depend on training)."""
+    for i, (name, config) in enumerate(SMALL_CONFIGS.items()):
+        torch.manual_seed(10 + i)
+        registry.save_weights(registry.get_model_info(name).build(**config).eval(), name,
+                              empty_weights_dir / f"{name}.pt")
+    return empty_weights_dir
+
+
+def pixel_edges(layer, shape):
+    """World coordinates of the outer corners of a layer's (H, W) plane: the corners its pixels cover."""
+    return np.array([layer.data_to_world([-0.5, -0.5]), layer.data_to_world([shape[0] - 0.5, shape[1] - 0.5])])
+
+
+@pytest.mark.parametrize("model", list(SMALL_CONFIGS))
+def test_heavy_model_previews_at_canvas_resolution_over_the_layers_extent(viewer, make_widget, heavy_weights,
+                                                                         qtbot, model):
+    image = dark_rgb(1500, 2000, seed=11)
+    src = viewer.add_image(image, name="big", rgb=True, scale=(2.0, 3.0), translate=(5.0, -7.0))
+    widget = make_widget()
+    canvas = widget.canvas_shape()
+    assert canvas is not None and canvas[0] < 1500 and canvas[1] < 2000, canvas  # the real Xvfb canvas
+    widget.preview_seconds = None  # no time budget: the plane fit into the canvas
+    pick_model(qtbot, widget, model)
+    out = output(viewer, "big")
+    shape = _compute.preview_shape(1500, 2000, canvas)
+    assert max(shape[0] / canvas[0], shape[1] / canvas[1]) == pytest.approx(1, abs=0.01)  # fills the canvas
+    assert out.data.shape == shape + (3,) and out.data.dtype == np.uint8
+    np.testing.assert_allclose(pixel_edges(out, shape), pixel_edges(src, image.shape), atol=1e-6)
+    # each preview pixel's centre lies at the centre of the block of layer pixels it stands for
+    np.testing.assert_allclose(out.data_to_world([0, 0]), src.data_to_world([(1500 / shape[0] - 1) / 2,
+                                                                            (2000 / shape[1] - 1) / 2]))
+    expected = enhance(_compute.downscale_plane(image, True, shape), model, device="cpu")
+    assert np.abs(out.data.astype(int) - expected).max() <= 1
+    assert f"preview {shape[0]}×{shape[1]} of 1500×2000" in widget.status.text()
+
+
+def test_heavy_preview_keeps_to_its_time_budget(viewer, make_widget, heavy_weights, qtbot):
+    viewer.add_image(dark_rgb(1500, 2000, seed=12), name="big", rgb=True)
+    widget = make_widget()
+    widget.preview_seconds = 1e-6  # the probe takes longer: no second run
+    pick_model(qtbot, widget, "dln")  # first preview: a PROBE_SIDE probe that measures the model's cost
+    out = output(viewer, "big")
+    assert max(out.data.shape[:2]) == _compute.PROBE_SIDE
+    rate = widget.enhancer.seconds_per_pixel[("dln", "cpu", None)]
+    widget.preview_seconds = 200 * 300 * rate  # what the measured cost allows for about 60,000 pixels
+    widget.iterations.setValue(3)  # any control change re-runs the preview
+    settle(qtbot, widget)
+    h, w = out.data.shape[:2]
+    budget = 2 ** (np.floor(2 * np.log2(200 * 300)) / 2)  # the budget rounded down to a power of sqrt(2)
+    assert 0.98 * budget <= h * w <= 1.02 * budget and budget > 200 * 300 / 2 ** 0.5 and abs(h / w - 0.75) < 0.01
+
+
+def test_apply_enhances_a_heavy_model_at_full_resolution_with_progress(viewer, make_widget, heavy_weights, qtbot,
+                                                                      notes):
+    image = dark_rgb(1100, 1300, seed=13)
+    src = viewer.add_image(image, name="big", rgb=True, scale=(0.5, 0.5), translate=(1.0, 2.0))
+    widget = make_widget()
+    pick_model(qtbot, widget, "dln")
+    out = output(viewer, "big")
+    assert out.data.shape[:2] != image.shape[:2]  # the preview is reduced
+    steps, bars = [], []
+    widget.progress.valueChanged.connect(lambda v: (steps.append(v), bars.append(widget._apply_bar)))
+    widget.apply_button.click()
+    assert widget.apply_button.text() == "Cancel" and not widget._form.isEnabled()
+    settle(qtbot, widget)
+    assert widget.apply_button.text() == "Apply" and widget._form.isEnabled()
+    tiles = 3 * 3  # lowlight_core.enhance's 512-pixel tiles of a 1100 x 1300 plane
+    assert widget.progress.maximum() == tiles and steps == list(range(1, tiles + 1))
+    # napari's progress bar (activity dock) ran while the steps came in, and is closed at the end
+    assert all(b is not None for b in bars[:-1]) and widget._apply_bar is None
+    out = output(viewer, "big")
+    assert out.data.shape == image.shape
+    assert np.array_equal(out.scale, src.scale) and np.array_equal(out.translate, src.translate)
+    assert np.abs(out.data.astype(int) - enhance(image, "dln", device="cpu")).max() <= 1
+    infos = [m for s, m in notes() if s == NotificationSeverity.INFO]
+    assert infos and "at full resolution" in infos[-1]
+
+
+def test_heavy_model_errors_keep_the_viewer_alive(viewer, make_widget, heavy_weights, qtbot, notes, monkeypatch):
+    image = dark_rgb(900, 1200, seed=14)
+    viewer.add_image(image, name="big", rgb=True)
+    widget = make_widget()
+    pick_model(qtbot, widget, "iqe_dcgan")
+    preview = output(viewer, "big").data.copy()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated failure in the network")
+
+    monkeypatch.setattr(_compute.Enhancer, "enhance_plane", broken)
+    widget.apply_button.click()
+    settle(qtbot, widget)
+    errors = [m for s, m in notes() if s == NotificationSeverity.ERROR]
+    assert len(errors) == 1 and "simulated failure in the network" in errors[0] and "iqe_dcgan" in errors[0]
+    assert np.array_equal(output(viewer, "big").data, preview)  # the preview stays
+    assert widget.apply_button.text() == "Apply" and widget._form.isEnabled() and widget._apply_bar is None
+    pick_model(qtbot, widget, "enlightengan")  # the preview fails too, as a notification
+    assert len([1 for s, _ in notes() if s == NotificationSeverity.ERROR]) == 2
+    monkeypatch.undo()
+    pick_model(qtbot, widget, "dln")  # and works again
+    assert "dln" in widget.status.text() and output(viewer, "big").data.shape[:2] != image.shape[:2]
+    widget.apply_button.click()
+    settle(qtbot, widget)
+    assert output(viewer, "big").data.shape == image.shape
+
+
+def test_a_preview_in_flight_when_apply_starts_is_dropped(viewer, make_widget, heavy_weights, qtbot, monkeypatch):
+    image = dark_rgb(700, 800, seed=15)
+    viewer.add_image(image, name="big", rgb=True)
+    widget = make_widget()
+    pick_model(qtbot, widget, "dln")
+    entered, release = threading.Event(), threading.Event()
+    real = _compute.preview_job
+
+    def held(*args):
+        entered.set()
+        assert release.wait(30)
+        return real(*args)
+
+    monkeypatch.setattr(_compute, "preview_job", held)
+    dropped = widget.dropped_results
+    widget.iterations.setValue(4)
+    qtbot.waitUntil(entered.is_set, timeout=TIMEOUT_MS)
+    widget.apply_button.click()  # the preview's result would replace the full-resolution one
+    release.set()
+    settle(qtbot, widget)
+    assert widget.dropped_results == dropped + 1 and output(viewer, "big").data.shape == image.shape
+
+
+def test_stack_apply_of_a_heavy_model_survives_moving_through_the_planes(viewer, make_widget, heavy_weights, qtbot):
+    stack = np.stack([dark_rgb(600, 700, seed=20 + i) for i in range(2)])
+    viewer.add_image(stack, name="stack", rgb=True)
+    widget = make_widget()
+    pick_model(qtbot, widget, "enlightengan")
+    widget.apply_button.click()
+    settle(qtbot, widget)
+    assert widget.progress.maximum() == 2  # EnlightenGAN runs whole (receptive_radius 0): one step per plane
+    viewer.dims.set_current_step(0, 1)  # moving to another plane keeps the full-resolution result
+    settle(qtbot, widget)
+    out = output(viewer, "stack").data
+    assert out.shape == stack.shape
+    for i in range(2):
+        assert np.abs(out[i].astype(int) - enhance(stack[i], "enlightengan", device="cpu")).max() <= 1
+
+
+def test_preview_geometry_and_shape_without_qt():
+    assert _compute.preview_shape(3000, 4000, (600, 1000)) == (600, 800)
+    assert _compute.preview_shape(3000, 4000, None, 30_000) == (150, 200)
+    assert _compute.preview_shape(3000, 4000, None, 1_000) == (96, 128)  # long side floor: 128 ...
+    assert _compute.preview_shape(50, 60, (10, 10), 4) == (50, 60)  # ... or the plane's own
+    assert _compute.preview_shape(300, 400, (600, 1000)) == (300, 400)  # never upscaled
+    scale, translate = _compute.preview_geometry([1, 2.0, 3.0], [7, 5.0, -7.0], (100, 90), (25, 30))
+    np.testing.assert_allclose(scale, [1, 8.0, 9.0])
+    np.testing.assert_allclose(translate, [7, 5.0 + 2.0 * 1.5, -7.0 + 3.0 * 1.0])
+    gray = (np.random.default_rng(0).random((64, 48)) * 65535).astype(np.uint16)
+    small = _compute.downscale_plane(gray, False, (16, 12))
+    assert small.dtype == np.uint16 and small.shape == (16, 12)
+    assert abs(float(small.mean()) - float(gray.mean())) < 0.01 * 65535
+    rgba = np.random.default_rng(1).integers(0, 256, (64, 48, 4), dtype=np.uint8)
+    small = _compute.downscale_plane(rgba, True, (16, 12))
+    assert small.dtype == np.uint8 and small.shape == (16, 12, 4)
+    # the uint8 fast path (no float copy) agrees with antialiased bilinear in float
+    x = torch.from_numpy(rgba).permute(2, 0, 1)[None].double()
+    ref = torch.nn.functional.interpolate(x, size=(16, 12), mode="bilinear", antialias=True)[0].permute(1, 2, 0)
+    assert np.abs(small.astype(float) - ref.numpy()).max() <= 1
+    flat = np.full((64, 48, 3), 77, np.uint8)
+    assert (_compute.downscale_plane(flat, True, (5, 7)) == 77).all()
+
+
+def test_first_preview_probes_the_cost_then_spends_the_rest_of_the_budget(heavy_weights):
+    plane = dark_rgb(600, 800, seed=2)
+    settings = _compute.Settings(model="zero_dce")
+    slow = _compute.Enhancer()  # a budget the probe already exceeds: the probe is the preview
+    assert slow.preview_plane(plane, True, settings, canvas=(300, 400), seconds=1e-9).shape == (192, 256, 3)
+    assert slow.seconds_per_pixel[("zero_dce", "cpu", None)] > 0
+    fast = _compute.Enhancer()  # plenty of time: a second run at the canvas size
+    gamma = fast.preview_plane(plane, True, _compute.Settings(model="gamma"), canvas=(300, 400), seconds=1e-9)
+    assert gamma.shape == (300, 400, 3)  # classical methods: the canvas limit only, no probe
+    out = fast.preview_plane(plane, True, settings, canvas=(300, 400), seconds=60.0)
+    assert out.shape == (300, 400, 3)
+    expected = enhance(_compute.downscale_plane(plane, True, (300, 400)), "zero_dce", device="cpu")
+    assert np.abs(out.astype(int) - expected).max() <= 1
+
+
+def test_cancelling_a_heavy_apply_keeps_the_preview(viewer, make_widget, heavy_weights, qtbot, monkeypatch):
+    image = dark_rgb(1100, 1300, seed=16)
+    viewer.add_image(image, name="big", rgb=True)
+    widget = make_widget()
+    pick_model(qtbot, widget, "dln")
+    preview = output(viewer, "big").data.copy()
+    steps, cancelled = [], threading.Event()
+    real, calls = _compute.Enhancer.enhance_plane, []
+
+    def second_tile_waits_for_cancel(*args, **kwargs):  # the worker cannot finish before the click
+        calls.append(1)
+        if len(calls) == 2:
+            assert cancelled.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_compute.Enhancer, "enhance_plane", second_tile_waits_for_cancel)
+
+    def cancel_at_first_step(value):
+        steps.append(value)
+        if value == 1:
+            widget.apply_button.click()  # reads "Cancel" while Apply runs
+            cancelled.set()
+
+    widget.progress.valueChanged.connect(cancel_at_first_step)
+    widget.apply_button.click()
+    settle(qtbot, widget)
+    assert steps[0] == 1 and max(steps) < 9  # stopped between tiles, before the last of the 9
+    assert np.array_equal(output(viewer, "big").data, preview)
+    assert widget.apply_button.text() == "Apply" and widget._form.isEnabled() and widget._apply_bar is None
