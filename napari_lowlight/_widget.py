@@ -93,6 +93,7 @@ class LowlightWidget(QWidget):
         self._apply_worker = None
         self._apply_job = None       # the running Apply's request
         self._apply_bar = None       # napari's progress bar (activity dock) of the running Apply
+        self._apply_done = 0         # the last step shown (steps can arrive re-entrantly, see _on_apply_progress)
         self._applied = None         # (source, settings) of the full-resolution result in the output layer
         self.preview_seconds = self._compute.PREVIEW_SECONDS  # time budget of a heavy model's preview
         self._input = None           # the layer whose data events we follow
@@ -388,7 +389,7 @@ class LowlightWidget(QWidget):
         self._timer.stop()
         planes = len(self._compute.plane_indices(job.data.shape, job.rgb))
         worker = create_worker(self._compute.apply_job, self.enhancer, job.data, job.rgb, job.settings)
-        self._apply_job = job
+        self._apply_job, self._apply_done = job, 0
         worker.yielded.connect(self._on_apply_progress)
         worker.returned.connect(lambda result: self._on_apply_result(job, result))
         worker.finished.connect(self._on_apply_finished)
@@ -404,13 +405,17 @@ class LowlightWidget(QWidget):
     def _on_apply_progress(self, done_total) -> None:
         done, total = done_total
         job = self._apply_job
-        if self._apply_worker is None:  # seen in tests: the last step can be handled after finished was
+        # napari's bar processes Qt events while it redraws, so the next steps can be handled inside this call
+        # (seen under load: 1, 4, 3, 2, ...); and the last one can arrive after finished: show only newer steps
+        if self._apply_worker is None or done <= self._apply_done:
             return
+        self._apply_done = done
         if self._apply_bar is None:
             self._apply_bar = progress(total=total, desc=f"Enhancing {job.layer_name} ({job.settings.model})")
-        self._apply_bar.update(done - self._apply_bar.n)
         self.progress.setRange(0, total)
         self.progress.setValue(done)
+        if done > self._apply_bar.n:
+            self._apply_bar.update(done - self._apply_bar.n)
 
     def _on_apply_result(self, job: _Job, result) -> None:
         if self.closed:
