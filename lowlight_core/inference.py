@@ -29,7 +29,8 @@ import warnings
 import numpy as np
 import torch
 
-from .controls import EXPOSURE_DEFAULT, EXPOSURE_RANGE, ITERATIONS_DEFAULT, MAX_ITERATIONS
+from .controls import DENOISE_DEFAULT, EXPOSURE_DEFAULT, EXPOSURE_RANGE, ITERATIONS_DEFAULT, MAX_ITERATIONS
+from .noise import check_denoise
 DEFAULT_TILE = 512
 FLOAT_TOLERANCE = 1e-3
 PIL_MODES = ("L", "LA", "RGB", "RGBA", "I;16", "F")
@@ -39,8 +40,10 @@ _NUMPY_DTYPES = (np.uint8, np.uint16, np.float16, np.float32, np.float64)
 
 # ---------------------------------------------------------------- arguments
 
-def check_controls(iterations, exposure, tile=None) -> None:
-    """ValueError/TypeError for iterations outside [1, MAX_ITERATIONS], exposure outside EXPOSURE_RANGE, tile < 0."""
+def check_controls(iterations, exposure, tile=None, denoise=DENOISE_DEFAULT) -> None:
+    """ValueError/TypeError for iterations outside [1, MAX_ITERATIONS], exposure outside EXPOSURE_RANGE, tile < 0,
+    denoise neither in DENOISE_RANGE nor 'auto'."""
+    check_denoise(denoise)
     if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral):
         raise TypeError(f"iterations must be an integer, got {iterations!r}")
     if not 1 <= iterations <= MAX_ITERATIONS:
@@ -120,6 +123,25 @@ class _Frames:
         if self.scale:
             y = y.mul(self.scale).round_().clamp_(0, self.scale)
         self.out[b:b + 1, :self.color, rows, cols].copy_(y)
+
+    def denoise(self, out: torch.Tensor, strength) -> None:
+        """Denoises the colour channels of out (B, C, H, W, the pixels' dtype and layout) in place, image by
+        image, given the input pixels (lowlight_core.noise.denoise: guided filter scaled by the local gain)."""
+        from .noise import denoise
+
+        for b in range(out.shape[0]):
+            x = self.pixels[b:b + 1, :self.color].to(device=out.device, dtype=torch.float32)
+            y = out[b:b + 1, :self.color].to(torch.float32)
+            if self.scale:
+                x, y = x / self.scale, y / self.scale
+            else:
+                x, y = x.clamp(0, 1), y.clamp(0, 1)
+            z = denoise(x, y, strength)
+            if z is y:
+                continue
+            if self.scale:
+                z = z.mul(self.scale).round_().clamp_(0, self.scale)
+            out[b:b + 1, :self.color].copy_(z)
 
     def copy_alpha(self) -> None:
         if self.pixels.shape[1] > self.color:
@@ -211,6 +233,22 @@ def _frames(image) -> _Frames:
     raise TypeError(f"image must be a numpy array, a PIL image or a torch tensor, got {type(image).__name__}")
 
 
+def denoise_like(inp, out, strength) -> None:
+    """Denoises `out` (an enhanced numpy array) in place given the array `inp` it was enhanced from (same
+    shape and dtype, H x W or H x W x C): what enhance(..., denoise=strength) adds after the model. The napari
+    widget uses it on its previews and stacks."""
+    check_denoise(strength)
+    if strength == 0:
+        return
+    inp = np.asarray(inp)
+    if out.shape != inp.shape or out.dtype != inp.dtype:
+        raise ValueError(f"denoise_like: out {out.shape} {out.dtype} does not match the input {inp.shape} {inp.dtype}")
+    frames = _numpy_frames(inp)
+    dst = torch.from_numpy(out)
+    dst = dst[None, None] if out.ndim == 2 else dst.permute(2, 0, 1)[None]
+    frames.denoise(dst, strength)
+
+
 # ---------------------------------------------------------------- running the model
 
 def _check_finite(alpha: torch.Tensor, model) -> None:
@@ -234,7 +272,7 @@ def _windows(height: int, width: int, core: int, halo: int):
 
 def enhance(image, model="zero_dce_pp", iterations: int = ITERATIONS_DEFAULT, exposure: float = EXPOSURE_DEFAULT,
             device="auto",
-            tile: int | None = None, weights=None):
+            tile: int | None = None, weights=None, denoise=DENOISE_DEFAULT):
     """Enhance a low-light image; returns the same kind, shape and dtype (see the module docstring).
 
     model: a registered name (see `lowlight models` / list_models()) or a model module with .enhance.
@@ -243,8 +281,11 @@ def enhance(image, model="zero_dce_pp", iterations: int = ITERATIONS_DEFAULT, ex
     (curve models trained with E-conditioning; others ignore it). device: 'auto', 'cpu', 'cuda', 'cuda:N'.
     tile: core tile size in pixels for full-resolution networks (None: 512, 0: never tile).
     weights: a weights file to use instead of the shipped one.
+    denoise: 0 (default, off: the output is exactly what it is without this control), a strength in [0, 1], or
+    'auto' (strength from the input's estimated noise and the enhancement's gain): a noise-aware guided filter
+    on the result (lowlight_core.noise; luminance and chroma separately, stronger where the gain is higher).
     """
-    check_controls(iterations, exposure, tile)
+    check_controls(iterations, exposure, tile, denoise)
     frames = _frames(image)
     dev = resolve_device(device, frames.pixels)
     net = _get_model(model, dev, weights)
@@ -257,7 +298,10 @@ def enhance(image, model="zero_dce_pp", iterations: int = ITERATIONS_DEFAULT, ex
             pixels = frames.pixels.to(dev)
             alpha = net.estimate_alpha_photo(pixels, exposure=float(exposure))
             _check_finite(alpha, model)
-            return frames.result(net.photo_curve(pixels, alpha, int(iterations)))
+            out = net.photo_curve(pixels, alpha, int(iterations))
+            if denoise != 0:
+                frames.denoise(out, denoise)
+            return frames.result(out)
     halo = int(getattr(net, "receptive_radius", 0))
     core = DEFAULT_TILE if tile is None else tile
     batch, _, height, width = frames.pixels.shape
@@ -282,5 +326,7 @@ def enhance(image, model="zero_dce_pp", iterations: int = ITERATIONS_DEFAULT, ex
                                      "parameters alpha are not finite)")
                 frames.store(y[:, :, crop_rows, crop_cols], b, rows, cols)
         frames.copy_alpha()
+        if denoise != 0:
+            frames.denoise(frames.out, denoise)
     return frames.result()
 

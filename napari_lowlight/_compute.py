@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lowlight_core.controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
-from lowlight_core.inference import FLOAT_TOLERANCE, check_controls, resolve_device
+from lowlight_core.controls import DENOISE_DEFAULT, EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
+from lowlight_core.inference import FLOAT_TOLERANCE, check_controls, denoise_like, resolve_device
 from lowlight_core.inference import enhance as enhance_tensor
 from lowlight_core.models import registry
 
@@ -33,6 +33,7 @@ class Settings:
     model: str = "zero_dce_pp"
     iterations: int = ITERATIONS_DEFAULT
     exposure: float = EXPOSURE_DEFAULT
+    denoise: float | str = DENOISE_DEFAULT  # 0 (off), a strength in [0, 1] or "auto"
     device: str = "cpu"
     weights: str | None = None  # None: the registry's file for `model`
 
@@ -222,8 +223,17 @@ class Enhancer:
     @torch.inference_mode()
     def enhance_plane(self, plane: np.ndarray, rgb: bool, settings: Settings, source=None,
                       index: tuple = ()) -> np.ndarray:
-        """One plane (H, W) or (H, W, 3|4) -> the enhanced plane, same shape and dtype."""
-        check_controls(settings.iterations, settings.exposure)
+        """One plane (H, W) or (H, W, 3|4) -> the enhanced plane, same shape and dtype, denoised as
+        enhance(..., denoise=settings.denoise) denoises (inference.denoise_like)."""
+        check_controls(settings.iterations, settings.exposure, denoise=settings.denoise)
+        out = self._enhance_plane(plane, rgb, settings, source, index)
+        if settings.denoise != 0:
+            if not out.flags.writeable or np.shares_memory(out, plane):
+                out = out.copy()
+            denoise_like(plane, out, settings.denoise)
+        return out
+
+    def _enhance_plane(self, plane: np.ndarray, rgb: bool, settings: Settings, source, index) -> np.ndarray:
         info = registry.get_model_info(settings.model)
         device = resolve_device(settings.device)
         net = registry.load_model(settings.model, device=str(device), weights=settings.weights)
