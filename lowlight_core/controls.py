@@ -35,9 +35,9 @@ def parse_denoise(text: str):
 # ---------------------------------------------------------------- denoise (lowlight_core.noise, ops.guided_denoise)
 DENOISE_LUMA_RADIUS = 2            # guided-filter radius of the luminance plane (window 5 x 5)
 DENOISE_CHROMA_RADIUS = 6          # of the chroma planes: coloured blotches are larger than the grain
-DENOISE_EPS_SCALE = 4.0            # strength 1: eps = 4 x the window's noise variance (a = var / (var + eps))
+DENOISE_EPS_SCALE = 8.0            # strength 1: eps = 8 x the window's noise variance (a = var / (var + eps))
 DENOISE_CHROMA_SCALE = 2.0         # chroma eps weight relative to luma at the same strength
-DENOISE_AUTO_NOISE = 0.04          # auto: full strength when the amplified noise std reaches 4 % of full scale
+DENOISE_AUTO_NOISE = 0.02          # auto: full strength when the amplified noise std reaches 2 % of full scale
 DENOISE_GAIN_FLOOR = 1.0 / 255     # gain = mean(out) / max(mean(in), floor) (guided_denoise; a compiled-in macro)
 
 # ---------------------------------------------------------------- op limits and constants

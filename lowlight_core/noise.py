@@ -1,8 +1,8 @@
 """Noise of a dark photo and the `denoise` control of `enhance`.
 
 1. `estimate_noise(x)`: a Poisson-Gaussian noise model of the input, variance(I) = a * I + b per channel at
-   intensity I. Immerkaer's Laplacian residual (zero on planes and linear ramps, variance 36 sigma^2 on white
-   noise) is taken in 8 x 8 blocks; blocks are binned by their mean intensity (equal-count bins), in each bin
+   intensity I. The variance of each 8 x 8 block around its least-squares plane (white noise: sigma^2; it
+   also counts the blotchy noise JPEG leaves, which a per-pixel high-pass misses) is taken; blocks are binned by their mean intensity (equal-count bins), in each bin
    the flattest third (least structure of the 2 x 2-averaged image, where noise is weaker) gives the median
    residual variance, and a line is fitted to the bins by least squares with the worst bins (beyond 3 MADs)
    dropped once. Large images are sampled in 64 x 64 tiles (at most ~2 MP are read).
@@ -32,7 +32,6 @@ TILE = 64
 MAX_SAMPLE_PIXELS = 2_000_000
 BINS = 12
 FLAT_SHARE = 1 / 3
-_LAPLACE = torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
 
 
 @dataclass(frozen=True)
@@ -82,12 +81,10 @@ def estimate_noise(x: torch.Tensor) -> NoiseModel:
     N, C, H, W = x.shape
     if H < 2 * BLOCK + 2 or W < 2 * BLOCK + 2:
         return NoiseModel(0.0, 0.0)
-    t = x.reshape(N * C, 1, H, W)
-    r = F.conv2d(t, _LAPLACE.view(1, 1, 3, 3))                     # (H-2) x (W-2) residuals
-    var = F.avg_pool2d(r * r, BLOCK).flatten() / 36.0               # per block: noise variance if flat
-    inner = t[:, :, 1:-1, 1:-1]
-    mean = F.avg_pool2d(inner, BLOCK).flatten()
-    half = F.avg_pool2d(inner, 2)                                   # noise halved, structure kept
+    t = x.reshape(N * C, 1, H, W)[:, :, :H // BLOCK * BLOCK, :W // BLOCK * BLOCK]
+    var = _plane_residual_variance(t)                               # per block: noise variance if flat
+    mean = F.avg_pool2d(t, BLOCK).flatten()
+    half = F.avg_pool2d(t, 2)                                       # noise halved, structure kept
     grad = (half[:, :, 1:, :-1] - half[:, :, :-1, :-1]).abs() + (half[:, :, :-1, 1:] - half[:, :, :-1, :-1]).abs()
     structure = F.avg_pool2d(F.pad(grad, (0, 1, 0, 1), mode="replicate"), BLOCK // 2).flatten()
     n = min(var.numel(), mean.numel(), structure.numel())
@@ -113,6 +110,22 @@ def estimate_noise(x: torch.Tensor) -> NoiseModel:
     if a < 0:  # no signal-dependent part measurable: a constant (Gaussian) noise level
         a, b = 0.0, float(v.median())
     return NoiseModel(float(a), float(b))
+
+
+def _plane_residual_variance(t: torch.Tensor) -> torch.Tensor:
+    """Per BLOCK x BLOCK block of t (N, 1, H, W), H and W multiples of BLOCK: the variance of the block around
+    its least-squares plane (unbiased: 3 fitted parameters). Noise of any grain finer than the block counts,
+    JPEG's blotchy residue of sensor noise included, which a per-pixel high-pass misses."""
+    n = BLOCK * BLOCK
+    u = torch.arange(BLOCK, dtype=t.dtype) - (BLOCK - 1) / 2
+    su2 = float((u * u).sum()) * BLOCK                               # sum of u^2 over the block
+    H, W = t.shape[-2:]
+    uw = u.repeat(W // BLOCK).view(1, 1, 1, W)
+    uh = u.repeat(H // BLOCK).view(1, 1, H, 1)
+    s1, s2 = F.avg_pool2d(t, BLOCK) * n, F.avg_pool2d(t * t, BLOCK) * n
+    sw, sh = F.avg_pool2d(t * uw, BLOCK) * n, F.avg_pool2d(t * uh, BLOCK) * n
+    rss = s2 - s1 * s1 / n - sw * sw / su2 - sh * sh / su2
+    return (rss.clamp_min(0) / (n - 3)).flatten()
 
 
 def _fit_line(i: torch.Tensor, v: torch.Tensor) -> tuple[float, float]:

@@ -10,7 +10,9 @@ Every number comes from the inference path users get (`lowlight_core.enhance` on
 8 iterations for the curve models), so `lowlight eval` on the folders written by `--write` gives the same.
 
     python -m training.real_eval --write runs/real_val      # low/, high/ (pairs) and dark/ (LOL) as PNG
-    python -m training.real_eval --models all --table docs/real-eval.md --sheet docs/real-photos.png
+    python -m training.real_eval --models all --table docs/real-eval.md --sheet docs/real-photos.png \
+        --denoise-column zero_dce_pp
+    python -m training.real_eval --models zero_dce_pp dln --denoise auto --json runs/denoise_auto.json
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from lowlight_core.controls import parse_denoise
 from lowlight_core.metrics import (PROTOCOL, REAL_PHOTO_NOTE, clipped_beyond_uint8, psnr_uint8, real_photo_scores,
                                    ssim_uint8)
 
@@ -89,10 +92,11 @@ def evaluate(enhance_fn, data_dir=None, fraction: float = data_mod.VALIDATION_FR
     }
 
 
-def model_enhancer(name: str, weights=None, exposure: float = 0.6, iterations: int = 8):
+def model_enhancer(name: str, weights=None, exposure: float = 0.6, iterations: int = 8, denoise=0):
     from lowlight_core import enhance
 
-    return lambda x: enhance(x, model=name, exposure=exposure, iterations=iterations, device="cpu", weights=weights)
+    return lambda x: enhance(x, model=name, exposure=exposure, iterations=iterations, device="cpu", weights=weights,
+                             denoise=denoise)
 
 
 def fmt(v, nd=3) -> str:
@@ -184,18 +188,23 @@ def main(argv=None) -> int:
     p.add_argument("--table", type=Path, help="write the markdown table here")
     p.add_argument("--sheet", type=Path, help="write the side-by-side sheet (PNG) here")
     p.add_argument("--write", type=Path, help="write the held-out sets as PNG folders here and stop")
+    p.add_argument("--denoise", type=parse_denoise, default=0, metavar="S|auto",
+                   help="enhance(..., denoise=S): a strength in [0, 1] or auto (default 0: off)")
+    p.add_argument("--denoise-column", metavar="NAME", action="append", default=[],
+                   help="add a column 'NAME + denoise auto' to the sheet (docs/real-photos.png has one for the default)")
     args = p.parse_args(argv)
     if args.write:
         print(write_sets(args.write, args.data))
         return 0
     weights = dict(w.split("=", 1) for w in args.weights)
     names = [m.name for m in list_models() if has_weights(m.name)] if args.models == ["all"] else args.models
-    fns = [(n, model_enhancer(n, weights.get(n))) for n in names]
+    fns = [(n, model_enhancer(n, weights.get(n), denoise=args.denoise)) for n in names]
     results = {}
     for name, fn in fns:
         results[name] = evaluate(fn, args.data)
         r = results[name]
-        print(f"{name}: {r['pairs']['psnr']:.2f} dB / SSIM {r['pairs']['ssim']:.3f}; photos: "
+        r["denoise"] = args.denoise
+        print(f"{name} (denoise {args.denoise}): {r['pairs']['psnr']:.2f} dB / SSIM {r['pairs']['ssim']:.3f}; photos: "
               + ", ".join(f"{k} {v:.3f}" for k, v in r["photos"].items()) + f" ({r['seconds']:.0f} s)",
               file=sys.stderr)
     if args.json:
@@ -204,7 +213,8 @@ def main(argv=None) -> int:
     if args.table and results:
         args.table.write_text("\n".join(table_rows(results)) + "\n")
     if args.sheet:
-        real_photo_sheet(fns, args.sheet, args.data)
+        extra = [(f"{n} +denoise", model_enhancer(n, weights.get(n), denoise="auto")) for n in args.denoise_column]
+        real_photo_sheet(fns + extra, args.sheet, args.data)
     return 0
 
 

@@ -243,7 +243,7 @@ at::Tensor guided_denoise_cpu(const at::Tensor& x_in, const at::Tensor& guide_in
   at::Tensor out = at::empty(x_in.sizes(), x_in.options().memory_format(at::MemoryFormat::Contiguous));
   if (out.numel() == 0) return out;
   const at::Tensor x = x_in.contiguous(), guide = guide_in.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), op, [&] {
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "guided_denoise", [&] {
     guided_denoise_impl<scalar_t>(x, guide, noise_a, noise_b, luma, chroma, luma_radius, chroma_radius, out);
   });
   return out;
