@@ -129,18 +129,17 @@ class _Frames:
         image, given the input pixels (lowlight_core.noise.denoise: guided filter scaled by the local gain)."""
         from .noise import denoise
 
+        def plane(t):  # float32 (1, c, H, W) in [0, 1], contiguous (what the op reads without another copy)
+            f = torch.empty(t.shape, dtype=torch.float32, device=out.device).copy_(t)
+            return f.div_(self.scale) if self.scale else f.clamp_(0, 1)
+
         for b in range(out.shape[0]):
-            x = self.pixels[b:b + 1, :self.color].to(device=out.device, dtype=torch.float32)
-            y = out[b:b + 1, :self.color].to(torch.float32)
-            if self.scale:
-                x, y = x / self.scale, y / self.scale
-            else:
-                x, y = x.clamp(0, 1), y.clamp(0, 1)
+            x, y = plane(self.pixels[b:b + 1, :self.color]), plane(out[b:b + 1, :self.color])
             z = denoise(x, y, strength)
             if z is y:
                 continue
             if self.scale:
-                z = z.mul(self.scale).round_().clamp_(0, self.scale)
+                z = z.mul_(self.scale).round_().clamp_(0, self.scale)
             out[b:b + 1, :self.color].copy_(z)
 
     def copy_alpha(self) -> None:
