@@ -13,6 +13,7 @@ Every number comes from the inference path users get (`lowlight_core.enhance` on
     python -m training.real_eval --models all --table docs/real-eval.md --sheet docs/real-photos.png \
         --denoise-column zero_dce_pp
     python -m training.real_eval --models zero_dce_pp dln --denoise auto --json runs/denoise_auto.json
+    python -m training.real_eval --denoise-crop docs/denoise-crop.png     # 100 % crops, denoise off / auto
 """
 from __future__ import annotations
 
@@ -163,6 +164,39 @@ def real_photo_sheet(models: list[tuple[str, object]], out_png: Path, data_dir=N
     plots.image_grid(rows, ["input"] + [n for n, _ in models], out_png, tile=tile, max_bytes=3_000_000)
 
 
+def denoise_crop_figure(out_png: Path, data_dir=None, model: str = "zero_dce_pp", k: int = 3, crop: int = 192) -> list:
+    """docs/denoise-crop.png: 100 % crops (crop x crop px from the centre, no resampling) of the k held-out dark
+    SICE frames (darkest frame of each scene) whose `model` output is noisiest (flat_noise), in columns: the
+    dark input, `model`, `model` with denoise auto, the scene's well-exposed frame. Returns the frames used."""
+    import torch
+
+    from lowlight_core import enhance
+    from lowlight_core.metrics import flat_noise
+
+    from . import plots
+
+    pairs, _ = held_out(data_dir)
+    darkest = {t: d for d, t in reversed(pairs)}
+    scored = []
+    for target, dark in darkest.items():
+        x = read_rgb(dark)
+        scored.append((flat_noise(enhance(x, model=model, device="cpu")), dark, target))
+    scored = sorted((s for s in scored if math.isfinite(s[0])), key=lambda s: s[0], reverse=True)[:k]
+
+    def tile(a):
+        h, w = a.shape[:2]
+        y0, x0 = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
+        return torch.from_numpy(a[y0:y0 + crop, x0:x0 + crop]).permute(2, 0, 1).float().div(255)[None]
+
+    rows = []
+    for _, dark, target in scored:
+        x = read_rgb(dark)
+        rows.append([tile(x), tile(enhance(x, model=model, device="cpu")),
+                     tile(enhance(x, model=model, device="cpu", denoise="auto")), tile(read_rgb(target))])
+    plots.image_grid(rows, ["input", model, "+ denoise auto", "bright frame"], out_png, tile=crop)
+    return [(d.name, t.name, n) for n, d, t in scored]
+
+
 def write_sets(out_dir: Path, data_dir=None) -> dict[str, int]:
     """low/ + high/ (the real pairs, named <scene>_<file>) and dark/ (held-out LOL photos) as PNG files."""
     pairs, lol = held_out(data_dir)
@@ -192,7 +226,12 @@ def main(argv=None) -> int:
                    help="enhance(..., denoise=S): a strength in [0, 1] or auto (default 0: off)")
     p.add_argument("--denoise-column", metavar="NAME", action="append", default=[],
                    help="add a column 'NAME + denoise auto' to the sheet (docs/real-photos.png has one for the default)")
+    p.add_argument("--denoise-crop", type=Path, metavar="PNG",
+                   help="write the 100 %% crop figure of denoise auto (docs/denoise-crop.png) and stop")
     args = p.parse_args(argv)
+    if args.denoise_crop:
+        print(denoise_crop_figure(args.denoise_crop, args.data))
+        return 0
     if args.write:
         print(write_sets(args.write, args.data))
         return 0
@@ -200,7 +239,7 @@ def main(argv=None) -> int:
     names = [m.name for m in list_models() if has_weights(m.name)] if args.models == ["all"] else args.models
     fns = [(n, model_enhancer(n, weights.get(n), denoise=args.denoise)) for n in names]
     results = {}
-    for name, fn in fns:
+    for name, fn in (fns if args.json or args.table or not args.sheet else []):  # --sheet alone only draws
         results[name] = evaluate(fn, args.data)
         r = results[name]
         r["denoise"] = args.denoise
