@@ -52,6 +52,20 @@ def test_guided_denoise_matches_reference(native, shape, luma, chroma, lr, cr, d
     assert got.is_contiguous() and got.dtype == dtype
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("shape,luma,chroma,lr,cr", CASES)
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-10), (torch.float16, 2e-3),
+                                       (torch.bfloat16, 2e-2)])
+def test_guided_denoise_cuda_matches_reference(native, shape, luma, chroma, lr, cr, dtype, tol):
+    if not ops.cuda_built():
+        pytest.fail("a CUDA device is present but lowlight_core._C was built without CUDA")
+    x, guide = op_inputs(shape, torch.float64)
+    args = (0.002, 1e-5, luma, chroma, lr, cr)
+    got = native.guided_denoise(x.to("cuda", dtype), guide.to("cuda", dtype), *args)
+    want = reference.guided_denoise(x.to(dtype).double(), guide.to(dtype).double(), *args)
+    torch.testing.assert_close(got.double().cpu(), want, rtol=tol, atol=tol)
+
+
 def test_guided_denoise_non_contiguous_inputs(native):
     x, guide = op_inputs((2, 3, 19, 26))
     args = (0.003, 2e-5, 1.0, 4.0, 2, 5)
