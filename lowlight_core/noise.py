@@ -5,7 +5,8 @@
    also counts the blotchy noise JPEG leaves, which a per-pixel high-pass misses) is taken; blocks are binned
    by their mean intensity (equal-count bins), in each bin the flattest third (least structure of the
    2 x 2-averaged image, where noise is weaker) gives the median residual variance, and a line is fitted to
-   the bins by least squares with the worst bins (beyond 3 MADs) dropped once. Large images are sampled in 64 x 64 tiles (at most ~2 MP are read).
+   the bins by least squares with the worst bins (beyond 3 MADs) dropped once. Large images are sampled in
+   64 x 64 tiles (at most ~2 MP are read).
 2. `denoise_weights(strength, ...)`: the eps weights of `ops.guided_denoise` for a strength in [0, 1]:
    strength 1 sets eps to DENOISE_EPS_SCALE times the window's amplified noise variance (luminance) and
    DENOISE_CHROMA_SCALE times more for chroma (coloured blotches are larger than one pixel, so the per-pixel
