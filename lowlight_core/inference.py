@@ -124,9 +124,10 @@ class _Frames:
             y = y.mul(self.scale).round_().clamp_(0, self.scale)
         self.out[b:b + 1, :self.color, rows, cols].copy_(y)
 
-    def denoise(self, out: torch.Tensor, strength) -> None:
+    def denoise(self, out: torch.Tensor, strength, measure_output: bool = False) -> None:
         """Denoises the colour channels of out (B, C, H, W, the pixels' dtype and layout) in place, image by
-        image, given the input pixels (lowlight_core.noise.denoise: guided filter scaled by the local gain)."""
+        image, given the input pixels (lowlight_core.noise.denoise: guided filter scaled by the local gain;
+        measure_output: the noise model calibrated on the output, for models without curve maps)."""
         from .noise import denoise
 
         def plane(t):  # float32 (1, c, H, W) in [0, 1], contiguous (what the op reads without another copy)
@@ -135,7 +136,7 @@ class _Frames:
 
         for b in range(out.shape[0]):
             x, y = plane(self.pixels[b:b + 1, :self.color]), plane(out[b:b + 1, :self.color])
-            z = denoise(x, y, strength)
+            z = denoise(x, y, strength, measure_output=measure_output)
             if z is y:
                 continue
             if self.scale:
@@ -232,10 +233,11 @@ def _frames(image) -> _Frames:
     raise TypeError(f"image must be a numpy array, a PIL image or a torch tensor, got {type(image).__name__}")
 
 
-def denoise_like(inp, out, strength) -> None:
+def denoise_like(inp, out, strength, curve_model: bool = True) -> None:
     """Denoises `out` (an enhanced numpy array) in place given the array `inp` it was enhanced from (same
-    shape and dtype, H x W or H x W x C): what enhance(..., denoise=strength) adds after the model. The napari
-    widget uses it on its previews and stacks."""
+    shape and dtype, H x W or H x W x C): what enhance(..., denoise=strength) adds after the model
+    (curve_model: whether the model has curve maps; if not, the noise model is calibrated on the output). The
+    napari widget uses it on its previews and stacks."""
     check_denoise(strength)
     if strength == 0:
         return
@@ -245,7 +247,7 @@ def denoise_like(inp, out, strength) -> None:
     frames = _numpy_frames(inp)
     dst = torch.from_numpy(out)
     dst = dst[None, None] if out.ndim == 2 else dst.permute(2, 0, 1)[None]
-    frames.denoise(dst, strength)
+    frames.denoise(dst, strength, measure_output=not curve_model)
 
 
 # ---------------------------------------------------------------- running the model
@@ -325,7 +327,7 @@ def enhance(image, model="zero_dce_pp", iterations: int = ITERATIONS_DEFAULT, ex
                                      "parameters alpha are not finite)")
                 frames.store(y[:, :, crop_rows, crop_cols], b, rows, cols)
         frames.copy_alpha()
-        if denoise != 0:
-            frames.denoise(frames.out, denoise)
+        if denoise != 0:  # networks without curve maps remove some noise themselves: measure what they left
+            frames.denoise(frames.out, denoise, measure_output=not hasattr(net, "estimate_alpha"))
     return frames.result()
 

@@ -154,14 +154,31 @@ def auto_strength(model: NoiseModel, x: torch.Tensor, y: torch.Tensor) -> float:
     return min(max(gain * model.std(mx) / DENOISE_AUTO_NOISE, 0.0), 1.0)
 
 
-def denoise(x: torch.Tensor, y: torch.Tensor, strength, model: NoiseModel | None = None) -> torch.Tensor:
+def calibrate(model: NoiseModel, x: torch.Tensor, y: torch.Tensor) -> NoiseModel:
+    """The input's noise model scaled down so that gain * sigma at the mean brightness is no more than the noise
+    measured on the output y itself (estimate_noise(y) at mean(y)): for image-to-image networks, whose output
+    noise is not the input's times the brightening (they remove some of it), gain = mean(y) / mean(x)
+    overstates it."""
+    mx, my = float(x.mean()), float(y.mean())
+    predicted = my / max(mx, 1.0 / 255) * model.std(mx)
+    if predicted <= 0:
+        return model
+    k = min(1.0, (estimate_noise(y).std(my) / predicted) ** 2)
+    return NoiseModel(model.a * k, model.b * k)
+
+
+def denoise(x: torch.Tensor, y: torch.Tensor, strength, model: NoiseModel | None = None,
+            measure_output: bool = False) -> torch.Tensor:
     """y (enhanced, float (1, C, H, W), C = 1 or 3, in [0, 1]) denoised given its input x (same shape):
-    strength a number in [0, 1] or 'auto'. Returns y itself when the strength comes to 0."""
+    strength a number in [0, 1] or 'auto'. measure_output: calibrate the noise model on y (`calibrate`; enhance
+    does it for models without curve maps). Returns y itself when the strength comes to 0."""
     from . import ops
 
     check_denoise(strength)
     if model is None:
         model = estimate_noise(x)
+    if measure_output:
+        model = calibrate(model, x, y)
     s = auto_strength(model, x, y) if strength == DENOISE_AUTO else float(strength)
     luma, chroma = denoise_weights(s, x.shape[1])
     if luma == 0 and chroma == 0:

@@ -230,7 +230,9 @@ class Enhancer:
         if settings.denoise != 0:
             if not out.flags.writeable or np.shares_memory(out, plane):
                 out = out.copy()
-            denoise_like(plane, out, settings.denoise)
+            curve = hasattr(registry.load_model(settings.model, device=str(resolve_device(settings.device)),
+                                                weights=settings.weights), "estimate_alpha")
+            denoise_like(plane, out, settings.denoise, curve_model=curve)
         return out
 
     def _enhance_plane(self, plane: np.ndarray, rgb: bool, settings: Settings, source, index) -> np.ndarray:

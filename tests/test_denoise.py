@@ -202,8 +202,8 @@ def test_denoise_keeps_kind_and_lowers_noise(kind):
         x = x.astype(np.float32) / 255
     elif kind == "tensor":
         x = torch.from_numpy(x.astype(np.float32) / 255).permute(2, 0, 1)
-    plain = enhance(x, model="gamma", device="cpu")
-    den = enhance(x, model="gamma", device="cpu", denoise=1.0)
+    plain = enhance(x, model="zero_dce_pp", device="cpu")
+    den = enhance(x, model="zero_dce_pp", device="cpu", denoise=1.0)
     assert type(den) is type(plain) and den.shape == plain.shape and den.dtype == plain.dtype
     a, b = (np.asarray(t.permute(1, 2, 0) if isinstance(t, torch.Tensor) else t, dtype=np.float64)
             for t in (plain, den))
@@ -226,11 +226,23 @@ def test_denoise_auto_and_bad_values():
             enhance(x, model="gamma", device="cpu", denoise=bad)
 
 
-def test_denoise_like_is_what_enhance_adds():
+@pytest.mark.parametrize("model", ["gamma", "zero_dce_pp"])
+def test_denoise_like_is_what_enhance_adds(model):
     x = dark_photo()
-    out = enhance(x, model="gamma", device="cpu")
-    denoise_like(x, out, 0.7)
-    assert np.array_equal(out, enhance(x, model="gamma", device="cpu", denoise=0.7))
+    out = enhance(x, model=model, device="cpu")
+    denoise_like(x, out, 0.7, curve_model=model == "zero_dce_pp")  # gamma has no curve maps: output measured
+    assert np.array_equal(out, enhance(x, model=model, device="cpu", denoise=0.7))
+
+
+def test_calibrate_on_a_cleaner_output_lowers_the_noise_model():
+    g = torch.Generator().manual_seed(2)
+    clean = torch.linspace(0.03, 0.2, 256).view(1, 1, 1, -1).expand(1, 3, 256, 256)
+    x = (clean + torch.randn(clean.shape, generator=g) * (0.002 * clean + 1e-5).sqrt()).clamp(0, 1)
+    m = noise.estimate_noise(x)
+    noisy_out = (x * 3).clamp(0, 1)  # brightened with its noise: the model stays about as it is
+    assert noise.calibrate(m, x, noisy_out).variance(0.1) == pytest.approx(m.variance(0.1), rel=0.3)
+    clean_out = (clean * 3).clamp(0, 1)  # a network that removed the noise: nothing left to assume
+    assert noise.calibrate(m, x, clean_out).variance(0.1) < 0.01 * m.variance(0.1)
 
 
 # ---------------------------------------------------------------- real dark SICE frames (held out)
