@@ -5,7 +5,8 @@
 
 #include <cstdint>
 
-#if !defined(LOWLIGHT_MAX_ITERATIONS) || !defined(LOWLIGHT_MAX_KSIZE) || !defined(LOWLIGHT_TV_ISO_EPS)
+#if !defined(LOWLIGHT_MAX_ITERATIONS) || !defined(LOWLIGHT_MAX_KSIZE) || !defined(LOWLIGHT_TV_ISO_EPS) || \
+    !defined(LOWLIGHT_DENOISE_GAIN_FLOOR)
 #error "build with the LOWLIGHT_* macros of lowlight_core.controls.native_defines() (setup.py does)"
 #endif
 
@@ -14,5 +15,6 @@ namespace lowlight {
 constexpr int64_t kMaxIterations = LOWLIGHT_MAX_ITERATIONS;  // curve steps (size of per-pixel step arrays)
 constexpr int64_t kMaxKsize = LOWLIGHT_MAX_KSIZE;            // blur_color_loss Gaussian
 constexpr double kTvIsoEps = LOWLIGHT_TV_ISO_EPS;            // tv_loss "iso": sqrt(dh^2 + dw^2 + eps)
+constexpr double kDenoiseGainFloor = LOWLIGHT_DENOISE_GAIN_FLOOR;  // guided_denoise: mean(in) floor of the gain
 
 }  // namespace lowlight

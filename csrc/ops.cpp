@@ -25,4 +25,10 @@ TORCH_LIBRARY(lowlight, m) {
   m.def("photo_value_curve(Tensor image, Tensor alpha, int iterations) -> Tensor");
   // float32 (B, C, height, width) block means of image (adaptive average pooling) in its own units.
   m.def("area_reduce(Tensor image, int height, int width) -> Tensor");
+  // Noise-aware self-guided filter of an enhanced image x (B, 1|3, H, W) given the image it was enhanced from
+  // (guide, same shape; noise variance noise_a * I + noise_b): luminance and chroma planes filtered with their
+  // own eps weights and radii, eps scaled by the local gain mean(L_out) / mean(L_in). Forward only (inference).
+  // See reference.guided_denoise.
+  m.def("guided_denoise(Tensor x, Tensor guide, float noise_a, float noise_b, float luma, float chroma, "
+        "int luma_radius, int chroma_radius) -> Tensor");
 }

@@ -1,7 +1,8 @@
 """The `lowlight` command: enhance files and folders, evaluate models against references, list models.
 
-    lowlight enhance INPUT... -o OUTDIR [--model NAME] [--iterations N] [--exposure E] [--device D] [--tile T]
-    lowlight eval --low DIR --high DIR [--model NAME ...] [--json FILE]
+    lowlight enhance INPUT... -o OUTDIR [--model NAME] [--iterations N] [--exposure E] [--denoise S|auto]
+                     [--device D] [--tile T]
+    lowlight eval --low DIR --high DIR [--model NAME ...] [--denoise S|auto] [--json FILE]
     lowlight models
     lowlight train RECIPE ...          (python -m training: writes only under its run folder)
     lowlight export RUN                (the one step that replaces shipped weights; keeps a backup)
@@ -38,12 +39,22 @@ def _error(message: str) -> None:
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     # Ranges are checked (and stated in the error) by lowlight_core.inference; controls is torch-free, so
     # --help stays fast.
-    from .controls import EXPOSURE_DEFAULT, EXPOSURE_RANGE, ITERATIONS_DEFAULT, MAX_ITERATIONS
+    from .controls import (DENOISE_AUTO, DENOISE_DEFAULT, DENOISE_RANGE, EXPOSURE_DEFAULT, EXPOSURE_RANGE,
+                           ITERATIONS_DEFAULT, MAX_ITERATIONS, parse_denoise)
+
+    def denoise_arg(text):
+        try:
+            return parse_denoise(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
 
     p.add_argument("--iterations", type=int, default=ITERATIONS_DEFAULT,
                    help=f"curve steps, 1-{MAX_ITERATIONS} (default {ITERATIONS_DEFAULT})")
     p.add_argument("--exposure", type=float, default=EXPOSURE_DEFAULT,
                    help=f"target exposure E, {EXPOSURE_RANGE[0]}-{EXPOSURE_RANGE[1]} (default {EXPOSURE_DEFAULT})")
+    p.add_argument("--denoise", type=denoise_arg, default=DENOISE_DEFAULT, metavar="S|auto",
+                   help=f"noise-aware denoising strength {DENOISE_RANGE[0]:g}-{DENOISE_RANGE[1]:g}, or {DENOISE_AUTO} "
+                        f"(from the photo's estimated noise and the enhancement's gain; default {DENOISE_DEFAULT}: off)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--tile", type=int, default=None,
                    help="tile size in pixels for full-resolution networks (default: automatic; 0: never tile)")
@@ -55,7 +66,7 @@ def _check_setup(args, models: list[str], weights: dict) -> str:
     from .models.registry import load_model
 
     try:
-        check_controls(args.iterations, args.exposure, args.tile)
+        check_controls(args.iterations, args.exposure, args.tile, args.denoise)
         device = resolve_device(args.device)
         for name in models:
             load_model(name, device=str(device), weights=weights.get(name))
@@ -171,7 +182,7 @@ def _enhance_run(args) -> int:
             taken[target] = src
             valid.append((src, dst))
     settings = json.dumps({"model": args.model, "weights": str(args.weights or ""), "exposure": args.exposure,
-                           "iterations": args.iterations, "tile": args.tile}, sort_keys=True)
+                           "iterations": args.iterations, "tile": args.tile, "denoise": args.denoise}, sort_keys=True)
     skipped = batch.done_before(args.output, settings) if args.resume else set()
     mine = [(s, d) for s, d in valid[rank::world] if str(d) not in skipped]
     if rank == 0:
@@ -204,7 +215,7 @@ def _enhance_run(args) -> int:
     with manifest or contextlib.nullcontext(), bar:
         batch.run(mine, lambda src: read_image(src, max_pixels=max_pixels),
                   lambda image: enhance(image, model=args.model, iterations=args.iterations, exposure=args.exposure,
-                                        device=device, tile=args.tile, weights=args.weights),
+                                        device=device, tile=args.tile, weights=args.weights, denoise=args.denoise),
                   write, args.workers, on_done, on_error)
     share = f" (process {rank} of {world}: {len(mine)} of them)" if world > 1 else ""
     n_skipped = len(valid[rank::world]) - len(mine)
@@ -300,7 +311,7 @@ def _eval_run(args) -> int:
             for name in models:
                 out = low if name == INPUT_BASELINE else enhance(
                     low, model=name, iterations=args.iterations, exposure=args.exposure, device=args.device,
-                    tile=args.tile, weights=weights.get(name))
+                    tile=args.tile, weights=weights.get(name), denoise=args.denoise)
                 out = _color(out)
                 row[name] = {} if high is None else {
                     "psnr": psnr_uint8(out, high), "ssim": ssim_uint8(out, high),
@@ -318,7 +329,8 @@ def _eval_run(args) -> int:
     if args.json:
         report = {
             "protocol": PROTOCOL, "metrics_note": METRICS_NOTE, "photo_note": REAL_PHOTO_NOTE,
-            "settings": {"iterations": args.iterations, "exposure": args.exposure, "device": args.device,
+            "settings": {"iterations": args.iterations, "exposure": args.exposure, "denoise": args.denoise,
+                         "device": args.device,
                          "tile": args.tile, "weights": {k: str(v) for k, v in weights.items()}},
             "low": str(args.low), "high": str(args.high), "models": models,
             "images": {k: {m: _json_numbers(r) for m, r in row.items()} for k, row in scores.items()},
@@ -353,7 +365,8 @@ def _print_table(models, scores, means, args, protocol) -> None:
     from .metrics import REAL_PHOTO_NOTE
 
     print(f"Protocol: {protocol}; {METRICS_NOTE}")
-    print(f"Settings: iterations={args.iterations} exposure={args.exposure} device={args.device} "
+    print(f"Settings: iterations={args.iterations} exposure={args.exposure} denoise={args.denoise} "
+          f"device={args.device} "
           f"({len(scores)} images scored)")
     if args.high is not None:
         width = max([len("mean")] + [len(k) for k in scores]) + 2

@@ -13,6 +13,32 @@ EXPOSURE_TRAIN_RANGE = (0.3, 0.8)  # E ~ U(lo, hi) per training sample of the E-
 EXPOSURE_GRID = (0.4, 0.5, 0.6, 0.7)  # the E columns of training grids and model cards
 ITERATIONS_DEFAULT = 8             # curve steps
 MAX_ITERATIONS = 64                # curve steps allowed (also the size of the kernels' per-pixel step arrays)
+DENOISE_DEFAULT = 0                # denoise strength: 0 (off: output bit-identical to no denoising), a number in
+DENOISE_RANGE = (0.0, 1.0)         # DENOISE_RANGE, or DENOISE_AUTO (picked from the input's estimated noise)
+DENOISE_AUTO = "auto"
+DENOISE_SLIDER_STEPS = 20          # the napari slider: 0, 0.05, ..., 1 (plus an "auto" box)
+
+
+
+def parse_denoise(text: str):
+    """A denoise value from text (CLI, scripts): 'auto' or a number (its range is checked by enhance)."""
+    text = str(text).strip().lower()
+    if text == DENOISE_AUTO:
+        return DENOISE_AUTO
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"denoise must be a number in [{DENOISE_RANGE[0]:g}, {DENOISE_RANGE[1]:g}] or "
+                         f"{DENOISE_AUTO!r}, got {text!r}") from None
+
+
+# ---------------------------------------------------------------- denoise (lowlight_core.noise, ops.guided_denoise)
+DENOISE_LUMA_RADIUS = 2            # guided-filter radius of the luminance plane (window 5 x 5)
+DENOISE_CHROMA_RADIUS = 6          # of the chroma planes: coloured blotches are larger than the grain
+DENOISE_EPS_SCALE = 8.0            # strength 1: eps = 8 x the window's noise variance (a = var / (var + eps))
+DENOISE_CHROMA_SCALE = 2.0         # chroma eps weight relative to luma at the same strength
+DENOISE_AUTO_NOISE = 0.02          # auto: full strength when the amplified noise std reaches 2 % of full scale
+DENOISE_GAIN_FLOOR = 1.0 / 255     # gain = mean(out) / max(mean(in), floor) (guided_denoise; a compiled-in macro)
 
 # ---------------------------------------------------------------- op limits and constants
 MAX_KSIZE = 1001     # blur_color_loss: largest Gaussian kernel
@@ -22,4 +48,4 @@ TV_ISO_EPS = 1e-6    # tv_loss "iso": sqrt(dh^2 + dw^2 + eps) keeps the root dif
 def native_defines() -> list[tuple[str, str]]:
     """The macros every build of csrc/ gets (csrc/limits.h refuses to compile without them)."""
     return [("LOWLIGHT_MAX_ITERATIONS", str(MAX_ITERATIONS)), ("LOWLIGHT_MAX_KSIZE", str(MAX_KSIZE)),
-            ("LOWLIGHT_TV_ISO_EPS", repr(TV_ISO_EPS))]
+            ("LOWLIGHT_TV_ISO_EPS", repr(TV_ISO_EPS)), ("LOWLIGHT_DENOISE_GAIN_FLOOR", repr(DENOISE_GAIN_FLOOR))]

@@ -34,7 +34,8 @@ import weakref
 import numpy as np
 import torch
 
-from .controls import EXPOSURE_DEFAULT, EXPOSURE_RANGE, ITERATIONS_DEFAULT, MAX_ITERATIONS
+from .controls import DENOISE_DEFAULT, EXPOSURE_DEFAULT, EXPOSURE_RANGE, ITERATIONS_DEFAULT, MAX_ITERATIONS
+from .noise import check_denoise
 DEFAULT_TILE = 512
 FLOAT_TOLERANCE = 1e-3
 PIL_MODES = ("L", "LA", "RGB", "RGBA", "I;16", "F")
@@ -44,8 +45,10 @@ _NUMPY_DTYPES = (np.uint8, np.uint16, np.float16, np.float32, np.float64)
 
 # ---------------------------------------------------------------- arguments
 
-def check_controls(iterations, exposure, tile=None) -> None:
-    """ValueError/TypeError for iterations outside [1, MAX_ITERATIONS], exposure outside EXPOSURE_RANGE, tile < 0."""
+def check_controls(iterations, exposure, tile=None, denoise=DENOISE_DEFAULT) -> None:
+    """ValueError/TypeError for iterations outside [1, MAX_ITERATIONS], exposure outside EXPOSURE_RANGE, tile < 0,
+    denoise neither in DENOISE_RANGE nor 'auto'."""
+    check_denoise(denoise)
     if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral):
         raise TypeError(f"iterations must be an integer, got {iterations!r}")
     if not 1 <= iterations <= MAX_ITERATIONS:
@@ -173,6 +176,25 @@ class _Frames:
             y = y.mul(self.scale).round_().clamp_(0, self.scale)
         self.out[b:b + 1, :self.color, rows, cols].copy_(y)
 
+    def denoise(self, out: torch.Tensor, strength, measure_output: bool = False) -> None:
+        """Denoises the colour channels of out (B, C, H, W, the pixels' dtype and layout) in place, image by
+        image, given the input pixels (lowlight_core.noise.denoise: guided filter scaled by the local gain;
+        measure_output: the noise model calibrated on the output, for models without curve maps)."""
+        from .noise import denoise
+
+        def plane(t):  # float32 (1, c, H, W) in [0, 1], contiguous (what the op reads without another copy)
+            f = torch.empty(t.shape, dtype=torch.float32, device=out.device).copy_(t)
+            return f.div_(self.scale) if self.scale else f.clamp_(0, 1)
+
+        for b in range(out.shape[0]):
+            x, y = plane(self.pixels[b:b + 1, :self.color]), plane(out[b:b + 1, :self.color])
+            z = denoise(x, y, strength, measure_output=measure_output)
+            if z is y:
+                continue
+            if self.scale:
+                z = z.mul_(self.scale).round_().clamp_(0, self.scale)
+            out[b:b + 1, :self.color].copy_(z)
+
     def copy_alpha(self) -> None:
         if self.pixels.shape[1] > self.color:
             self.out[:, self.color:].copy_(self.pixels[:, self.color:])
@@ -263,6 +285,23 @@ def _frames(image) -> _Frames:
     raise TypeError(f"image must be a numpy array, a PIL image or a torch tensor, got {type(image).__name__}")
 
 
+def denoise_like(inp, out, strength, curve_model: bool = True) -> None:
+    """Denoises `out` (an enhanced numpy array) in place given the array `inp` it was enhanced from (same
+    shape and dtype, H x W or H x W x C): what enhance(..., denoise=strength) adds after the model
+    (curve_model: whether the model has curve maps; if not, the noise model is calibrated on the output). The
+    napari widget uses it on its previews and stacks."""
+    check_denoise(strength)
+    if strength == 0:
+        return
+    inp = np.asarray(inp)
+    if out.shape != inp.shape or out.dtype != inp.dtype:
+        raise ValueError(f"denoise_like: out {out.shape} {out.dtype} does not match the input {inp.shape} {inp.dtype}")
+    frames = _numpy_frames(inp)
+    dst = torch.from_numpy(out)
+    dst = dst[None, None] if out.ndim == 2 else dst.permute(2, 0, 1)[None]
+    frames.denoise(dst, strength, measure_output=not curve_model)
+
+
 # ---------------------------------------------------------------- running the model
 
 def _check_finite(alpha: torch.Tensor, model) -> None:
@@ -286,7 +325,7 @@ def _windows(height: int, width: int, core: int, halo: int):
 
 def enhance(image, model="zero_dce_pp", iterations: int = ITERATIONS_DEFAULT, exposure: float = EXPOSURE_DEFAULT,
             device="auto",
-            tile: int | None = None, weights=None):
+            tile: int | None = None, weights=None, denoise=DENOISE_DEFAULT):
     """Enhance a low-light image; returns the same kind, shape and dtype (see the module docstring).
 
     model: a registered name (see `lowlight models` / list_models()) or a model module with .enhance.
@@ -296,8 +335,11 @@ def enhance(image, model="zero_dce_pp", iterations: int = ITERATIONS_DEFAULT, ex
     tile: core tile size in pixels for full-resolution networks (None: the network's inference_tile, else 512;
     0: never tile).
     weights: a weights file to use instead of the shipped one.
+    denoise: 0 (default, off: the output is exactly what it is without this control), a strength in [0, 1], or
+    'auto' (strength from the input's estimated noise and the enhancement's gain): a noise-aware guided filter
+    on the result (lowlight_core.noise; luminance and chroma separately, stronger where the gain is higher).
     """
-    check_controls(iterations, exposure, tile)
+    check_controls(iterations, exposure, tile, denoise)
     frames = _frames(image)
     dev = resolve_device(device, frames.pixels)
     net = _get_model(model, dev, weights)
@@ -310,7 +352,10 @@ def enhance(image, model="zero_dce_pp", iterations: int = ITERATIONS_DEFAULT, ex
             pixels = frames.pixels.to(dev)
             alpha = net.estimate_alpha_photo(pixels, exposure=float(exposure))
             _check_finite(alpha, model)
-            return frames.result(net.photo_curve(pixels, alpha, int(iterations)))
+            out = net.photo_curve(pixels, alpha, int(iterations))
+            if denoise != 0:
+                frames.denoise(out, denoise)
+            return frames.result(out)
     halo = int(getattr(net, "receptive_radius", 0))
     if isinstance(model, str):  # a registered network (a caller's own module runs as given)
         net = inference_model(net)
@@ -340,5 +385,7 @@ def enhance(image, model="zero_dce_pp", iterations: int = ITERATIONS_DEFAULT, ex
                                      "parameters alpha are not finite)")
                 frames.store(y[:, :, crop_rows, crop_cols], b, rows, cols)
         frames.copy_alpha()
+        if denoise != 0:  # networks without curve maps remove some noise themselves: measure what they left
+            frames.denoise(frames.out, denoise, measure_output=not hasattr(net, "estimate_alpha"))
     return frames.result()
 

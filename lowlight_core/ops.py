@@ -373,3 +373,46 @@ def area_reduce(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
 @_fake("area_reduce")
 def _area_reduce_fake(image, height, width):
     return image.new_empty((image.shape[0], image.shape[1], height, width), dtype=torch.float32)
+
+
+# ---------------------------------------------------------------- guided_denoise (inference)
+
+def check_guided_denoise(x, guide, noise_a, noise_b, luma, chroma, luma_radius, chroma_radius) -> None:
+    op = "guided_denoise"
+    _check_image("x", x, op)
+    _check_image("guide", guide, op)
+    _check_same(op, "x", x, "guide", guide)
+    if x.shape != guide.shape:
+        raise ValueError(f"{op}: guide shape {tuple(guide.shape)} != x shape {tuple(x.shape)}")
+    if x.shape[1] not in (1, 3):
+        raise ValueError(f"{op}: x must have 1 (gray) or 3 (RGB) channels, got shape {tuple(x.shape)}")
+    for name, v, lo in (("noise_a", noise_a, -math.inf), ("noise_b", noise_b, -math.inf), ("luma", luma, 0.0),
+                        ("chroma", chroma, 0.0)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < lo:
+            raise ValueError(f"{op}: {name} must be a finite number{' >= 0' if lo == 0 else ''}, got {v!r}")
+    _check_int(op, "luma_radius", luma_radius, 0, 2 ** 20)
+    _check_int(op, "chroma_radius", chroma_radius, 0, 2 ** 20)
+
+
+def guided_denoise(x: torch.Tensor, guide: torch.Tensor, noise_a: float, noise_b: float, luma: float,
+                   chroma: float, luma_radius: int, chroma_radius: int) -> torch.Tensor:
+    """Noise-aware edge-preserving filter of an enhanced image (inference, no autograd on the native path).
+
+    x: (B, C, H, W) float, C = 1 or 3, the enhanced image in [0, 1]; guide: the image x was enhanced from (same
+    shape, dtype, device), whose per-channel noise variance is noise_a * I + noise_b (lowlight_core.noise).
+    Luminance (weight luma, radius luma_radius) and the three chroma planes x_c - L (chroma, chroma_radius)
+    each get a self-guided filter whose eps is weight * gain^2 * noise variance of the window, gain = the local
+    mean of the output's luminance over the input's. Returns a contiguous tensor like x, clamped to [0, 1].
+    Box filters are running sums: the cost does not depend on the radii. See reference.guided_denoise.
+    """
+    check_guided_denoise(x, guide, noise_a, noise_b, luma, chroma, luma_radius, chroma_radius)
+    args = (float(noise_a), float(noise_b), float(luma), float(chroma), int(luma_radius), int(chroma_radius))
+    if _native_for(x):
+        return torch.ops.lowlight.guided_denoise(x, guide, *args)
+    return reference.guided_denoise(x, guide, *args)
+
+
+@_fake("guided_denoise")
+def _guided_denoise_fake(x, guide, noise_a, noise_b, luma, chroma, luma_radius, chroma_radius):
+    torch._check(x.shape == guide.shape, lambda: "guided_denoise: guide shape != x shape")
+    return _contiguous_like(x)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .controls import TV_ISO_EPS
+from .controls import DENOISE_GAIN_FLOOR, TV_ISO_EPS
 
 TV_KINDS = ("zero_dce", "l1", "iso")
 ISO_EPS = TV_ISO_EPS  # keeps sqrt differentiable in flat regions of the "iso" TV (one value: controls.py)
@@ -147,3 +147,63 @@ def area_reduce(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """float32 (B, C, height, width): the mean of each output pixel's block of `image` (B, C, H, W) in the
     image's own units (adaptive average pooling: block i of H rows is [floor(i H / h), ceil((i + 1) H / h)))."""
     return F.adaptive_avg_pool2d(image.to(torch.float64), (height, width)).to(torch.float32)
+
+
+# ---------------------------------------------------------------- guided_denoise (noise-aware edge-preserving filter)
+
+def box_mean(t: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean of t (B, C, H, W) over the (2r+1)^2 window around each pixel, the window clipped to the image
+    (the divisor is the number of pixels inside). From cumulative sums, so the cost does not grow with r."""
+    if radius == 0:
+        return t
+    for dim in (2, 3):
+        n = t.shape[dim]
+        idx = torch.arange(n, device=t.device)
+        lo, hi = (idx - radius).clamp_min(0), (idx + radius).clamp_max(n - 1) + 1
+        c = F.pad(t.cumsum(dim), (0, 0, 1, 0) if dim == 2 else (1, 0))
+        t = (c.index_select(dim, hi) - c.index_select(dim, lo))
+        count = (hi - lo).to(t.dtype)
+        t = t / (count.view(-1, 1) if dim == 2 else count)
+    return t
+
+
+def _guided_plane(p, lin, lout, weight, radius, noise_a, noise_b, dtype):
+    """One plane of guided_denoise (float64 in and out; a and b rounded to dtype as the kernels store them)."""
+    if weight == 0 or radius == 0:
+        return p
+    m, mm = box_mean(p, radius), box_mean(p * p, radius)
+    mi, mo = box_mean(lin, radius), box_mean(lout, radius)
+    var = (mm - m * m).clamp_min(0)
+    gain = mo / mi.clamp_min(DENOISE_GAIN_FLOOR)
+    eps = weight * gain * gain * (noise_a * mi + noise_b).clamp_min(0)
+    a = torch.where(eps > 0, var / (var + eps), torch.ones_like(var))
+    b = m - a * m
+    a, b = a.to(dtype).to(torch.float64), b.to(dtype).to(torch.float64)
+    return box_mean(a, radius) * p + box_mean(b, radius)
+
+
+def guided_denoise(x: torch.Tensor, guide: torch.Tensor, noise_a: float, noise_b: float, luma: float,
+                   chroma: float, luma_radius: int, chroma_radius: int) -> torch.Tensor:
+    """Noise-aware self-guided filter of an enhanced image x (B, C, H, W), C = 1 (gray) or 3 (RGB), in [0, 1],
+    given the image it was enhanced from, guide (same shape), whose noise variance is noise_a * I + noise_b at
+    intensity I (Poisson-Gaussian, per channel).
+
+    x is split into luminance L = mean of the channels and (RGB) three chroma planes x_c - L. Each plane p
+    gets He et al.'s guided filter with itself as guide over (2r+1)^2 windows (r = luma_radius for L,
+    chroma_radius for chroma; windows clipped at the border): per window k, with box means m = mean(p),
+    var = mean(p^2) - m^2, the gain of the enhancement g = mean(L) / max(mean(L_in), DENOISE_GAIN_FLOOR)
+    (L_in the guide's luminance) and eps = w * g^2 * max(noise_a * mean(L_in) + noise_b, 0)
+    (w = luma or chroma): a = var / (var + eps) (1 where eps = 0), b = m - a m; then
+    p' = mean(a) p + mean(b). Output: L' + chroma'_c per channel, clamped to [0, 1], x's dtype, contiguous.
+    A plane with weight 0 or radius 0 is passed through. Computed in float64; a and b rounded to x's dtype.
+    """
+    dtype = x.dtype
+    xd, gd = x.to(torch.float64), guide.to(torch.float64)
+    lout, lin = xd.mean(1, keepdim=True), gd.mean(1, keepdim=True)
+    y = _guided_plane(lout, lin, lout, luma, luma_radius, noise_a, noise_b, dtype)
+    if x.shape[1] == 3:
+        d = xd - lout
+        planes = [_guided_plane(d[:, c:c + 1], lin, lout, chroma, chroma_radius, noise_a, noise_b, dtype)
+                  for c in range(3)]
+        y = y + torch.cat(planes, 1)
+    return y.clamp(0, 1).to(dtype).contiguous()

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lowlight_core.controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
-from lowlight_core.inference import FLOAT_TOLERANCE, check_controls, default_tile, resolve_device
+from lowlight_core.controls import DENOISE_DEFAULT, EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
+from lowlight_core.inference import FLOAT_TOLERANCE, check_controls, default_tile, denoise_like, resolve_device
 from lowlight_core.inference import enhance as enhance_tensor
 from lowlight_core.inference import inference_model
 from lowlight_core.models import registry
@@ -42,6 +42,7 @@ class Settings:
     model: str = "zero_dce_pp"
     iterations: int = ITERATIONS_DEFAULT
     exposure: float = EXPOSURE_DEFAULT
+    denoise: float | str = DENOISE_DEFAULT  # 0 (off), a strength in [0, 1] or "auto"
     device: str = "cpu"
     weights: str | None = None  # None: the registry's file for `model`
 
@@ -312,10 +313,25 @@ class Enhancer:
 
     @torch.inference_mode()
     def enhance_plane(self, plane: np.ndarray, rgb: bool, settings: Settings, source=None,
-                      index: tuple = (), tile: int | None = None) -> np.ndarray:
-        """One plane (H, W) or (H, W, 3|4) -> the enhanced plane, same shape and dtype.
+                      index: tuple = (), tile: int | None = None, denoise: bool = True) -> np.ndarray:
+        """One plane (H, W) or (H, W, 3|4) -> the enhanced plane, same shape and dtype, denoised as
+        enhance(..., denoise=settings.denoise) denoises (inference.denoise_like) unless denoise is False.
         tile: as lowlight_core.enhance's (None: its default, 0: the plane in one piece)."""
-        check_controls(settings.iterations, settings.exposure)
+        check_controls(settings.iterations, settings.exposure, denoise=settings.denoise)
+        out = self._enhance_plane(plane, rgb, settings, source, index, tile)
+        if denoise and settings.denoise != 0:
+            if not out.flags.writeable or np.shares_memory(out, plane):
+                out = out.copy()
+            self.denoise_into(plane, out, settings)
+        return out
+
+    def denoise_into(self, plane: np.ndarray, out: np.ndarray, settings: Settings) -> None:
+        """settings.denoise applied to `out` in place, `plane` being what it was enhanced from."""
+        curve = hasattr(registry.load_model(settings.model, device=str(resolve_device(settings.device)),
+                                            weights=settings.weights), "estimate_alpha")
+        denoise_like(plane, out, settings.denoise, curve_model=curve)
+
+    def _enhance_plane(self, plane: np.ndarray, rgb: bool, settings: Settings, source, index, tile) -> np.ndarray:
         info = registry.get_model_info(settings.model)
         device = resolve_device(settings.device)
         net = registry.load_model(settings.model, device=str(device), weights=settings.weights)
@@ -415,7 +431,7 @@ class Enhancer:
     def enhance_stack(self, data, rgb: bool, settings: Settings, out: np.ndarray):
         """Generator: enhances every plane of `data` into `out` (no caching), yielding (done, total) after each
         plane, or after each tile of full-resolution networks (tiles with a halo: equal to the whole plane's
-        result up to float rounding)."""
+        result up to float rounding; the denoise then runs once on the whole plane, as enhance's does)."""
         indices = plane_indices(data.shape, rgb)
         plane_hw = tuple(data.shape[len(data.shape) - plane_axes(rgb):][:2])
         windows = self.apply_windows(plane_hw, settings)
@@ -426,9 +442,13 @@ class Enhancer:
                     out[index] = self.enhance_plane(np.asarray(data[index]), rgb, settings)
                 else:
                     in_rows, in_cols, crop_rows, crop_cols, rows, cols = window
-                    piece = self.enhance_plane(np.asarray(data[index][in_rows, in_cols]), rgb, settings, tile=0)
+                    piece = self.enhance_plane(np.asarray(data[index][in_rows, in_cols]), rgb, settings, tile=0,
+                                               denoise=False)
                     out[index][rows, cols] = piece[crop_rows, crop_cols]
                 done += 1
+                if window is not None and window is windows[-1] and settings.denoise != 0:
+                    # once on the whole plane: a noise estimate per tile would differ from tile to tile
+                    self.denoise_into(np.asarray(data[index]), out[index], settings)
                 yield done, total
 
 

@@ -44,7 +44,8 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider, QLabeledSlider
 
-from lowlight_core.controls import EXPOSURE_DEFAULT, EXPOSURE_RANGE, ITERATIONS_DEFAULT
+from lowlight_core.controls import (DENOISE_AUTO, DENOISE_DEFAULT, DENOISE_RANGE, DENOISE_SLIDER_STEPS,
+                                    EXPOSURE_DEFAULT, EXPOSURE_RANGE, ITERATIONS_DEFAULT)
 
 OUTPUT_SUFFIX = " enhanced"
 # metadata key on the layers this widget made: the input's unique_id. Only such a layer is ever written
@@ -173,6 +174,14 @@ class LowlightWidget(QWidget):
         self.exposure.setSingleStep(0.01)
         self.exposure.setValue(EXPOSURE_DEFAULT)
         self.exposure.setToolTip("Target exposure E: the mean brightness the model aims for")
+        self.denoise = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+        self.denoise.setRange(*DENOISE_RANGE)
+        self.denoise.setSingleStep((DENOISE_RANGE[1] - DENOISE_RANGE[0]) / DENOISE_SLIDER_STEPS)
+        self.denoise.setValue(float(DENOISE_DEFAULT))
+        self.denoise.setToolTip("Noise-aware denoising strength (0: off): a guided filter on the result, stronger "
+                                "where the enhancement brightens more (every model)")
+        self.denoise_auto = QCheckBox("auto")
+        self.denoise_auto.setToolTip("Pick the strength from the image's estimated noise and the enhancement's gain")
 
         import torch
 
@@ -196,6 +205,8 @@ class LowlightWidget(QWidget):
         form.addRow(self.description)
         form.addRow("iterations", self.iterations)
         form.addRow("exposure E", self.exposure)
+        form.addRow("denoise", self.denoise)
+        form.addRow(self.denoise_auto)
         form.addRow("device", self.device_combo)
         form.addRow(self.live)
         self._form = QWidget()
@@ -210,6 +221,8 @@ class LowlightWidget(QWidget):
         self.model_combo.currentIndexChanged.connect(lambda _: self._on_model_changed(warn=True))
         self.iterations.valueChanged.connect(self._request_preview)
         self.exposure.valueChanged.connect(self._request_preview)
+        self.denoise.valueChanged.connect(self._request_preview)
+        self.denoise_auto.toggled.connect(self._on_denoise_auto)
         self.device_combo.currentIndexChanged.connect(self._request_preview)
         self.live.toggled.connect(self._request_preview)
         self.apply_button.clicked.connect(self._on_apply)
@@ -218,7 +231,13 @@ class LowlightWidget(QWidget):
         """The controls as a _compute.Settings."""
         return self._compute.Settings(model=self.model_combo.currentData(), iterations=int(self.iterations.value()),
                                       exposure=round(float(self.exposure.value()), 4),
+                                      denoise=(DENOISE_AUTO if self.denoise_auto.isChecked()
+                                               else round(float(self.denoise.value()), 4)),
                                       device=self.device_combo.currentText())
+
+    def _on_denoise_auto(self, checked: bool) -> None:
+        self.denoise.setEnabled(not checked)
+        self._request_preview()
 
     def is_idle(self) -> bool:
         """No request waiting, no worker running."""
@@ -489,6 +508,7 @@ class LowlightWidget(QWidget):
         s = job.settings
         reduced = (f" (preview {preview_hw[0]}×{preview_hw[1]} of {full_hw[0]}×{full_hw[1]}: Apply for full "
                    "resolution)") if preview_hw != full_hw else ""
-        self.status.setText(f"{s.model}, {s.iterations} iterations, E = {s.exposure:.2f}: "
+        noise = "" if s.denoise == 0 else f", denoise {s.denoise}"
+        self.status.setText(f"{s.model}, {s.iterations} iterations, E = {s.exposure:.2f}{noise}: "
                             f"{1000 * self.last_elapsed:.0f} ms{reduced}")
         self.result_shown.emit(job.layer_name, s, self.last_elapsed)

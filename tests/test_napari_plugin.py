@@ -737,3 +737,52 @@ def test_cancelling_a_heavy_apply_keeps_the_preview(viewer, make_widget, heavy_w
     assert steps[0] == 1 and max(steps) < 9  # stopped between tiles, before the last of the 9
     assert np.array_equal(output(viewer, "big").data, preview)
     assert widget.apply_button.text() == "Apply" and widget._form.isEnabled() and widget._apply_bar is None
+
+
+# ---------------------------------------------------------------- denoise (issue 12)
+
+def noisy_dark_rgb(h=48, w=64, seed=0):
+    """A smooth dark gradient with Poisson-Gaussian noise: something for the denoise slider to remove."""
+    rng = np.random.default_rng(seed)
+    clean = np.linspace(0.03, 0.2, w)[None, :, None] * np.ones((h, 1, 3))
+    return ((clean + rng.normal(size=clean.shape) * np.sqrt(0.002 * clean + 2e-5)).clip(0, 1) * 255).round() \
+        .astype(np.uint8)
+
+
+@pytest.mark.parametrize("model", ["gamma", "zero_dce_pp"])
+def test_denoise_slider_and_auto_are_live(viewer, make_widget, weights_dir, qtbot, model):
+    image = noisy_dark_rgb()
+    viewer.add_image(image, name="img")
+    widget = make_widget()
+    pick_model(qtbot, widget, model)
+    weights = str(weights_dir / "zero_dce_pp.pt") if model == "zero_dce_pp" else None
+    plain = output(viewer, "img").data.copy()
+    assert np.array_equal(plain, enhance(image, model, device="cpu", weights=weights))  # slider at 0: off
+    widget.denoise.setValue(0.8)
+    settle(qtbot, widget)
+    out = output(viewer, "img").data
+    assert widget.settings().denoise == 0.8
+    assert np.abs(out.astype(int) - enhance(image, model, device="cpu", denoise=0.8, weights=weights)).max() <= 1
+    assert not np.array_equal(out, plain)
+    widget.denoise_auto.setChecked(True)
+    settle(qtbot, widget)
+    assert not widget.denoise.isEnabled() and widget.settings().denoise == "auto"
+    expected = enhance(image, model, device="cpu", denoise="auto", weights=weights)
+    assert np.abs(output(viewer, "img").data.astype(int) - expected).max() <= 1
+
+
+def test_apply_on_a_stack_honours_denoise(viewer, make_widget, qtbot):
+    stack = np.stack([noisy_dark_rgb(48, 64, seed=i) for i in range(3)])  # enough 8 x 8 blocks to measure noise
+    viewer.add_image(stack, name="rgbstack", rgb=True)
+    widget = make_widget()
+    pick_model(qtbot, widget, "gamma")
+    widget.live.setChecked(False)
+    widget.denoise.setValue(0.6)
+    settle(qtbot, widget)
+    widget.apply_button.click()
+    settle(qtbot, widget)
+    out = output(viewer, "rgbstack").data
+    for i in range(3):
+        expected = enhance(stack[i], "gamma", device="cpu", denoise=0.6)
+        assert np.abs(out[i].astype(int) - expected).max() <= 1, i
+        assert not np.array_equal(expected, enhance(stack[i], "gamma", device="cpu"))

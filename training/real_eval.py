@@ -10,7 +10,10 @@ Every number comes from the inference path users get (`lowlight_core.enhance` on
 8 iterations for the curve models), so `lowlight eval` on the folders written by `--write` gives the same.
 
     python -m training.real_eval --write runs/real_val      # low/, high/ (pairs) and dark/ (LOL) as PNG
-    python -m training.real_eval --models all --table docs/real-eval.md --sheet docs/real-photos.png
+    python -m training.real_eval --models all --table docs/real-eval.md --sheet docs/real-photos.png \
+        --denoise-column zero_dce_pp
+    python -m training.real_eval --models zero_dce_pp dln --denoise auto --json runs/denoise_auto.json
+    python -m training.real_eval --denoise-crop docs/denoise-crop.png     # 100 % crops, denoise off / auto
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from lowlight_core.controls import parse_denoise
 from lowlight_core.metrics import (PROTOCOL, REAL_PHOTO_NOTE, clipped_beyond_uint8, psnr_uint8, real_photo_scores,
                                    ssim_uint8)
 
@@ -91,10 +95,11 @@ def evaluate(enhance_fn, data_dir=None, fraction: float = data_mod.VALIDATION_FR
     }
 
 
-def model_enhancer(name: str, weights=None, exposure: float = 0.6, iterations: int = 8):
+def model_enhancer(name: str, weights=None, exposure: float = 0.6, iterations: int = 8, denoise=0):
     from lowlight_core import enhance
 
-    return lambda x: enhance(x, model=name, exposure=exposure, iterations=iterations, device="cpu", weights=weights)
+    return lambda x: enhance(x, model=name, exposure=exposure, iterations=iterations, device="cpu", weights=weights,
+                             denoise=denoise)
 
 
 def fmt(v, nd=3) -> str:
@@ -165,6 +170,39 @@ def real_photo_sheet(models: list[tuple[str, object]], out_png: Path, data_dir=N
     plots.image_grid(rows, ["input"] + [n for n, _ in models], out_png, tile=tile, max_bytes=3_000_000)
 
 
+def denoise_crop_figure(out_png: Path, data_dir=None, model: str = "zero_dce_pp", k: int = 3, crop: int = 192) -> list:
+    """docs/denoise-crop.png: 100 % crops (crop x crop px from the centre, no resampling) of the k held-out dark
+    SICE frames (darkest frame of each scene) whose `model` output is noisiest (flat_noise), in columns: the
+    dark input, `model`, `model` with denoise auto, the scene's well-exposed frame. Returns the frames used."""
+    import torch
+
+    from lowlight_core import enhance
+    from lowlight_core.metrics import flat_noise
+
+    from . import plots
+
+    pairs, _ = held_out(data_dir)
+    darkest = {t: d for d, t in reversed(pairs)}
+    scored = []
+    for target, dark in darkest.items():
+        x = read_rgb(dark)
+        scored.append((flat_noise(enhance(x, model=model, device="cpu")), dark, target))
+    scored = sorted((s for s in scored if math.isfinite(s[0])), key=lambda s: s[0], reverse=True)[:k]
+
+    def tile(a):
+        h, w = a.shape[:2]
+        y0, x0 = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
+        return torch.from_numpy(a[y0:y0 + crop, x0:x0 + crop]).permute(2, 0, 1).float().div(255)[None]
+
+    rows = []
+    for _, dark, target in scored:
+        x = read_rgb(dark)
+        rows.append([tile(x), tile(enhance(x, model=model, device="cpu")),
+                     tile(enhance(x, model=model, device="cpu", denoise="auto")), tile(read_rgb(target))])
+    plots.image_grid(rows, ["input", model, "+ denoise auto", "bright frame"], out_png, tile=crop)
+    return [(d.name, t.name, n) for n, d, t in scored]
+
+
 def write_sets(out_dir: Path, data_dir=None) -> dict[str, int]:
     """low/ + high/ (the real pairs, named <scene>_<file>) and dark/ (held-out LOL photos) as PNG files."""
     pairs, lol = held_out(data_dir)
@@ -190,18 +228,28 @@ def main(argv=None) -> int:
     p.add_argument("--table", type=Path, help="write the markdown table here")
     p.add_argument("--sheet", type=Path, help="write the side-by-side sheet (PNG) here")
     p.add_argument("--write", type=Path, help="write the held-out sets as PNG folders here and stop")
+    p.add_argument("--denoise", type=parse_denoise, default=0, metavar="S|auto",
+                   help="enhance(..., denoise=S): a strength in [0, 1] or auto (default 0: off)")
+    p.add_argument("--denoise-column", metavar="NAME", action="append", default=[],
+                   help="add a column 'NAME + denoise auto' to the sheet (docs/real-photos.png has one for the default)")
+    p.add_argument("--denoise-crop", type=Path, metavar="PNG",
+                   help="write the 100 %% crop figure of denoise auto (docs/denoise-crop.png) and stop")
     args = p.parse_args(argv)
+    if args.denoise_crop:
+        print(denoise_crop_figure(args.denoise_crop, args.data))
+        return 0
     if args.write:
         print(write_sets(args.write, args.data))
         return 0
     weights = dict(w.split("=", 1) for w in args.weights)
     names = [m.name for m in list_models() if has_weights(m.name)] if args.models == ["all"] else args.models
-    fns = [(n, model_enhancer(n, weights.get(n))) for n in names]
+    fns = [(n, model_enhancer(n, weights.get(n), denoise=args.denoise)) for n in names]
     results = {}
-    for name, fn in fns:
+    for name, fn in (fns if args.json or args.table or not args.sheet else []):  # --sheet alone only draws
         results[name] = evaluate(fn, args.data)
         r = results[name]
-        print(f"{name}: {r['pairs']['psnr']:.2f} dB / SSIM {r['pairs']['ssim']:.3f}; photos: "
+        r["denoise"] = args.denoise
+        print(f"{name} (denoise {args.denoise}): {r['pairs']['psnr']:.2f} dB / SSIM {r['pairs']['ssim']:.3f}; photos: "
               + ", ".join(f"{k} {v:.3f}" for k, v in r["photos"].items()) + f" ({r['seconds']:.0f} s)",
               file=sys.stderr)
     if args.json:
@@ -210,7 +258,8 @@ def main(argv=None) -> int:
     if args.table and results:
         args.table.write_text("\n".join(table_rows(results)) + "\n")
     if args.sheet:
-        real_photo_sheet(fns, args.sheet, args.data)
+        extra = [(f"{n} +denoise", model_enhancer(n, weights.get(n), denoise="auto")) for n in args.denoise_column]
+        real_photo_sheet(fns + extra, args.sheet, args.data)
     return 0
 
 

@@ -1,0 +1,187 @@
+"""Noise of a dark photo and the `denoise` control of `enhance`.
+
+1. `estimate_noise(x)`: a Poisson-Gaussian noise model of the input, variance(I) = a * I + b per channel at
+   intensity I. The variance of each 8 x 8 block around its least-squares plane (white noise: sigma^2; it
+   also counts the blotchy noise JPEG leaves, which a per-pixel high-pass misses) is taken; blocks are binned
+   by their mean intensity (equal-count bins), in each bin the flattest third (least structure of the
+   2 x 2-averaged image, where noise is weaker) gives the median residual variance, and a line is fitted to
+   the bins by least squares with the worst bins (beyond 3 MADs) dropped once. Large images are sampled in
+   64 x 64 tiles (at most ~2 MP are read).
+2. `denoise_weights(strength, ...)`: the eps weights of `ops.guided_denoise` for a strength in [0, 1]:
+   strength 1 sets eps to DENOISE_EPS_SCALE times the window's amplified noise variance (luminance) and
+   DENOISE_CHROMA_SCALE times more for chroma (coloured blotches are larger than one pixel, so the per-pixel
+   estimate undercounts them).
+3. `auto_strength(model, x, y)`: the amplified noise std, gain * sigma(mean intensity) with gain = mean(y) /
+   mean(x), over DENOISE_AUTO_NOISE, clipped to [0, 1]: a clean or barely brightened photo gets ~0.
+4. `denoise(x, y, strength)`: all of it on one enhanced image y (float, (1, C, H, W), C = 1 or 3) given its
+   input x.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .controls import (DENOISE_AUTO, DENOISE_AUTO_NOISE, DENOISE_CHROMA_RADIUS, DENOISE_CHROMA_SCALE,
+                       DENOISE_EPS_SCALE, DENOISE_LUMA_RADIUS, DENOISE_RANGE)
+
+BLOCK = 8
+TILE = 64
+MAX_SAMPLE_PIXELS = 2_000_000
+BINS = 12
+FLAT_SHARE = 1 / 3
+
+
+@dataclass(frozen=True)
+class NoiseModel:
+    """Per-channel noise variance a * I + b at intensity I in [0, 1] (units of full scale squared)."""
+    a: float
+    b: float
+
+    def variance(self, intensity: float) -> float:
+        return max(self.a * intensity + self.b, 0.0)
+
+    def std(self, intensity: float) -> float:
+        return math.sqrt(self.variance(intensity))
+
+
+def check_denoise(denoise) -> None:
+    """ValueError/TypeError unless denoise is a number in DENOISE_RANGE or DENOISE_AUTO."""
+    if isinstance(denoise, str):
+        if denoise != DENOISE_AUTO:
+            raise ValueError(f"denoise must be a number in [{DENOISE_RANGE[0]:g}, {DENOISE_RANGE[1]:g}] or "
+                             f"{DENOISE_AUTO!r}, got {denoise!r}")
+        return
+    if isinstance(denoise, bool) or not isinstance(denoise, numbers.Real):
+        raise TypeError(f"denoise must be a number or {DENOISE_AUTO!r}, got {denoise!r}")
+    lo, hi = DENOISE_RANGE
+    if not (math.isfinite(denoise) and lo <= denoise <= hi):
+        raise ValueError(f"denoise must be in [{lo:g}, {hi:g}] or {DENOISE_AUTO!r}, got {denoise}")
+
+
+def _sample_tiles(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, h, w): the whole image, or for a large one a grid of TILE x TILE tiles with ~MAX_SAMPLE_PIXELS."""
+    _, C, H, W = x.shape
+    if H * W <= MAX_SAMPLE_PIXELS or H < TILE or W < TILE:
+        return x
+    nh, nw = H // TILE, W // TILE
+    step = max(1, math.ceil(math.sqrt(nh * nw * TILE * TILE / MAX_SAMPLE_PIXELS)))
+    t = x[0, :, :nh * TILE, :nw * TILE].reshape(C, nh, TILE, nw, TILE)[:, ::step, :, ::step]
+    return t.permute(1, 3, 0, 2, 4).reshape(-1, C, TILE, TILE)
+
+
+def estimate_noise(x: torch.Tensor) -> NoiseModel:
+    """Poisson-Gaussian fit of the noise of x ((1, C, H, W) or (C, H, W) float in [0, 1], the unenhanced
+    photo). Returns NoiseModel(0, 0) for an image too small to measure (under 16 x 16 pixels)."""
+    if x.dim() == 3:
+        x = x[None]
+    x = _sample_tiles(x.detach().to(torch.float32).cpu())
+    N, C, H, W = x.shape
+    if H < 2 * BLOCK + 2 or W < 2 * BLOCK + 2:
+        return NoiseModel(0.0, 0.0)
+    t = x.reshape(N * C, 1, H, W)[:, :, :H // BLOCK * BLOCK, :W // BLOCK * BLOCK]
+    var = _plane_residual_variance(t)                               # per block: noise variance if flat
+    mean = F.avg_pool2d(t, BLOCK).flatten()
+    half = F.avg_pool2d(t, 2)                                       # noise halved, structure kept
+    grad = (half[:, :, 1:, :-1] - half[:, :, :-1, :-1]).abs() + (half[:, :, :-1, 1:] - half[:, :, :-1, :-1]).abs()
+    structure = F.avg_pool2d(F.pad(grad, (0, 1, 0, 1), mode="replicate"), BLOCK // 2).flatten()
+    n = min(var.numel(), mean.numel(), structure.numel())
+    var, mean, structure = var[:n], mean[:n], structure[:n]
+    keep = (mean > 0.002) & (mean < 0.98)                            # clipped blocks carry no noise
+    var, mean, structure = var[keep], mean[keep], structure[keep]
+    if var.numel() < BINS * 6:
+        return NoiseModel(0.0, 0.0)
+    order = mean.argsort()
+    points = []
+    for idx in order.tensor_split(BINS):
+        s = structure[idx]
+        flat = idx[s <= s.quantile(FLAT_SHARE)]
+        points.append((float(mean[flat].median()), float(var[flat].median())))
+    i = torch.tensor([p[0] for p in points], dtype=torch.float64)
+    v = torch.tensor([p[1] for p in points], dtype=torch.float64)
+    a, b = _fit_line(i, v)
+    res = v - (a * i + b)
+    mad = (res - res.median()).abs().median()
+    ok = (res - res.median()).abs() <= 3 * 1.4826 * mad + 1e-12
+    if int(ok.sum()) >= 3 and not bool(ok.all()):
+        a, b = _fit_line(i[ok], v[ok])
+    if a < 0:  # no signal-dependent part measurable: a constant (Gaussian) noise level
+        a, b = 0.0, float(v.median())
+    return NoiseModel(float(a), float(b))
+
+
+def _plane_residual_variance(t: torch.Tensor) -> torch.Tensor:
+    """Per BLOCK x BLOCK block of t (N, 1, H, W), H and W multiples of BLOCK: the variance of the block around
+    its least-squares plane (unbiased: 3 fitted parameters). Noise of any grain finer than the block counts,
+    JPEG's blotchy residue of sensor noise included, which a per-pixel high-pass misses."""
+    n = BLOCK * BLOCK
+    u = torch.arange(BLOCK, dtype=t.dtype) - (BLOCK - 1) / 2
+    su2 = float((u * u).sum()) * BLOCK                               # sum of u^2 over the block
+    H, W = t.shape[-2:]
+    uw = u.repeat(W // BLOCK).view(1, 1, 1, W)
+    uh = u.repeat(H // BLOCK).view(1, 1, H, 1)
+    s1, s2 = F.avg_pool2d(t, BLOCK) * n, F.avg_pool2d(t * t, BLOCK) * n
+    sw, sh = F.avg_pool2d(t * uw, BLOCK) * n, F.avg_pool2d(t * uh, BLOCK) * n
+    rss = s2 - s1 * s1 / n - sw * sw / su2 - sh * sh / su2
+    return (rss.clamp_min(0) / (n - 3)).flatten()
+
+
+def _fit_line(i: torch.Tensor, v: torch.Tensor) -> tuple[float, float]:
+    if float(i.max() - i.min()) < 1e-6:
+        return 0.0, float(v.mean())
+    A = torch.stack([i, torch.ones_like(i)], 1)
+    sol = torch.linalg.lstsq(A, v[:, None]).solution[:, 0]
+    return float(sol[0]), float(sol[1])
+
+
+def denoise_weights(strength: float, channels: int) -> tuple[float, float]:
+    """(luma, chroma) eps weights of ops.guided_denoise for strength in [0, 1] on a 1- or 3-channel image: the
+    luminance of 3 independent channels has 1/3 of their noise variance, a chroma plane x_c - L 2/3."""
+    s2 = float(strength) ** 2
+    if channels == 1:
+        return DENOISE_EPS_SCALE * s2, 0.0
+    return DENOISE_EPS_SCALE * s2 / 3.0, DENOISE_EPS_SCALE * DENOISE_CHROMA_SCALE * s2 * 2.0 / 3.0
+
+
+def auto_strength(model: NoiseModel, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Strength for denoise='auto': the noise std after enhancement at the photo's mean intensity (gain =
+    mean(y) / mean(x)) over DENOISE_AUTO_NOISE, clipped to [0, 1]."""
+    mx, my = float(x.mean()), float(y.mean())
+    gain = my / max(mx, 1.0 / 255)
+    return min(max(gain * model.std(mx) / DENOISE_AUTO_NOISE, 0.0), 1.0)
+
+
+def calibrate(model: NoiseModel, x: torch.Tensor, y: torch.Tensor) -> NoiseModel:
+    """The input's noise model scaled down so that gain * sigma at the mean brightness is no more than the noise
+    measured on the output y itself (estimate_noise(y) at mean(y)): for image-to-image networks, whose output
+    noise is not the input's times the brightening (they remove some of it), gain = mean(y) / mean(x)
+    overstates it."""
+    mx, my = float(x.mean()), float(y.mean())
+    predicted = my / max(mx, 1.0 / 255) * model.std(mx)
+    if predicted <= 0:
+        return model
+    k = min(1.0, (estimate_noise(y).std(my) / predicted) ** 2)
+    return NoiseModel(model.a * k, model.b * k)
+
+
+def denoise(x: torch.Tensor, y: torch.Tensor, strength, model: NoiseModel | None = None,
+            measure_output: bool = False) -> torch.Tensor:
+    """y (enhanced, float (1, C, H, W), C = 1 or 3, in [0, 1]) denoised given its input x (same shape):
+    strength a number in [0, 1] or 'auto'. measure_output: calibrate the noise model on y (`calibrate`; enhance
+    does it for models without curve maps). Returns y itself when the strength comes to 0."""
+    from . import ops
+
+    check_denoise(strength)
+    if model is None:
+        model = estimate_noise(x)
+    if measure_output:
+        model = calibrate(model, x, y)
+    s = auto_strength(model, x, y) if strength == DENOISE_AUTO else float(strength)
+    luma, chroma = denoise_weights(s, x.shape[1])
+    if luma == 0 and chroma == 0:
+        return y
+    return ops.guided_denoise(y, x.to(y.dtype), model.a, model.b, luma, chroma, DENOISE_LUMA_RADIUS,
+                              DENOISE_CHROMA_RADIUS)
