@@ -786,3 +786,22 @@ def test_apply_on_a_stack_honours_denoise(viewer, make_widget, qtbot):
         expected = enhance(stack[i], "gamma", device="cpu", denoise=0.6)
         assert np.abs(out[i].astype(int) - expected).max() <= 1, i
         assert not np.array_equal(expected, enhance(stack[i], "gamma", device="cpu"))
+
+
+def test_tiled_apply_denoises_the_whole_plane_once(viewer, make_widget, heavy_weights, qtbot):
+    """A full-resolution network's Apply runs tile by tile; the denoise must still see the whole plane (its noise
+    estimate and filter windows), as lowlight_core.enhance does: a per-tile estimate would differ at the seams."""
+    image = noisy_dark_rgb(1100, 1300, seed=5)
+    viewer.add_image(image, name="big", rgb=True)
+    widget = make_widget()
+    pick_model(qtbot, widget, "dln")
+    widget.live.setChecked(False)
+    widget.denoise.setValue(0.7)
+    widget.apply_button.click()
+    settle(qtbot, widget)
+    out = output(viewer, "big").data
+    weights = str(heavy_weights / "dln.pt")
+    expected = enhance(image, "dln", device="cpu", denoise=0.7, weights=weights)
+    assert out.shape == image.shape
+    assert np.abs(out.astype(int) - expected).max() <= 1
+    assert not np.array_equal(expected, enhance(image, "dln", device="cpu", weights=weights))
