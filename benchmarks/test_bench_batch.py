@@ -1,5 +1,5 @@
 """`lowlight enhance` on a folder of 12 MP JPEGs with zero_dce_pp: one file after another (--workers 0, the
-old loop) vs decoding in worker processes while the model runs and a thread encodes (--workers 1, 2).
+old loop) vs decoding in reader threads while the model runs and a thread encodes (--workers 1, 2).
 Each run in a fresh process (as users run it, start-up included: ~2-3 s of importing torch, which is why a
 short folder understates the overlap); images/s in extra_info. Target (issue 15): >= 1.8x on 2 cores, on the
 issue's 200 files (LOWLIGHT_BENCH_BATCH_IMAGES=24 for a quick look)."""

@@ -92,7 +92,7 @@ def _enhance_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-megapixels", type=float, default=200.0,
                    help="refuse larger images, a guard against decompression bombs (default 200)")
     p.add_argument("--workers", type=int, default=1,
-                   help="processes decoding ahead of the model (0: decode, enhance, write one file after another; "
+                   help="threads decoding ahead of the model (0: decode, enhance, write one file after another; "
                         "default 1). Under torchrun each process takes its share of the files")
     p.add_argument("--resume", action="store_true",
                    help="keep a manifest of finished files in the output folder (.lowlight-done.*.jsonl) and skip "
