@@ -105,6 +105,15 @@ def _check_same(op: str, a_name, a, b_name, b) -> None:
         raise TypeError(f"{op}: {a_name} is {a.dtype} but {b_name} is {b.dtype}")
 
 
+def _check_pair(op: str, a_name, a, b_name, b) -> None:
+    """Two images of one op that must match in shape, dtype and device."""
+    _check_image(a_name, a, op)
+    _check_image(b_name, b, op)
+    _check_same(op, a_name, a, b_name, b)
+    if a.shape != b.shape:
+        raise ValueError(f"{op}: {b_name} shape {tuple(b.shape)} != {a_name} shape {tuple(a.shape)}")
+
+
 def _check_int(op: str, name: str, v, lo: int, hi: int) -> None:
     if isinstance(v, bool) or not isinstance(v, int):
         raise TypeError(f"{op}: {name} must be an int, got {type(v).__name__}")
@@ -205,11 +214,7 @@ _autograd("le_curve", _le_curve_backward, _le_curve_setup)
 
 def check_blur_color_loss(x, y, sigma, ksize) -> None:
     op = "blur_color_loss"
-    _check_image("x", x, op)
-    _check_image("y", y, op)
-    _check_same(op, "x", x, "y", y)
-    if x.shape != y.shape:
-        raise ValueError(f"{op}: x shape {tuple(x.shape)} != y shape {tuple(y.shape)}")
+    _check_pair(op, "x", x, "y", y)
     _check_int(op, "ksize", ksize, 1, MAX_KSIZE)
     if ksize % 2 == 0:
         raise ValueError(f"{op}: ksize must be odd, got {ksize}")
@@ -379,11 +384,7 @@ def _area_reduce_fake(image, height, width):
 
 def check_guided_denoise(x, guide, noise_a, noise_b, luma, chroma, luma_radius, chroma_radius) -> None:
     op = "guided_denoise"
-    _check_image("x", x, op)
-    _check_image("guide", guide, op)
-    _check_same(op, "x", x, "guide", guide)
-    if x.shape != guide.shape:
-        raise ValueError(f"{op}: guide shape {tuple(guide.shape)} != x shape {tuple(x.shape)}")
+    _check_pair(op, "x", x, "guide", guide)
     if x.shape[1] not in (1, 3):
         raise ValueError(f"{op}: x must have 1 (gray) or 3 (RGB) channels, got shape {tuple(x.shape)}")
     for name, v, lo in (("noise_a", noise_a, -math.inf), ("noise_b", noise_b, -math.inf), ("luma", luma, 0.0),
