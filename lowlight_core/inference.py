@@ -11,7 +11,8 @@ RGB, enhanced, and the mean of the three result channels is the result. Float va
 
 Models (lowlight_core.models) with `receptive_radius > 0` (full-resolution networks) run in tiles of
 `tile` x `tile` pixels (default 512, or the network's `inference_tile`: 256 for Zero-DCE) plus a halo of
-`receptive_radius` pixels, so memory stays bounded and the result equals the untiled one up to float rounding; models with `receptive_radius == 0` run whole
+`receptive_radius` pixels, so memory stays bounded and the result equals the untiled one up to float
+rounding; models with `receptive_radius == 0` run whole
 (Zero-DCE++ estimates its curves on a downscaled copy; classical models are pointwise or global).
 Curve models take the photo path: the curve runs in one pass from and to the image's own dtype and layout
 (the model's photo_curve: ops.photo_curve, or ops.photo_value_curve for models that curve the value; no
