@@ -73,7 +73,6 @@ def _decoded(sources: list[Path], read: Callable, workers: int) -> Iterator:
                 yield None, None, e
             else:
                 yield image, info, None
-            del fut  # the consumer may hold the image; the future must not
 
 
 def run(jobs: list[tuple[Path, Path]], read: Callable, enhance: Callable, write: Callable, workers: int,
