@@ -35,10 +35,11 @@ def parse_denoise(text: str):
 # ---------------------------------------------------------------- denoise (lowlight_core.noise, ops.guided_denoise)
 DENOISE_LUMA_RADIUS = 2            # guided-filter radius of the luminance plane (window 5 x 5)
 DENOISE_CHROMA_RADIUS = 6          # of the chroma planes: coloured blotches are larger than the grain
-DENOISE_EPS_SCALE = 8.0            # strength 1: eps = 8 x the window's noise variance (a = var / (var + eps))
-DENOISE_CHROMA_SCALE = 2.0         # chroma eps weight relative to luma at the same strength
+DENOISE_EPS_SCALE = 3.0            # strength 1: eps = 3 x the window's luminance noise variance (a = var / (var + eps));
+                                   # 8 flattened fine texture (gravel, foliage) on real dark frames
 DENOISE_AUTO_NOISE = 0.02          # auto: full strength when the amplified noise std reaches 2 % of full scale
 DENOISE_GAIN_FLOOR = 1.0 / 255     # gain = mean(out) / max(mean(in), floor) (guided_denoise; a compiled-in macro)
+DENOISE_EPS_FLOOR = 1.0 / (12 * 255 ** 2)  # least eps of the chroma estimate: 8-bit rounding noise (a macro too)
 
 # ---------------------------------------------------------------- op limits and constants
 MAX_KSIZE = 1001     # blur_color_loss: largest Gaussian kernel
@@ -48,4 +49,5 @@ TV_ISO_EPS = 1e-6    # tv_loss "iso": sqrt(dh^2 + dw^2 + eps) keeps the root dif
 def native_defines() -> list[tuple[str, str]]:
     """The macros every build of csrc/ gets (csrc/limits.h refuses to compile without them)."""
     return [("LOWLIGHT_MAX_ITERATIONS", str(MAX_ITERATIONS)), ("LOWLIGHT_MAX_KSIZE", str(MAX_KSIZE)),
-            ("LOWLIGHT_TV_ISO_EPS", repr(TV_ISO_EPS)), ("LOWLIGHT_DENOISE_GAIN_FLOOR", repr(DENOISE_GAIN_FLOOR))]
+            ("LOWLIGHT_TV_ISO_EPS", repr(TV_ISO_EPS)), ("LOWLIGHT_DENOISE_GAIN_FLOOR", repr(DENOISE_GAIN_FLOOR)),
+            ("LOWLIGHT_DENOISE_EPS_FLOOR", repr(DENOISE_EPS_FLOOR))]

@@ -7,10 +7,10 @@
    2 x 2-averaged image, where noise is weaker) gives the median residual variance, and a line is fitted to
    the bins by least squares with the worst bins (beyond 3 MADs) dropped once. Large images are sampled in
    64 x 64 tiles (at most ~2 MP are read).
-2. `denoise_weights(strength, ...)`: the eps weights of `ops.guided_denoise` for a strength in [0, 1]:
-   strength 1 sets eps to DENOISE_EPS_SCALE times the window's amplified noise variance (luminance) and
-   DENOISE_CHROMA_SCALE times more for chroma (coloured blotches are larger than one pixel, so the per-pixel
-   estimate undercounts them).
+2. `denoise_weights(strength, ...)`: the (luma, chroma) arguments of `ops.guided_denoise` for a strength in
+   [0, 1]: strength 1 sets the luminance's eps to DENOISE_EPS_SCALE times the window's amplified luminance
+   noise variance (eps grows as strength^2), and the chroma share replaced by its luminance-guided estimate
+   is the strength itself, so that a small strength changes the colours a little, not at once.
 3. `auto_strength(model, x, y)`: the amplified noise std, gain * sigma(mean intensity) with gain = mean(y) /
    mean(x), over DENOISE_AUTO_NOISE, clipped to [0, 1]: a clean or barely brightened photo gets ~0.
 4. `denoise(x, y, strength)`: all of it on one enhanced image y (float, (1, C, H, W), C = 1 or 3) given its
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .controls import (DENOISE_AUTO, DENOISE_AUTO_NOISE, DENOISE_CHROMA_RADIUS, DENOISE_CHROMA_SCALE,
-                       DENOISE_EPS_SCALE, DENOISE_LUMA_RADIUS, DENOISE_RANGE)
+from .controls import (DENOISE_AUTO, DENOISE_AUTO_NOISE, DENOISE_CHROMA_RADIUS, DENOISE_EPS_SCALE,
+                       DENOISE_LUMA_RADIUS, DENOISE_RANGE)
 
 BLOCK = 8
 TILE = 64
@@ -138,12 +138,12 @@ def _fit_line(i: torch.Tensor, v: torch.Tensor) -> tuple[float, float]:
 
 
 def denoise_weights(strength: float, channels: int) -> tuple[float, float]:
-    """(luma, chroma) eps weights of ops.guided_denoise for strength in [0, 1] on a 1- or 3-channel image: the
-    luminance of 3 independent channels has 1/3 of their noise variance, a chroma plane x_c - L 2/3."""
-    s2 = float(strength) ** 2
+    """(luma, chroma) of ops.guided_denoise for strength in [0, 1] on a 1- or 3-channel image: the luma eps
+    weight is per channel's noise variance, and the luminance of 3 independent channels has 1/3 of it."""
+    s = float(strength)
     if channels == 1:
-        return DENOISE_EPS_SCALE * s2, 0.0
-    return DENOISE_EPS_SCALE * s2 / 3.0, DENOISE_EPS_SCALE * DENOISE_CHROMA_SCALE * s2 * 2.0 / 3.0
+        return DENOISE_EPS_SCALE * s * s, 0.0
+    return DENOISE_EPS_SCALE * s * s / 3.0, s
 
 
 def auto_strength(model: NoiseModel, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -387,10 +387,11 @@ def check_guided_denoise(x, guide, noise_a, noise_b, luma, chroma, luma_radius, 
     _check_pair(op, "x", x, "guide", guide)
     if x.shape[1] not in (1, 3):
         raise ValueError(f"{op}: x must have 1 (gray) or 3 (RGB) channels, got shape {tuple(x.shape)}")
-    for name, v, lo in (("noise_a", noise_a, -math.inf), ("noise_b", noise_b, -math.inf), ("luma", luma, 0.0),
-                        ("chroma", chroma, 0.0)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < lo:
-            raise ValueError(f"{op}: {name} must be a finite number{' >= 0' if lo == 0 else ''}, got {v!r}")
+    for name, v, lo, hi in (("noise_a", noise_a, -math.inf, math.inf), ("noise_b", noise_b, -math.inf, math.inf),
+                            ("luma", luma, 0.0, math.inf), ("chroma", chroma, 0.0, 1.0)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
+            bounds = "" if lo < 0 else " >= 0" if hi == math.inf else f" in [{lo:g}, {hi:g}]"
+            raise ValueError(f"{op}: {name} must be a finite number{bounds}, got {v!r}")
     _check_int(op, "luma_radius", luma_radius, 0, 2 ** 20)
     _check_int(op, "chroma_radius", chroma_radius, 0, 2 ** 20)
 
@@ -401,9 +402,11 @@ def guided_denoise(x: torch.Tensor, guide: torch.Tensor, noise_a: float, noise_b
 
     x: (B, C, H, W) float, C = 1 or 3, the enhanced image in [0, 1]; guide: the image x was enhanced from (same
     shape, dtype, device), whose per-channel noise variance is noise_a * I + noise_b (lowlight_core.noise).
-    Luminance (weight luma, radius luma_radius) and the three chroma planes x_c - L (chroma, chroma_radius)
-    each get a self-guided filter whose eps is weight * gain^2 * noise variance of the window, gain = the local
-    mean of the output's luminance over the input's. Returns a contiguous tensor like x, clamped to [0, 1].
+    The luminance gets a self-guided filter (radius luma_radius) whose eps is luma * gain^2 * noise variance of
+    the window, gain = the local mean of the output's luminance over the input's; each chroma plane x_c - L
+    moves the share chroma (in [0, 1]) towards its estimate as a local linear function of the denoised
+    luminance (radius chroma_radius), so colour edges stay where the luminance has edges. Returns a contiguous
+    tensor like x, clamped to [0, 1].
     Box filters are running sums: the cost does not depend on the radii. See reference.guided_denoise.
     """
     check_guided_denoise(x, guide, noise_a, noise_b, luma, chroma, luma_radius, chroma_radius)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .controls import DENOISE_GAIN_FLOOR, TV_ISO_EPS
+from .controls import DENOISE_EPS_FLOOR, DENOISE_GAIN_FLOOR, TV_ISO_EPS
 
 TV_KINDS = ("zero_dce", "l1", "iso")
 ISO_EPS = TV_ISO_EPS  # keeps sqrt differentiable in flat regions of the "iso" TV (one value: controls.py)
@@ -167,43 +167,70 @@ def box_mean(t: torch.Tensor, radius: int) -> torch.Tensor:
     return t
 
 
+def _window_eps(lin, lout, weight, radius, noise_a, noise_b):
+    """weight * gain^2 * the input's noise variance, per window: the noise the enhancement left there."""
+    mi, mo = box_mean(lin, radius), box_mean(lout, radius)
+    gain = mo / mi.clamp_min(DENOISE_GAIN_FLOOR)
+    return weight * gain * gain * (noise_a * mi + noise_b).clamp_min(0)
+
+
 def _guided_plane(p, lin, lout, weight, radius, noise_a, noise_b, dtype):
-    """One plane of guided_denoise (float64 in and out; a and b rounded to dtype as the kernels store them)."""
+    """The luminance of guided_denoise (float64 in and out; a and b rounded to dtype as the kernels store them)."""
     if weight == 0 or radius == 0:
         return p
     m, mm = box_mean(p, radius), box_mean(p * p, radius)
-    mi, mo = box_mean(lin, radius), box_mean(lout, radius)
     var = (mm - m * m).clamp_min(0)
-    gain = mo / mi.clamp_min(DENOISE_GAIN_FLOOR)
-    eps = weight * gain * gain * (noise_a * mi + noise_b).clamp_min(0)
+    eps = _window_eps(lin, lout, weight, radius, noise_a, noise_b)
     a = torch.where(eps > 0, var / (var + eps), torch.ones_like(var))
     b = m - a * m
     a, b = a.to(dtype).to(torch.float64), b.to(dtype).to(torch.float64)
     return box_mean(a, radius) * p + box_mean(b, radius)
 
 
+def _chroma_estimate(p, guide, lin, lout, weight, radius, noise_a, noise_b, dtype):
+    """A chroma plane p as a local linear function of the denoised luminance `guide` (He et al.'s guided
+    filter with another image as guide): per window A = cov(guide, p) / (var(guide) + eps), B = m_p - A m_guide,
+    eps = the luminance's eps + DENOISE_EPS_FLOOR; then mean(A) guide + mean(B). Chroma edges follow the
+    luminance edges; chroma that varies where the luminance does not (noise, blotches) is averaged away."""
+    mg, mp = box_mean(guide, radius), box_mean(p, radius)
+    var = (box_mean(guide * guide, radius) - mg * mg).clamp_min(0)
+    cov = box_mean(guide * p, radius) - mg * mp
+    eps = _window_eps(lin, lout, weight, radius, noise_a, noise_b) + DENOISE_EPS_FLOOR
+    a = cov / (var + eps)
+    b = mp - a * mg
+    a, b = a.to(dtype).to(torch.float64), b.to(dtype).to(torch.float64)
+    return box_mean(a, radius) * guide + box_mean(b, radius)
+
+
 def guided_denoise(x: torch.Tensor, guide: torch.Tensor, noise_a: float, noise_b: float, luma: float,
                    chroma: float, luma_radius: int, chroma_radius: int) -> torch.Tensor:
-    """Noise-aware self-guided filter of an enhanced image x (B, C, H, W), C = 1 (gray) or 3 (RGB), in [0, 1],
+    """Noise-aware guided filter of an enhanced image x (B, C, H, W), C = 1 (gray) or 3 (RGB), in [0, 1],
     given the image it was enhanced from, guide (same shape), whose noise variance is noise_a * I + noise_b at
     intensity I (Poisson-Gaussian, per channel).
 
-    x is split into luminance L = mean of the channels and (RGB) three chroma planes x_c - L. Each plane p
-    gets He et al.'s guided filter with itself as guide over (2r+1)^2 windows (r = luma_radius for L,
-    chroma_radius for chroma; windows clipped at the border): per window k, with box means m = mean(p),
-    var = mean(p^2) - m^2, the gain of the enhancement g = mean(L) / max(mean(L_in), DENOISE_GAIN_FLOOR)
-    (L_in the guide's luminance) and eps = w * g^2 * max(noise_a * mean(L_in) + noise_b, 0)
-    (w = luma or chroma): a = var / (var + eps) (1 where eps = 0), b = m - a m; then
-    p' = mean(a) p + mean(b). Output: L' + chroma'_c per channel, clamped to [0, 1], x's dtype, contiguous.
-    A plane with weight 0 or radius 0 is passed through. Computed in float64; a and b rounded to x's dtype.
+    x is split into luminance L = mean of the channels and (RGB) three chroma planes p_c = x_c - L.
+    Luminance: He et al.'s guided filter with itself as guide over (2r+1)^2 windows (r = luma_radius; windows
+    clipped at the border): per window, with box means m = mean(L), var = mean(L^2) - m^2, the gain of the
+    enhancement g = mean(L) / max(mean(L_in), DENOISE_GAIN_FLOOR) (L_in the guide's luminance) and
+    eps = luma * g^2 * max(noise_a * mean(L_in) + noise_b, 0): a = var / (var + eps) (1 where eps = 0),
+    b = m - a m; L' = mean(a) L + mean(b) (L passed through where luma or luma_radius is 0).
+    Chroma (RGB, chroma in [0, 1], radius chroma_radius): each p_c is estimated as a local linear function of
+    L' (rounded to x's dtype, as the kernels store it; `_chroma_estimate`, eps from the luma weight) and
+    p_c' = p_c + chroma * (estimate - p_c): chroma 0 or chroma_radius 0 passes the planes through.
+    Output: L' + p_c' per channel, clamped to [0, 1], x's dtype, contiguous. Computed in float64; the per-window
+    coefficients rounded to x's dtype.
     """
     dtype = x.dtype
     xd, gd = x.to(torch.float64), guide.to(torch.float64)
     lout, lin = xd.mean(1, keepdim=True), gd.mean(1, keepdim=True)
-    y = _guided_plane(lout, lin, lout, luma, luma_radius, noise_a, noise_b, dtype)
+    lum = _guided_plane(lout, lin, lout, luma, luma_radius, noise_a, noise_b, dtype)
+    y = lum
     if x.shape[1] == 3:
-        d = xd - lout
-        planes = [_guided_plane(d[:, c:c + 1], lin, lout, chroma, chroma_radius, noise_a, noise_b, dtype)
-                  for c in range(3)]
-        y = y + torch.cat(planes, 1)
+        p = xd - lout
+        if chroma > 0 and chroma_radius > 0:
+            g = lum.to(dtype).to(torch.float64)
+            est = torch.cat([_chroma_estimate(p[:, c:c + 1], g, lin, lout, luma, chroma_radius, noise_a, noise_b,
+                                              dtype) for c in range(3)], 1)
+            p = p + chroma * (est - p)
+        y = y + p
     return y.clamp(0, 1).to(dtype).contiguous()

@@ -1,11 +1,14 @@
-// CPU kernel of lowlight::guided_denoise: the noise-aware self-guided filter of an enhanced image
+// CPU kernel of lowlight::guided_denoise: the noise-aware guided filter of an enhanced image
 // (spec: lowlight_core/reference.py guided_denoise).
 //
 // Per image, the luminance plane, then the three chroma planes x_c - L of an RGB image together (they share
-// L_out, L_in and the radius), two passes over the rows, each parallel over bands of rows (at::parallel_for):
-//   pass 1: box sums of p, p^2 (each plane), L_out, L_in over the (2r+1)^2 window -> a, b per pixel (stored
-//           in x's dtype);
-//   pass 2: box sums of a, b -> p' = mean(a) p + mean(b), written into the output.
+// L_out, L_in, the denoised luminance L' and the radius), two passes over the rows, each parallel over bands of
+// rows (at::parallel_for):
+//   luminance pass 1: box sums of L, L^2, L_out, L_in over the (2r+1)^2 window -> a, b per pixel (stored in
+//           x's dtype); pass 2: box sums of a, b -> L' = mean(a) L + mean(b), written to every channel;
+//   chroma pass 1: box sums of p, L' p (each plane), L', L'^2, L_out, L_in -> A, B of the estimate of p as a
+//           local linear function of L' (L' read back from the output); pass 2: box sums of A, B ->
+//           p' = p + share (mean(A) L' + mean(B) - p), added to its channel.
 // Box sums are running sums: each band keeps one double column sum per quantity, adds the row entering the
 // window and subtracts the row leaving it (vectorized over the width), then takes a prefix sum along the row
 // and differences it, so the cost per pixel does not depend on the radius. The plane rows (L, x_c - L) are
@@ -36,13 +39,15 @@ struct Image {
   int64_t C, H, W;
 };
 
-// A group of planes filtered together with one weight and radius: the luminance alone, or the three chroma
-// planes (which share the rows of L_out and L_in and their box sums).
+// A group of planes filtered together with one eps weight and radius: the luminance alone, or the three chroma
+// planes (which share the rows of L_out, L_in and L' and their box sums; share: how much of each plane its
+// estimate replaces).
 struct Group {
   int planes;
   int kinds[kMaxPlanes];
   double weight;
   int64_t r;
+  double share;
 };
 
 // ---------------------------------------------------------------- row loops (vectorized clones on x86-64)
@@ -81,7 +86,7 @@ inline void prefix_any(int Q, const double* s, double* P, int64_t W) {
     case 2: prefix_rows<2>(s, P, W); break;
     case 4: prefix_rows<4>(s, P, W); break;
     case 6: prefix_rows<6>(s, P, W); break;
-    default: prefix_rows<8>(s, P, W); break;  // the only other count: 3 chroma planes x 2 + 2
+    default: prefix_rows<10>(s, P, W); break;  // the only other count: chroma pass 1, 3 planes x 2 + 4
   }
 }
 
@@ -106,6 +111,21 @@ LOWLIGHT_CLONES void ab_row(const double* __restrict s1, const double* __restric
     const double av = eps[X] > 0 ? var / (var + eps[X]) : 1.0;
     a[X] = av;
     b[X] = m - av * m;
+  }
+}
+
+// The chroma estimate's A = cov(L', p) / (var(L') + eps), B = m_p - A m_L', from the box sums of p, L' p, L',
+// L'^2 (eps already holds the floor).
+LOWLIGHT_CLONES void joint_ab_row(const double* __restrict sp, const double* __restrict sgp,
+                                  const double* __restrict sg, const double* __restrict sgg,
+                                  const double* __restrict inv, const double* __restrict eps, double* __restrict a,
+                                  double* __restrict b, int64_t W) {
+  for (int64_t X = 0; X < W; ++X) {
+    const double mp = sp[X] * inv[X], mg = sg[X] * inv[X];
+    const double var = std::max(sgg[X] * inv[X] - mg * mg, 0.0), cov = sgp[X] * inv[X] - mg * mp;
+    const double av = cov / (var + eps[X]);
+    a[X] = av;
+    b[X] = mp - av * mg;
   }
 }
 
@@ -201,14 +221,51 @@ void pass_ab(const Image<T>& im, const Group& g, double na, double nb, int64_t y
   running_rows(im.H, g.r, y0, y1, Q * W, load, emit);
 }
 
-// Pass 2 over rows [y0, y1): box sums of a and b, p' = mean(a) p + mean(b) of every plane into out. The
-// luminance writes L' to every channel (clamped when it is the only plane: gray); a chroma plane adds its p'
-// to its channel and clamps. identity: the planes pass through (p' = p).
+// Chroma pass 1 over rows [y0, y1): A and B of every chroma plane's estimate from L' (lum: (H, W), the
+// denoised luminance the luminance pass wrote). Quantities per row: p_k (k < P), L' p_k, then L', L'^2, L_out,
+// L_in.
+template <typename T>
+void pass_ab_chroma(const Image<T>& im, const Group& g, double na, double nb, const T* lum, int64_t y0,
+                    int64_t y1, T* A, T* Bv) {
+  const int64_t W = im.W, HW = im.H * im.W, P = g.planes, Q = 2 * P + 4;
+  std::vector<double> pre(Q * (W + 1)), box(Q * W), inv(W), eps(W), a(W), b(W);
+  auto load = [&](int64_t Y, double* row) {
+    double* gl = row + 2 * P * W;
+    plane_rows(im, g, Y, row, gl + 2 * W, gl + 3 * W);
+    const T* l = lum + Y * W;
+    for (int64_t X = 0; X < W; ++X) gl[X] = static_cast<double>(l[X]), gl[W + X] = gl[X] * gl[X];
+    for (int64_t k = 0; k < P; ++k)
+      for (int64_t X = 0; X < W; ++X) row[(P + k) * W + X] = gl[X] * row[k * W + X];
+  };
+  auto emit = [&](int64_t Y, const double* S) {
+    prefix_any(static_cast<int>(Q), S, pre.data(), W);
+    for (int64_t q = 0; q < Q; ++q) box_row(pre.data() + q * (W + 1), box.data() + q * W, W, g.r);
+    const double rows = static_cast<double>(std::min(Y + g.r, im.H - 1) - std::max<int64_t>(Y - g.r, 0) + 1);
+    inverse_counts(W, g.r, rows, inv.data());
+    const double* sg = box.data() + 2 * P * W;
+    eps_row(sg + 2 * W, sg + 3 * W, inv.data(), g.weight, na, nb, eps.data(), W);
+    for (int64_t X = 0; X < W; ++X) eps[X] += lowlight::kDenoiseEpsFloor;
+    for (int64_t k = 0; k < P; ++k) {
+      joint_ab_row(box.data() + k * W, box.data() + (P + k) * W, sg, sg + W, inv.data(), eps.data(), a.data(),
+                   b.data(), W);
+      T* ak = A + k * HW + Y * W;
+      T* bk = Bv + k * HW + Y * W;
+      for (int64_t X = 0; X < W; ++X) ak[X] = static_cast<T>(a[X]), bk[X] = static_cast<T>(b[X]);
+    }
+  };
+  running_rows(im.H, g.r, y0, y1, Q * W, load, emit);
+}
+
+// Pass 2 over rows [y0, y1): box sums of a and b of every plane; the luminance writes L' = mean(a) L + mean(b)
+// to every channel (clamped when it is the only plane: gray); a chroma plane adds
+// p' = p + share (mean(a) L' + mean(b) - p) to its channel (which holds L') and clamps. identity: the planes
+// pass through (p' = p).
 template <typename T>
 void pass_out(const Image<T>& im, const Group& g, bool identity, bool clamp_luma, int64_t y0, int64_t y1,
               const T* A, const T* Bv, T* out) {
   const int64_t W = im.W, HW = im.H * im.W, P = g.planes;
-  std::vector<double> pre(2 * P * (W + 1)), box(2 * P * W), inv(W), p(P * W), lo(W), li(W), res(W);
+  std::vector<double> pre(2 * P * (W + 1)), box(2 * P * W), inv(W), p(P * W), lo(W), li(W), res(W), lum(W);
+  const bool chroma = g.kinds[0] != kLuma;
   auto write = [&](int64_t Y, int64_t k, const double* v) {
     if (g.kinds[k] == kLuma) {
       for (int64_t c = 0; c < im.C; ++c) {
@@ -242,8 +299,16 @@ void pass_out(const Image<T>& im, const Group& g, bool identity, bool clamp_luma
     const double rows = static_cast<double>(std::min(Y + g.r, im.H - 1) - std::max<int64_t>(Y - g.r, 0) + 1);
     inverse_counts(W, g.r, rows, inv.data());
     plane_rows(im, g, Y, p.data(), lo.data(), li.data());
+    if (chroma) {  // L' of this row, read before the planes are added to the channels
+      const T* l = out + Y * W;
+      for (int64_t X = 0; X < W; ++X) lum[X] = static_cast<double>(l[X]);
+    }
     for (int64_t k = 0; k < P; ++k) {
-      filter_row(box.data() + 2 * k * W, box.data() + (2 * k + 1) * W, inv.data(), p.data() + k * W, res.data(), W);
+      const double* pk = p.data() + k * W;
+      filter_row(box.data() + 2 * k * W, box.data() + (2 * k + 1) * W, inv.data(), chroma ? lum.data() : pk,
+                 res.data(), W);
+      if (chroma)
+        for (int64_t X = 0; X < W; ++X) res[X] = pk[X] + g.share * (res[X] - pk[X]);
       write(Y, k, res.data());
     }
   };
@@ -254,7 +319,8 @@ template <typename T>
 void guided_denoise_impl(const at::Tensor& x, const at::Tensor& guide, double na, double nb, double luma,
                          double chroma, int64_t luma_radius, int64_t chroma_radius, at::Tensor& out) {
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  const Group groups[2] = {{1, {kLuma, 0, 0}, luma, luma_radius}, {3, {0, 1, 2}, chroma, chroma_radius}};
+  // the chroma estimates take their eps from the luma weight; chroma is the share they replace
+  const Group groups[2] = {{1, {kLuma, 0, 0}, luma, luma_radius, 1.0}, {3, {0, 1, 2}, luma, chroma_radius, chroma}};
   const int n_groups = C == 3 ? 2 : 1;
   std::vector<T> A, Bv;
   for (int64_t b = 0; b < B; ++b) {
@@ -262,13 +328,18 @@ void guided_denoise_impl(const at::Tensor& x, const at::Tensor& guide, double na
     T* o = out.mutable_data_ptr<T>() + b * C * H * W;
     for (int j = 0; j < n_groups; ++j) {
       const Group& g = groups[j];
-      const bool identity = g.weight == 0.0 || g.r == 0;
+      const bool identity = (j == 0 ? g.weight : g.share) == 0.0 || g.r == 0;
       // bands at least a few windows high so that the per-band start-up (2r + 1 rows) stays a small overhead
       const int64_t grain = std::max<int64_t>(4 * g.r + 4, 16);
       if (!identity) {
         A.resize(g.planes * H * W);
         Bv.resize(g.planes * H * W);
-        at::parallel_for(0, H, grain, [&](int64_t y0, int64_t y1) { pass_ab(im, g, na, nb, y0, y1, A.data(), Bv.data()); });
+        at::parallel_for(0, H, grain, [&](int64_t y0, int64_t y1) {
+          if (j == 0)
+            pass_ab(im, g, na, nb, y0, y1, A.data(), Bv.data());
+          else
+            pass_ab_chroma(im, g, na, nb, o, y0, y1, A.data(), Bv.data());
+        });
       }
       at::parallel_for(0, H, grain, [&](int64_t y0, int64_t y1) {
         pass_out(im, g, identity, C == 1, y0, y1, A.data(), Bv.data(), o);
@@ -292,8 +363,8 @@ at::Tensor guided_denoise_cpu(const at::Tensor& x_in, const at::Tensor& guide_in
   TORCH_CHECK(luma_radius >= 0 && chroma_radius >= 0, op, ": radii must be >= 0, got ", luma_radius, ", ",
               chroma_radius);
   TORCH_CHECK(std::isfinite(noise_a) && std::isfinite(noise_b), op, ": the noise model must be finite");
-  TORCH_CHECK(std::isfinite(luma) && luma >= 0 && std::isfinite(chroma) && chroma >= 0, op,
-              ": luma and chroma weights must be finite and >= 0, got ", luma, ", ", chroma);
+  TORCH_CHECK(std::isfinite(luma) && luma >= 0, op, ": luma must be finite and >= 0, got ", luma);
+  TORCH_CHECK(chroma >= 0 && chroma <= 1, op, ": chroma must be in [0, 1], got ", chroma);
   at::Tensor out = at::empty(x_in.sizes(), x_in.options().memory_format(at::MemoryFormat::Contiguous));
   if (out.numel() == 0) return out;
   const at::Tensor x = x_in.contiguous(), guide = guide_in.contiguous();

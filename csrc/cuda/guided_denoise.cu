@@ -2,12 +2,15 @@
 // csrc/cpu/guided_denoise.cpp). Storage float16/bfloat16/float32/float64, math in float (double for
 // float64) with double running sums.
 //
-// Plane by plane (luminance, then the chroma planes x_c - L of an RGB image), for every image of the batch:
-//   quantities  q (4, H, W): p, p^2, L_out, L_in                  (one thread per pixel)
+// Plane by plane (luminance, then the chroma planes p = x_c - L of an RGB image), for every image of the batch:
+//   quantities  luma q (4, H, W): L, L^2, L_out, L_in; chroma q (6, H, W): p, L' p, L', L'^2, L_out, L_in
+//               (L' the denoised luminance, read from the plane's own output channel)  (one thread per pixel)
 //   box         vertical running sums (one thread per column: coalesced), then horizontal running sums
 //               (one thread per row): window means of every quantity, cost independent of the radius
-//   ab          a = var / (var + eps), b = m - a m per pixel       (one thread per pixel)
-//   box         of a and b, then out: luma writes L' to every channel, chroma adds its plane and clamps.
+//   ab          luma a = var / (var + eps), b = m - a m; chroma A = cov(L', p) / (var(L') + eps),
+//               B = m_p - A m_L'                                   (one thread per pixel)
+//   box         of a and b, then out: luma writes L' to every channel; chroma adds
+//               p + share (mean(A) L' + mean(B) - p) to its channel and clamps.
 // Compile-checked here (no GPU on the build machine); the CPU kernel is the one tested against the reference.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -44,6 +47,24 @@ __global__ void quantities_kernel(const T* __restrict__ x, const T* __restrict__
     q[i + HW] = p * p;
     q[i + 2 * HW] = lo;
     q[i + 3 * HW] = li;
+  }
+}
+
+// Chroma plane `kind`: p, L' p, L', L'^2, L_out, L_in (L' from out's channel `kind`, which holds it until this
+// plane is added).
+template <typename T, typename M>
+__global__ void chroma_quantities_kernel(const T* __restrict__ x, const T* __restrict__ g, const T* __restrict__ out,
+                                         int64_t HW, int kind, M* __restrict__ q) {
+  LOWLIGHT_GRID_STRIDE(int64_t, i, HW) {
+    M p, lo, li;
+    plane_value(x, g, 3, HW, i, kind, p, lo, li);
+    const M l = static_cast<M>(out[i + kind * HW]);
+    q[i] = p;
+    q[i + HW] = l * p;
+    q[i + 2 * HW] = l;
+    q[i + 3 * HW] = l * l;
+    q[i + 4 * HW] = lo;
+    q[i + 5 * HW] = li;
   }
 }
 
@@ -102,20 +123,37 @@ __global__ void ab_kernel(const M* __restrict__ mean, int64_t HW, double weight,
   }
 }
 
+template <typename M>
+__global__ void chroma_ab_kernel(const M* __restrict__ mean, int64_t HW, double weight, double na, double nb,
+                                 M* __restrict__ ab) {
+  LOWLIGHT_GRID_STRIDE(int64_t, i, HW) {
+    const double mp = mean[i], mgp = mean[i + HW], mg = mean[i + 2 * HW], mgg = mean[i + 3 * HW];
+    const double mo = mean[i + 4 * HW], mi = mean[i + 5 * HW];
+    const double var = fmax(mgg - mg * mg, 0.0), cov = mgp - mg * mp;
+    const double gain = mo / fmax(mi, lowlight::kDenoiseGainFloor);
+    const double eps = weight * gain * gain * fmax(na * mi + nb, 0.0) + lowlight::kDenoiseEpsFloor;
+    const double a = cov / (var + eps);
+    ab[i] = static_cast<M>(a);
+    ab[i + HW] = static_cast<M>(mp - a * mg);
+  }
+}
+
 // identity: the plane passed through (mean(a) = 1, mean(b) = 0, mab unused).
 template <typename T, typename M>
 __global__ void out_kernel(const T* __restrict__ x, const T* __restrict__ g, int C, int64_t HW, int kind,
-                           const M* __restrict__ mab, bool identity, bool clamp_now, T* __restrict__ out) {
+                           const M* __restrict__ mab, bool identity, bool clamp_now, M share,
+                           T* __restrict__ out) {
   LOWLIGHT_GRID_STRIDE(int64_t, i, HW) {
     M p, lo, li;
     plane_value(x, g, C, HW, i, kind, p, lo, li);
-    const M v = identity ? p : mab[i] * p + mab[i + HW];
     if (kind == kLuma) {
+      const M v = identity ? p : mab[i] * p + mab[i + HW];
       const M w = clamp_now ? min(max(v, M(0)), M(1)) : v;
       for (int c = 0; c < C; ++c) out[i + c * HW] = static_cast<T>(w);
     } else {
-      const M w = static_cast<M>(out[i + kind * HW]) + v;
-      out[i + kind * HW] = static_cast<T>(min(max(w, M(0)), M(1)));
+      const M l = static_cast<M>(out[i + kind * HW]);
+      const M v = identity ? p : p + share * (mab[i] * l + mab[i + HW] - p);
+      out[i + kind * HW] = static_cast<T>(min(max(l + v, M(0)), M(1)));
     }
   }
 }
@@ -126,7 +164,7 @@ void launch(const at::Tensor& x, const at::Tensor& guide, double na, double nb, 
   using M = at::opmath_type<T>;
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), HW = H * W;
   const auto mopt = x.options().dtype(c10::CppTypeToScalarType<M>::value);
-  at::Tensor q = at::empty({4, H, W}, mopt), tmp = at::empty({4, H, W}, mopt), ab = at::empty({2, H, W}, mopt);
+  at::Tensor q = at::empty({6, H, W}, mopt), tmp = at::empty({6, H, W}, mopt), ab = at::empty({2, H, W}, mopt);
   M* qp = q.data_ptr<M>();
   M* tp = tmp.data_ptr<M>();
   M* abp = ab.data_ptr<M>();
@@ -137,19 +175,26 @@ void launch(const at::Tensor& x, const at::Tensor& guide, double na, double nb, 
     const int planes = C == 3 ? 4 : 1;
     for (int j = 0; j < planes; ++j) {
       const int kind = j == 0 ? kLuma : j - 1;
-      const double weight = j == 0 ? luma : chroma;
+      // the chroma estimates take their eps from the luma weight; chroma is the share they replace
       const int64_t r = j == 0 ? luma_radius : chroma_radius;
-      const bool identity = weight == 0.0 || r == 0, last = j == planes - 1;
+      const bool identity = (j == 0 ? luma : chroma) == 0.0 || r == 0, last = j == planes - 1;
       if (!identity) {
-        quantities_kernel<T, M><<<grid_for(HW), kThreads, 0, stream>>>(xb, gb, static_cast<int>(C), HW, kind, qp);
-        box_vertical_kernel<M><<<grid_for(4 * W), kThreads, 0, stream>>>(qp, tp, 4, H, W, r);
-        box_horizontal_kernel<M><<<grid_for(4 * H), kThreads, 0, stream>>>(tp, qp, 4, H, W, r);
-        ab_kernel<M><<<grid_for(HW), kThreads, 0, stream>>>(qp, HW, weight, na, nb, abp);
+        const int nq = j == 0 ? 4 : 6;
+        if (j == 0)
+          quantities_kernel<T, M><<<grid_for(HW), kThreads, 0, stream>>>(xb, gb, static_cast<int>(C), HW, kind, qp);
+        else
+          chroma_quantities_kernel<T, M><<<grid_for(HW), kThreads, 0, stream>>>(xb, gb, ob, HW, kind, qp);
+        box_vertical_kernel<M><<<grid_for(nq * W), kThreads, 0, stream>>>(qp, tp, nq, H, W, r);
+        box_horizontal_kernel<M><<<grid_for(nq * H), kThreads, 0, stream>>>(tp, qp, nq, H, W, r);
+        if (j == 0)
+          ab_kernel<M><<<grid_for(HW), kThreads, 0, stream>>>(qp, HW, luma, na, nb, abp);
+        else
+          chroma_ab_kernel<M><<<grid_for(HW), kThreads, 0, stream>>>(qp, HW, luma, na, nb, abp);
         box_vertical_kernel<M><<<grid_for(2 * W), kThreads, 0, stream>>>(abp, tp, 2, H, W, r);
         box_horizontal_kernel<M><<<grid_for(2 * H), kThreads, 0, stream>>>(tp, abp, 2, H, W, r);
       }
       out_kernel<T, M><<<grid_for(HW), kThreads, 0, stream>>>(xb, gb, static_cast<int>(C), HW, kind, abp, identity,
-                                                              last, ob);
+                                                              last, static_cast<M>(chroma), ob);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   }
@@ -166,8 +211,8 @@ at::Tensor guided_denoise_cuda(const at::Tensor& x_in, const at::Tensor& guide_i
               x_in.size(1));
   TORCH_CHECK(luma_radius >= 0 && chroma_radius >= 0, op, ": radii must be >= 0");
   TORCH_CHECK(std::isfinite(noise_a) && std::isfinite(noise_b), op, ": the noise model must be finite");
-  TORCH_CHECK(std::isfinite(luma) && luma >= 0 && std::isfinite(chroma) && chroma >= 0, op,
-              ": luma and chroma weights must be finite and >= 0");
+  TORCH_CHECK(std::isfinite(luma) && luma >= 0, op, ": luma must be finite and >= 0");
+  TORCH_CHECK(chroma >= 0 && chroma <= 1, op, ": chroma must be in [0, 1]");
   const c10::cuda::CUDAGuard guard(x_in.device());
   at::Tensor out = at::empty(x_in.sizes(), x_in.options().memory_format(at::MemoryFormat::Contiguous));
   if (out.numel() == 0) return out;
