@@ -64,6 +64,7 @@ def test_napari_plane_2mp(benchmark, denoise):
     plane = photo_12mp()[:1200, :1700].copy()  # 2 MP
     enhancer = _compute.Enhancer()
     settings = _compute.Settings(model="zero_dce_pp", denoise=denoise)
-    enhancer.enhance_plane(plane, True, settings, source=("layer", 0))  # curve maps cached, as after a first preview
-    benchmark.group = f"napari 2MP compute: denoise {denoise} (zero_dce_pp, maps cached)"
+    # the curve maps and the noise model cached, as after a first preview
+    enhancer.enhance_plane(plane, True, settings, source=("layer", 0))
+    benchmark.group = f"napari 2MP compute: denoise {denoise} (zero_dce_pp, maps and noise model cached)"
     benchmark.pedantic(lambda: enhancer.enhance_plane(plane, True, settings, source=("layer", 0)), rounds=5)

@@ -177,19 +177,27 @@ class _Frames:
             y = y.mul(self.scale).round_().clamp_(0, self.scale)
         self.out[b:b + 1, :self.color, rows, cols].copy_(y)
 
-    def denoise(self, out: torch.Tensor, strength, measure_output: bool = False) -> None:
+    def _float(self, t: torch.Tensor) -> torch.Tensor:
+        """float32 (1, c, H, W) in [0, 1], contiguous (what guided_denoise reads without another copy)."""
+        f = torch.empty(t.shape, dtype=torch.float32, device=t.device).copy_(t)
+        return f.div_(self.scale) if self.scale else f.clamp_(0, 1)
+
+    def noise_model(self):
+        """The noise model of the first image's input pixels (lowlight_core.noise.estimate_noise)."""
+        from .noise import estimate_noise
+
+        return estimate_noise(self._float(self.pixels[:1, :self.color]))
+
+    def denoise(self, out: torch.Tensor, strength, measure_output: bool = False, model=None) -> None:
         """Denoises the colour channels of out (B, C, H, W, the pixels' dtype and layout) in place, image by
         image, given the input pixels (lowlight_core.noise.denoise: guided filter scaled by the local gain;
-        measure_output: the noise model calibrated on the output, for models without curve maps)."""
+        measure_output: the noise model calibrated on the output, for models without curve maps; model: the
+        input's noise model when already known (one image), else estimated)."""
         from .noise import denoise
 
-        def plane(t):  # float32 (1, c, H, W) in [0, 1], contiguous (what the op reads without another copy)
-            f = torch.empty(t.shape, dtype=torch.float32, device=out.device).copy_(t)
-            return f.div_(self.scale) if self.scale else f.clamp_(0, 1)
-
         for b in range(out.shape[0]):
-            x, y = plane(self.pixels[b:b + 1, :self.color]), plane(out[b:b + 1, :self.color])
-            z = denoise(x, y, strength, measure_output=measure_output)
+            x, y = self._float(self.pixels[b:b + 1, :self.color]), self._float(out[b:b + 1, :self.color])
+            z = denoise(x, y, strength, model=model, measure_output=measure_output)
             if z is y:
                 continue
             if self.scale:
@@ -286,11 +294,18 @@ def _frames(image) -> _Frames:
     raise TypeError(f"image must be a numpy array, a PIL image or a torch tensor, got {type(image).__name__}")
 
 
-def denoise_like(inp, out, strength, curve_model: bool = True) -> None:
+def input_noise(inp):
+    """The noise model (lowlight_core.noise.NoiseModel) of a numpy image as denoise_like estimates it: callers
+    that denoise the same input many times (the napari widget's sliders) keep it and pass it back."""
+    return _numpy_frames(np.asarray(inp)).noise_model()
+
+
+def denoise_like(inp, out, strength, curve_model: bool = True, noise_model=None) -> None:
     """Denoises `out` (an enhanced numpy array) in place given the array `inp` it was enhanced from (same
     shape and dtype, H x W or H x W x C): what enhance(..., denoise=strength) adds after the model
-    (curve_model: whether the model has curve maps; if not, the noise model is calibrated on the output). The
-    napari widget uses it on its previews and stacks."""
+    (curve_model: whether the model has curve maps; if not, the noise model is calibrated on the output;
+    noise_model: input_noise(inp), when the caller has it). The napari widget uses it on its previews and
+    stacks."""
     check_denoise(strength)
     if strength == 0:
         return
@@ -300,7 +315,7 @@ def denoise_like(inp, out, strength, curve_model: bool = True) -> None:
     frames = _numpy_frames(inp)
     dst = torch.from_numpy(out)
     dst = dst[None, None] if out.ndim == 2 else dst.permute(2, 0, 1)[None]
-    frames.denoise(dst, strength, measure_output=not curve_model)
+    frames.denoise(dst, strength, measure_output=not curve_model, model=noise_model)
 
 
 # ---------------------------------------------------------------- running the model

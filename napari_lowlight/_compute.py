@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from lowlight_core.controls import DENOISE_DEFAULT, EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
-from lowlight_core.inference import FLOAT_TOLERANCE, check_controls, default_tile, denoise_like, resolve_device
+from lowlight_core.inference import (FLOAT_TOLERANCE, check_controls, default_tile, denoise_like, input_noise,
+                                     resolve_device)
 from lowlight_core.inference import enhance as enhance_tensor
 from lowlight_core.inference import inference_model
 from lowlight_core.models import registry
@@ -274,6 +275,7 @@ class Enhancer:
     def __init__(self, cache_bytes: int = CACHE_BYTES):
         self.cache_bytes = cache_bytes
         self.alpha_estimates = 0  # curve maps computed (cache misses); tests and benchmarks read it
+        self.noise_estimates = 0  # input noise models estimated (cache misses)
         self.seconds_per_pixel: dict = {}  # (model, device, weights) -> measured cost of a heavy preview
         self._cache: OrderedDict = OrderedDict()
         self._bytes = 0
@@ -302,7 +304,7 @@ class Enhancer:
                 return self._cache[key][0]
         value = make()
         tensor = value[0] if isinstance(value, tuple) else value
-        size = tensor.numel() * tensor.element_size()
+        size = tensor.numel() * tensor.element_size() if isinstance(tensor, torch.Tensor) else 0
         with self._lock:
             if key not in self._cache and size <= self.cache_bytes:
                 self._cache[key] = (value, size)
@@ -322,14 +324,22 @@ class Enhancer:
         if denoise and settings.denoise != 0:
             if not out.flags.writeable or np.shares_memory(out, plane):
                 out = out.copy()
-            self.denoise_into(plane, out, settings)
+            self.denoise_into(plane, out, settings, source, index)
         return out
 
-    def denoise_into(self, plane: np.ndarray, out: np.ndarray, settings: Settings) -> None:
-        """settings.denoise applied to `out` in place, `plane` being what it was enhanced from."""
+    def denoise_into(self, plane: np.ndarray, out: np.ndarray, settings: Settings, source=None,
+                     index: tuple = ()) -> None:
+        """settings.denoise applied to `out` in place, `plane` being what it was enhanced from. A named plane
+        keeps its noise model in the cache: moving a slider then does not estimate it again."""
         curve = hasattr(registry.load_model(settings.model, device=str(resolve_device(settings.device)),
                                             weights=settings.weights), "estimate_alpha")
-        denoise_like(plane, out, settings.denoise, curve_model=curve)
+
+        def make_noise():
+            self.noise_estimates += 1
+            return input_noise(plane)
+
+        model = self._cached(("noise", source, index), make_noise)
+        denoise_like(plane, out, settings.denoise, curve_model=curve, noise_model=model)
 
     def _enhance_plane(self, plane: np.ndarray, rgb: bool, settings: Settings, source, index, tile) -> np.ndarray:
         info = registry.get_model_info(settings.model)

@@ -764,11 +764,18 @@ def test_denoise_slider_and_auto_are_live(viewer, make_widget, weights_dir, qtbo
     assert widget.settings().denoise == 0.8
     assert np.abs(out.astype(int) - enhance(image, model, device="cpu", denoise=0.8, weights=weights)).max() <= 1
     assert not np.array_equal(out, plain)
+    estimates = widget.enhancer.noise_estimates
+    widget.denoise.setValue(0.3)  # the same plane: its noise model comes from the cache
+    settle(qtbot, widget)
+    assert widget.enhancer.noise_estimates == estimates
+    assert np.abs(output(viewer, "img").data.astype(int)
+                  - enhance(image, model, device="cpu", denoise=0.3, weights=weights)).max() <= 1
     widget.denoise_auto.setChecked(True)
     settle(qtbot, widget)
     assert not widget.denoise.isEnabled() and widget.settings().denoise == "auto"
     expected = enhance(image, model, device="cpu", denoise="auto", weights=weights)
     assert np.abs(output(viewer, "img").data.astype(int) - expected).max() <= 1
+    assert widget.enhancer.noise_estimates == estimates
 
 
 def test_apply_on_a_stack_honours_denoise(viewer, make_widget, qtbot):
