@@ -126,8 +126,16 @@ def table_rows(results: dict[str, dict]) -> list[str]:
     return lines
 
 
-def card_section(r: dict) -> list[str]:
-    """The model card's real-photo section (every model card has it)."""
+def card_scores(name: str, weights=None, data_dir=None, fraction: float = data_mod.VALIDATION_FRACTION) -> dict:
+    """What a model card reports from this evaluation: {"real_photos": scores as shipped (denoise off),
+    "real_photos_denoise": the same with denoise auto}."""
+    return {"real_photos": evaluate(model_enhancer(name, weights), data_dir, fraction),
+            "real_photos_denoise": evaluate(model_enhancer(name, weights, denoise="auto"), data_dir, fraction)}
+
+
+def card_section(r: dict, denoised: dict | None = None) -> list[str]:
+    """The model card's real-photo section (every model card has it); denoised: the same scores with
+    denoise auto (card_scores), shown as a second table."""
     c, p, i = r["counts"], r["pairs"], r["input"]
     rows = [
         "", f"## Real photos (held out: {c['scenes']} SICE scenes, {c['pairs']} dark frames with their scene's "
@@ -143,7 +151,29 @@ def card_section(r: dict) -> list[str]:
     rows += ["", f"PSNR/SSIM on the real pairs: {r['protocol']}. Photos: {r['note']}. Worst single photo: colour "
              f"shift {fmt(r['worst_photo']['color_shift'])}, clipped {fmt(r['worst_photo']['clipped'], 2)} %. "
              "Inference as shipped (`lowlight_core.enhance`, E = 0.6, 8 iterations where they apply)."]
+    if denoised:
+        rows += ["", "### With `denoise=\"auto\"` (lowlight_core.noise: strength from the photo's estimated noise)",
+                 "| denoise | PSNR (dB) | SSIM | brightness | clipped beyond input (%) | colour shift | saturation ratio "
+                 "| flat noise (%): all / SICE / LOL |", "|---|---|---|---|---|---|---|---|"]
+        for label, e in (("0", r), ("auto", denoised)):
+            q = e["photos"]
+            rows.append(f"| {label} | {fmt(e['pairs']['psnr'], 2)} | {fmt(e['pairs']['ssim'])} | "
+                        f"{fmt(q['brightness'])} | {fmt(q['clipped'], 2)} | {fmt(q['color_shift'])} | "
+                        f"{fmt(q['saturation'])} | {fmt(q['noise'], 2)} / {fmt(e['sice']['noise'], 2)} / "
+                        f"{fmt(e['lol']['noise'], 2)} |")
     return rows
+
+
+def refresh_card(card: Path, section: list[str]) -> None:
+    """Replaces a model card's real-photo section (from its '## Real photos' heading to the next heading or
+    figure) with `section` (card_section's lines): the card's other numbers stay as they were measured."""
+    lines = card.read_text().split("\n")
+    start = next((k for k, line in enumerate(lines) if line.startswith("## Real photos")), None)
+    if start is None:  # a card from before the real-photo evaluation: the section goes before the licence
+        start = end = next((k for k, line in enumerate(lines) if line.startswith("## Licence")), len(lines))
+    else:
+        end = next((k for k in range(start + 1, len(lines)) if lines[k].startswith(("## ", "!["))), len(lines))
+    card.write_text("\n".join(lines[:start] + section[1:] + [""] + lines[end:]))
 
 
 def sheet_photos(data_dir=None, fraction: float = data_mod.VALIDATION_FRACTION, k: int = SHEET_PHOTOS) -> list[Path]:
@@ -234,6 +264,9 @@ def main(argv=None) -> int:
                    help="add a column 'NAME + denoise auto' to the sheet (docs/real-photos.png has one for the default)")
     p.add_argument("--denoise-crop", type=Path, metavar="PNG",
                    help="write the 100 %% crop figure of denoise auto (docs/denoise-crop.png) and stop")
+    p.add_argument("--refresh-cards", action="store_true",
+                   help="re-measure the real-photo section (denoise off and auto) of each model's shipped card "
+                        "(lowlight_core/weights/NAME.md) and stop")
     args = p.parse_args(argv)
     if args.denoise_crop:
         print(denoise_crop_figure(args.denoise_crop, args.data))
@@ -243,6 +276,15 @@ def main(argv=None) -> int:
         return 0
     weights = dict(w.split("=", 1) for w in args.weights)
     names = [m.name for m in list_models() if has_weights(m.name)] if args.models == ["all"] else args.models
+    if args.refresh_cards:
+        from lowlight_core.models.registry import weights_path
+
+        for name in names:
+            ev = card_scores(name, weights.get(name), args.data)
+            card = Path(weights.get(name) or weights_path(name)).with_suffix(".md")
+            refresh_card(card, card_section(ev["real_photos"], ev["real_photos_denoise"]))
+            print(f"{card}: real-photo section re-measured", file=sys.stderr)
+        return 0
     fns = [(n, model_enhancer(n, weights.get(n), denoise=args.denoise)) for n in names]
     results = {}
     for name, fn in (fns if args.json or args.table or not args.sheet else []):  # --sheet alone only draws
