@@ -342,6 +342,19 @@ def test_shipped_location_and_wrong_model(tmp_path, monkeypatch):
         registry.load_model("dln", weights=bad)
 
 
+@pytest.mark.parametrize("name", ["zero_dce_pp", "zero_dce"])
+def test_shipped_curve_models_curve_the_value(name):
+    """Both shipped curve models run in value mode (per-channel curves cast colours: docs/real-eval.md);
+    zero_dce's are its per-channel-trained weights re-saved with curve_on="value" (training.reconfigure, not
+    retrained), and its card says so."""
+    saved = torch.load(registry.weights_path(name), map_location="cpu", weights_only=True)
+    assert saved["config"]["curve_on"] == "value"
+    card = registry.weights_path(name).with_suffix(".md").read_text()
+    assert "'curve_on': 'value'" in card
+    if name == "zero_dce":
+        assert "not retrained" in card and saved["meta"]["training"]["reconfigured"]["from"]["curve_on"] == "rgb"
+
+
 @pytest.mark.parametrize("name", ["zero_dce_pp", "dln", "iqe_dcgan", "enlightengan"])
 def test_shipped_weights_enhance_the_bundled_sample(name):
     """The trained weights in the repository, on a photo none of them saw: the bundled dark astronaut against
