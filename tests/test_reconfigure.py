@@ -1,6 +1,6 @@
 """Shipping trained weights under another model config without retraining (training.reconfigure), and the
-card evaluation's shortcuts (training.evaluate: maps estimated once per E by the inference copy, denormals
-flushed) giving model.enhance's numbers."""
+card evaluation's shortcut (training.evaluate: maps estimated once per E by the inference copy) giving
+model.enhance's numbers."""
 import numpy as np
 import pytest
 import torch
@@ -67,8 +67,7 @@ def test_card_evaluation_gives_model_enhances_numbers(tmp_path, curve_on):
         a = (rng.uniform(lo, hi, (20, 28, 3)) * 255).astype(np.uint8)
         paths.append(tmp_path / f"{i}.png")
         Image.fromarray(a).save(paths[-1])
-    with eval_mod.denormals_as_zero():
-        ev = eval_mod.evaluate(model, paths)
+    ev = eval_mod.evaluate(model, paths)
     assert ev["groups"] == {"under": 1, "well": 1, "over": 1}
     from training import data as data_mod
 

@@ -243,8 +243,7 @@ def main(argv=None) -> int:
         distributed.finish()
     if args.no_eval or not world.main:
         return 0
-    with eval_mod.denormals_as_zero():  # same numbers, several times faster (evaluate.denormals_as_zero)
-        (_evaluate_curve_model if curve else _evaluate_image_model)(recipe, weights, val, out, device, cache, args)
+    (_evaluate_curve_model if curve else _evaluate_image_model)(recipe, weights, val, out, device, cache, args)
     if args.export:
         from .export import export_run
 

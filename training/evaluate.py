@@ -12,7 +12,6 @@ iterations unless stated):
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from pathlib import Path
@@ -45,22 +44,6 @@ def clipped_percent(x: torch.Tensor) -> float:
 def exposure_group(b: float) -> str:
     lo, hi = data_mod.WELL_EXPOSED
     return "under" if b < lo else ("over" if b > hi else "well")
-
-
-@contextlib.contextmanager
-def denormals_as_zero():
-    """Scoring runs with denormal floats (|x| < 1.2e-38) flushed to zero on the calling thread, then back to
-    the default. Trained curve estimators hold thousands of denormal weights (weight decay on dead filters:
-    6,000-14,000 per layer in the shipped zero_dce), which the CPU computes on a slow path: one full-resolution
-    zero_dce pass on a 512 x 512 image took 7.5-8.5 s instead of 1.5 s on the loaded 2-core machine (1 thread),
-    with identical curve maps (max difference 0 on the images compared). Values that small cannot change a
-    result in [0, 1] beyond float rounding."""
-    supported = torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        if supported:
-            torch.set_flush_denormal(False)
 
 
 def _scoring_alpha(model):

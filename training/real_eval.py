@@ -266,13 +266,6 @@ def main(argv=None) -> int:
                    help="re-measure the real-photo section (denoise off and auto) of each model's shipped card "
                         "(lowlight_core/weights/NAME.md) and stop")
     args = p.parse_args(argv)
-    from .evaluate import denormals_as_zero
-
-    with denormals_as_zero():  # same numbers, several times faster for zero_dce (evaluate.denormals_as_zero)
-        return _main(args)
-
-
-def _main(args) -> int:
     from lowlight_core.models.registry import has_weights, list_models
 
     if args.denoise_crop:
