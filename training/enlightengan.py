@@ -23,7 +23,9 @@ gamma-brightened input, gamma chosen per image so its mean luminance reaches `an
 of the well-exposed range 0.35-0.65), never darkening (gamma <= 1). Only coarse brightness and colour are
 pinned, loosely (small weight); edges, local contrast and the exact tone curve are left to the GAN.
 `anchor_weight` applies while the SFP loss is off; `anchor_weight_sfp` (default 0: the paper's losses only)
-while it is on.
+while it is on. For a value-gain generator (model config output="value_gain", the recipes' default) the
+reference brightens the value V = max(r, g, b) by the same gamma and scales R, G, B with it (`brightened(...,
+on_value=True)`), the one kind of change such a generator can make.
 
 The structure loss (option `structure_weight`, our addition, also only while the SFP loss is off). The anchor
 alone did not stop the first CPU run (anchor weight 1, 500 steps): the generator painted large bright blobs
