@@ -23,7 +23,9 @@ gamma-brightened input, gamma chosen per image so its mean luminance reaches `an
 of the well-exposed range 0.35-0.65), never darkening (gamma <= 1). Only coarse brightness and colour are
 pinned, loosely (small weight); edges, local contrast and the exact tone curve are left to the GAN.
 `anchor_weight` applies while the SFP loss is off; `anchor_weight_sfp` (default 0: the paper's losses only)
-while it is on.
+while it is on. For a value-gain generator (model config output="value_gain", the recipes' default) the
+reference brightens the value V = max(r, g, b) by the same gamma and scales R, G, B with it (`brightened(...,
+on_value=True)`), the one kind of change such a generator can make.
 
 The structure loss (option `structure_weight`, our addition, also only while the SFP loss is off). The anchor
 alone did not stop the first CPU run (anchor weight 1, 500 steps): the generator painted large bright blobs
@@ -96,10 +98,15 @@ def structure_loss(fake: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return sum(F.l1_loss(f, t) for f, t in zip(edge_features(fake), target)) / len(target)
 
 
-def brightened(low: torch.Tensor, target: float = 0.5) -> torch.Tensor:
-    """low ** gamma per image, gamma = log(target) / log(mean luminance), clamped to [0.1, 1] (never darkens)."""
+def brightened(low: torch.Tensor, target: float = 0.5, on_value: bool = False) -> torch.Tensor:
+    """low ** gamma per image, gamma = log(target) / log(mean luminance), clamped to [0.1, 1] (never darkens).
+    on_value: the power is taken of the value V = max(r, g, b) and R, G, B scaled by V ** gamma / V, so the
+    reference keeps the input's chromaticity (the reference of a value-gain generator, which cannot change it)."""
     mean = luminance(low).mean(dim=(1, 2, 3), keepdim=True).clamp(1e-3, 0.999)
     gamma = (math.log(target) / mean.log()).clamp(0.1, 1.0)
+    if on_value:
+        v = low.amax(1, keepdim=True).clamp_min(1e-4)
+        return low * (v.pow(gamma) / v)
     return low.clamp_min(1e-4).pow(gamma)
 
 
@@ -134,6 +141,10 @@ class EnlightenGANTask(ImageTask):
         self.d_global = PatchDiscriminator(3, int(o["d_width"]), layers)
         self.d_local = PatchDiscriminator(3, int(o["d_width"]), int(o["d_local_layers"]))
         self.modules = {"model": model, "d_global": self.d_global, "d_local": self.d_local}
+        self.on_value = model.config.get("output", "rgb") == "value_gain"
+        if self.on_value:
+            self._say("generator output: value gain (the input's chromaticity kept at every pixel; the anchor's "
+                      "and the structure loss's reference brightens the value V = max(r, g, b) the same way)")
 
         self.sfp = SelfFeaturePreservingLoss(vgg_weights)  # frozen, not checkpointed
         self.sfp_weight = float(o["sfp_weight"]) if self.sfp.enabled else 0.0
@@ -200,7 +211,7 @@ class EnlightenGANTask(ImageTask):
             g_local = lsgan_generator_loss(pl_fake_g.float())
             g_loss = (g_global + g_local) * float(adversarial)
             terms = {"adversarial": float(adversarial)}
-            reference = brightened(low.float(), float(o["anchor_target"]))
+            reference = brightened(low.float(), float(o["anchor_target"]), on_value=self.on_value)
             if self.structure_weight:
                 structure = structure_loss(fake.float(), reference)
                 g_loss = g_loss + self.structure_weight * structure

@@ -8,6 +8,15 @@ features are multiplied by A too. The output residual (1x1 conv to 3 channels) i
 added to the input: y = x + A * r (in [-1, 1]), returned in [0, 1] as (y + 1) / 2 (enhance clamps).
 The official model uses widths 32..512 (width=32); the default width 16 keeps it trainable on a CPU.
 
+output="value_gain" (config key; weights without it are "rgb", the paper's residual above): the 1x1 conv gives
+one map r, multiplied by A, and only the value V = max(r, g, b) changes: V' = sigmoid(logit(V) + A * r), and R, G,
+B are all scaled by V' / V. Chromaticity (r, g, b) / (r + g + b), hue and saturation stay the input's at every
+pixel, and no channel reaches 1 (V' < 1): the generator can brighten, shape the tone curve locally and add
+contrast, but it cannot paint a colour. Near black V' / V is about exp(A * r) (the gain), near 1 it rolls off to
+1. Why: the RGB residual x + A * r can add any colour wherever the input is dark; trained against well-exposed
+SICE frames it painted flat green/olive blobs and cyan skies into real night photos (colour shift 0.24,
+docs/real-eval.md).
+
 Any H, W: the input is padded at the bottom/right to a multiple of 2**depth (reflection, or edge
 replication where the image is smaller than the pad) and the output cropped back.
 receptive_radius = 0: the U-Net's field spans hundreds of pixels and its pooling grid is tied to the
@@ -44,21 +53,34 @@ def _pad_to_multiple(x: torch.Tensor, m: int) -> torch.Tensor:
     return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
+OUTPUTS = ("rgb", "value_gain")
+_EPS = 1e-4
+
+
+def value_gain(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """x (B, 3, H, W) in [0, 1] with its value V = max(r, g, b) moved to sigmoid(logit(V) + shift) (shift:
+    (B, 1, H, W)); every channel is scaled by the same factor, so chromaticity and saturation are kept."""
+    v = x.amax(1, keepdim=True).clamp(_EPS, 1 - _EPS)
+    return x * (torch.sigmoid(torch.logit(v) + shift) / v)
+
+
 class EnlightenGANGenerator(nn.Module):
     """forward: (B, 3, H, W) in [0, 1] -> (B, 3, H, W) (≈ [0, 1], not clamped; enhance clamps)."""
 
     receptive_radius = 0
 
-    def __init__(self, width: int = 16, depth: int = 4):
+    def __init__(self, width: int = 16, depth: int = 4, output: str = "rgb"):
         super().__init__()
         if width < 1 or depth < 1:
             raise ValueError(f"width and depth must be >= 1, got width={width}, depth={depth}")
-        self.config = {"width": int(width), "depth": int(depth)}
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        self.config = {"width": int(width), "depth": int(depth), "output": output}
         ch = [width * 2 ** level for level in range(depth + 1)]
         self.down = nn.ModuleList([_double_conv(4, ch[0])] + [_double_conv(ch[i - 1], ch[i]) for i in range(1, depth + 1)])
         self.up_conv = nn.ModuleList([nn.Conv2d(ch[i], ch[i - 1], 3, padding=1) for i in range(depth, 0, -1)])
         self.up = nn.ModuleList([_double_conv(2 * ch[i - 1], ch[i - 1]) for i in range(depth, 0, -1)])
-        self.out = nn.Conv2d(ch[0], 3, 1)
+        self.out = nn.Conv2d(ch[0], 3 if output == "rgb" else 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_rgb(x, "EnlightenGANGenerator")
@@ -78,6 +100,8 @@ class EnlightenGANGenerator(nn.Module):
             skip = len(feats) - 2 - level
             h = conv(F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False))
             h = block(torch.cat([h, feats[skip] * atts[skip]], 1))
+        if self.config["output"] == "value_gain":
+            return value_gain(x, self.out(h) * attention)[:, :, :H, :W]
         y = signed + self.out(h) * attention
         return ((y + 1) / 2)[:, :, :H, :W]
 
