@@ -25,6 +25,7 @@ from . import data as data_mod
 from . import plots
 
 EXPOSURES = EXPOSURE_GRID
+assert EXPOSURE_DEFAULT in EXPOSURES  # the iterations table re-uses that E's curve maps
 ITERATIONS_TABLE = (1, 2, 4, 8, 12, 16)
 CARD_FIGURE_BYTES = 300_000
 LICENCE = ("Trained on SICE Part 1 (Cai et al., TIP 2018; CC BY-NC 4.0 as distributed with Zero-DCE++) and the LOL "
@@ -99,10 +100,8 @@ def evaluate(model, paths, device="cpu", resize_long: int | None = None) -> dict
             e = min(max(b_in, 0.3), 0.9)
             y = model.enhance(x, exposure=e, iterations=8) if estimate is None else model.apply_curve(x, estimate(x, e), 8)
             identity.append({"abs_change": float((y - x).abs().mean()), "bright_change": float(y.mean()) - b_in})
-        if hasattr(model, "apply_curve") and group == "under":
-            alpha = maps.get(EXPOSURE_DEFAULT)
-            if alpha is None:
-                alpha = estimate(x, EXPOSURE_DEFAULT) if estimate else model.estimate_alpha(x, EXPOSURE_DEFAULT)
+        if estimate is not None and group == "under":
+            alpha = maps[EXPOSURE_DEFAULT]  # EXPOSURE_DEFAULT is one of EXPOSURES (asserted below)
             for n in ITERATIONS_TABLE:
                 iters[n].append(float(model.apply_curve(x, alpha, n).mean()))
 
