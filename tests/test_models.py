@@ -7,6 +7,7 @@ import torch.nn as nn
 
 from lowlight_core import ops
 from lowlight_core.models import registry
+from lowlight_core.models import _common
 from lowlight_core.models._common import luminance
 from lowlight_core.models.classical import CLAHE, Gamma, clahe_luminance
 from lowlight_core.models.dcgan import DCGANDiscriminator, DCGANGenerator
@@ -86,9 +87,13 @@ def dependency(fn, size: int) -> int:
     return chebyshev_extent(x.grad.abs().amax(1)[0] > 0, c)
 
 
-@pytest.mark.parametrize("name", ["zero_dce", "dln", "iqe_dcgan"])
-def test_receptive_radius_is_honest(name):
-    model = build(name).double()
+@pytest.mark.parametrize("name, output", [("zero_dce", None), ("dln", "rgb"), ("iqe_dcgan", "rgb"), ("dln", "value"),
+                                          ("iqe_dcgan", "value")])
+def test_receptive_radius_is_honest(name, output):
+    """output="value" reads the input's 3 x 3 mean beside the network: still within the network's radius."""
+    torch.manual_seed(0)
+    extra = {"output": output} if output else {}
+    model = registry.get_model_info(name).build(**SMALL.get(name, {}), **extra).eval().double()
     r = model.receptive_radius
     assert influence(model.enhance, 2 * r + 9) <= r
     forward = (lambda x: model.apply_curve(x, model.estimate_alpha(x), 8)) if name == "zero_dce" else model
@@ -230,6 +235,66 @@ def test_enlightengan_weights_without_output_key_load_as_rgb(tmp_path):
         torch.save({"model": "enlightengan", "config": {"width": 4, "depth": 3, "output": "value_gain"},
                     "state_dict": state, "meta": {}}, tmp_path / "mixed.pt")
         registry.load_model("enlightengan", weights=tmp_path / "mixed.pt")
+
+
+@pytest.mark.parametrize("cls", [DLN, DCGANGenerator])
+def test_paired_value_output_keeps_colour_and_rolls_off_highlights(cls):
+    """output="value": the network's image gives only the value max(r, g, b); the colour is the input's."""
+    torch.manual_seed(0)
+    rgb = cls(width=8, output="rgb").eval()
+    value = cls(width=8, output="value").eval()
+    value.load_state_dict(rgb.state_dict())  # same parameters: old weights fine-tune into the value output
+    # dark, every hue and saturation, the colour constant over 5 x 5 blocks (the value output takes the
+    # chromaticity of the input's 3 x 3 mean: exact inside such blocks), the brightness varying per pixel
+    hue = image(2, 3, 9, 13).repeat_interleave(5, 2).repeat_interleave(5, 3)
+    x = hue * image(2, 1, 45, 65, seed=1) * 0.3
+    with torch.no_grad():
+        y_rgb, y = rgb(x), value(x)
+    inside = lambda n: torch.arange(n) % 5 % 4 != 0  # noqa: E731  (not on a block's first or last row/column)
+    inner = inside(45)[:, None] & inside(65)[None, :]
+    total = x.sum(1)
+    lit = (total > 0.03) & inner  # the colour checks' non-black threshold
+    chroma_x, chroma_y = x / total.unsqueeze(1), y / y.sum(1, keepdim=True)
+    err = (chroma_y - chroma_x).abs().amax(1)
+    # the floor greys a pixel by at most its share, 3 f / (r + g + b) of the 3 x 3 mean: 0.1 at 0.03
+    mean_total = torch.nn.functional.avg_pool2d(total.unsqueeze(1), 3, 1, padding=1).squeeze(1)
+    assert bool((err[lit] <= 3 * _common.VALUE_FLOOR / mean_total[lit] + 1e-5).all())
+    bright = (mean_total > 0.3) & inner
+    assert int(bright.sum()) > 100 and float(err[bright].max()) < 0.03
+    v_rgb = y_rgb.amax(1).clamp_min(0)
+    below = v_rgb < _common.HIGHLIGHT_KNEE
+    torch.testing.assert_close(y.amax(1)[below], v_rgb[below])  # the value is the RGB model's below the knee
+    assert float(y.max()) < 254.5 / 255 and float(y.min()) >= 0
+    with pytest.raises(ValueError, match="output"):
+        cls(width=8, output="hsv")
+
+
+def test_value_output_never_clips_and_greys_near_black():
+    v = torch.linspace(-0.5, 5, 2001)
+    s = _common.highlight_shoulder(v)
+    assert bool((s[1:] >= s[:-1]).all()) and float(s.max()) < 254.5 / 255  # monotone, never rounds to 255
+    knee = v <= _common.HIGHLIGHT_KNEE
+    torch.testing.assert_close(s[knee], v[knee])
+    x = torch.tensor([[0.0, 0.0, 0.0], [1 / 255, 0, 0], [0.5, 0.25, 0.0], [1.0, 1.0, 1.0]]).T.reshape(1, 3, 1, 4)
+    x = x.repeat_interleave(3, 3)  # each colour 3 px wide: the centres' 3 x 3 means are the colours themselves
+    y = torch.full_like(x, 2.0)  # the network asks for more than white everywhere
+    out = _common.value_output(x, y)[0, :, 0, 1::3].T
+    torch.testing.assert_close(out[0], torch.full((3,), _common.HIGHLIGHT_CEIL))  # black: grey, no invented hue
+    assert float(out[1, 0]) > float(out[1, 1]) > 0.4 * float(out[1, 0])  # one red step: mostly grey
+    torch.testing.assert_close(out[2] / out[2, 0], torch.tensor([1.0, 0.5 + 0.5 / 128.5, 1 / 128.5]), rtol=1e-5, atol=1e-5)
+    assert float(out.max()) < 254.5 / 255  # the input's clipped white is not pushed to 255 either
+
+
+@pytest.mark.parametrize("name", ["dln", "iqe_dcgan"])
+def test_paired_weights_without_output_key_load_as_rgb(name, tmp_path):
+    model = build(name)
+    path = tmp_path / "old.pt"
+    config = {k: v for k, v in model.config.items() if k != "output"}
+    torch.save({"model": name, "config": config, "state_dict": model.state_dict(), "meta": {}}, path)
+    loaded = registry.load_model(name, weights=path)
+    assert loaded.config["output"] == "rgb"
+    x = image(1, 3, 37, 53) * 0.4
+    torch.testing.assert_close(loaded.enhance(x), model.enhance(x), rtol=0, atol=0)
 
 
 def torchvision_style(vgg: VGG19Features) -> dict:
@@ -414,6 +479,16 @@ def test_shipped_curve_models_curve_the_value(name):
         assert "not retrained" in card and saved["meta"]["training"]["reconfigured"]["from"]["curve_on"] == "rgb"
 
 
+@pytest.mark.parametrize("name", ["zero_dce_pp", "zero_dce", "dln", "iqe_dcgan", "enlightengan"])
+def test_shipped_weights_carry_the_data_licence(name):
+    """Every shipped file says under which terms its training data (SICE, LOL) was given, as its card does."""
+    from training.evaluate import LICENCE
+
+    meta = torch.load(registry.weights_path(name), map_location="cpu", weights_only=True)["meta"]
+    assert meta.get("licence") == LICENCE and "non-commercial" in LICENCE
+    assert LICENCE in registry.weights_path(name).with_suffix(".md").read_text()
+
+
 @pytest.mark.parametrize("name", ["zero_dce_pp", "dln", "iqe_dcgan", "enlightengan"])
 def test_shipped_weights_enhance_the_bundled_sample(name):
     """The trained weights in the repository, on a photo none of them saw: the bundled dark astronaut against
@@ -436,10 +511,11 @@ def test_shipped_weights_enhance_the_bundled_sample(name):
     low, _ = io.read_image(pathlib.Path(__file__).resolve().parents[1] / "lowlight_core/data/sample_dark.png")
     ref = skimage.data.astronaut()
     out = enhance(low, model=name, exposure=0.5)
-    value_gain = registry.load_model(name).config.get("output") == "value_gain"
+    output = registry.load_model(name).config.get("output")
+    value_gain = output == "value_gain"
     assert psnr_uint8(out, ref) > psnr_uint8(low, ref) + (3 if value_gain else 8)
     assert clipped_beyond_uint8(out, ref) < 5.0
-    if name == "zero_dce_pp" or value_gain:
+    if name == "zero_dce_pp" or output in ("value_gain", "value"):
         assert ssim_uint8(out, ref) > (0.45 if value_gain else 0.6)
         assert color_shift_uint8(out, ref) < color_shift_uint8(low, ref) + 0.01
     else:

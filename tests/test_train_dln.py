@@ -125,7 +125,7 @@ def test_tiny_dln_run_beats_its_input_and_writes_a_card(paired_dir, tmp_path):
     from lowlight_core.models import registry
 
     model = registry.load_model("dln", weights=weights)
-    assert model.config == {"width": 8, "blocks": 3}
+    assert model.config == {"width": 8, "blocks": 3, "output": "value"}  # the recipe's output
     y = model.enhance(torch.rand(1, 3, 13, 17))
     assert y.shape == (1, 3, 13, 17) and 0 <= float(y.min()) and float(y.max()) <= 1
 

@@ -100,7 +100,7 @@ def test_tiny_cli_run_writes_outputs_and_loadable_weights(image_dir, tmp_path):
     from lowlight_core.models import registry
 
     model = registry.load_model("iqe_dcgan", weights=weights)
-    assert model.config == {"width": 8, "blocks": 4}
+    assert model.config == {"width": 8, "blocks": 4, "output": "value"}  # the recipe's output
     meta = torch.load(weights, map_location="cpu", weights_only=True)["meta"]
     assert CONTENT_OFF in meta["training"]["notes"]
     y = model.enhance(torch.rand(1, 3, 24, 20) * 0.2)
@@ -205,7 +205,7 @@ def test_recipes_are_paper_shaped():
     cpu, gpu = get_recipe("iqe_dcgan", "cpu"), get_recipe("iqe_dcgan", "gpu")
     assert set(IMAGE_RECIPES["iqe_dcgan"]) == {"cpu", "gpu"}
     assert gpu.crop == 100 and gpu.batch == 50 and gpu.steps == 20000 and gpu.lr == 5e-4
-    assert gpu.model_config == {"width": 64, "blocks": 4}
+    assert gpu.model_config == {"width": 64, "blocks": 4, "output": "value"}  # the input's colour (docs/real-eval.md)
     assert cpu.model_config["width"] == 32 and cpu.batch == 8
     for r in (cpu, gpu):
         IQETask(DCGANGenerator(width=4, blocks=1), r)  # options are valid; the discriminator fits the crop

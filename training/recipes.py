@@ -137,10 +137,10 @@ IMAGE_RECIPES: dict[str, dict[str, ImageRecipe]] = {
         # 80 px crops of the real pairs at full size (512 px: the dark frames keep their real per-pixel noise),
         # width 32 (0.18 M parameters): ~1.5 s/step on 2 cores (the old synthetic run: 48 min for 2,000 steps)
         "cpu": ImageRecipe("dln", "dln", steps=2000, batch=8, crop=80, resize_long=None,
-                           model_config={"width": 32}, options={"tv_weight": 1e-3}, lr=1e-3, lr_final=1e-5,
+                           model_config={"width": 32, "output": "value"}, options={"tv_weight": 1e-3}, lr=1e-3, lr_final=1e-5,
                            grad_clip=1.0),
         "gpu": ImageRecipe("dln", "dln", steps=60000, batch=16, crop=128, resize_long=512,
-                           model_config={"width": 64}, options={"tv_weight": 1e-3}, lr=1e-3, lr_final=1e-5,
+                           model_config={"width": 64, "output": "value"}, options={"tv_weight": 1e-3}, lr=1e-3, lr_final=1e-5,
                            grad_clip=1.0, val_every=2000, ckpt_every=1000, val_images=32, val_resize_long=512),
     },
     # IQE DCGAN (training.iqe). Loss weights rescaled from the paper's content + 0.4 texture + 0.1 color + 400 tv
@@ -152,12 +152,12 @@ IMAGE_RECIPES: dict[str, dict[str, ImageRecipe]] = {
     # (blocky, painterly outputs; 16.2 dB / 0.64 at step 1,000).
     "iqe_dcgan": {
         "cpu": ImageRecipe("iqe_dcgan", "iqe_dcgan", steps=2500, batch=8, crop=64, resize_long=None,
-                           model_config={"width": 32, "blocks": 4},
+                           model_config={"width": 32, "blocks": 4, "output": "value"},
                            options={"loss_weights": IQE_CPU_WEIGHTS, "d_lr_scale": 1.0, "adv_start_step": 200,
                                     "ssim_weight": 50.0},
                            lr=5e-4, lr_final=2e-5, betas=(0.9, 0.999)),
         "gpu": ImageRecipe("iqe_dcgan", "iqe_dcgan", steps=20000, batch=50, crop=100, resize_long=512,
-                           model_config={"width": 64, "blocks": 4},
+                           model_config={"width": 64, "blocks": 4, "output": "value"},
                            options={"loss_weights": IQE_GPU_WEIGHTS, "d_lr_scale": 1.0, "adv_start_step": 1000,
                                     "ssim_weight": 50.0},
                            lr=5e-4, lr_final=1e-5, val_every=2000, ckpt_every=1000, val_images=32,

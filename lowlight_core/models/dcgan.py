@@ -5,6 +5,8 @@ two conv3x3 + ReLU; conv9x9 w -> 3; output tanh(.) * 0.58 + 0.5 (DPED), clamped 
 Norm is BatchNorm (the IQE paper's "batch normalized layers"; DPED itself uses instance norm, which
 would make each pixel depend on the whole image). In eval mode BatchNorm is a per-channel affine map,
 so the generator is local: receptive_radius = 4 + blocks * 2 + 2 + 4 = 18 at the defaults.
+output="value" (config key; weights without it are "rgb"): only the value max(r, g, b) of that image is used,
+on the input's colour (`_common.value_output`: hue and saturation kept, highlights rolled off).
 
 Discriminator (texture loss): conv11x11 48 stride 4 + LeakyReLU(0.2), then conv + BatchNorm +
 LeakyReLU(0.2): 5x5 128 s2, 3x3 192 s1, 3x3 192 s1, 3x3 128 s2 ("same" padding); on a 100x100 crop the
@@ -17,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from ..controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
-from ._common import check_rgb, conv_radius
+from ._common import check_output, check_rgb, conv_radius, value_output
 
 
 class ResidualBlock(nn.Module):
@@ -35,9 +37,9 @@ class ResidualBlock(nn.Module):
 class DCGANGenerator(nn.Module):
     """forward: (B, 3, H, W) in [0, 1] -> tanh * 0.58 + 0.5 (range [-0.08, 1.08]; enhance clamps)."""
 
-    def __init__(self, width: int = 64, blocks: int = 4):
+    def __init__(self, width: int = 64, blocks: int = 4, output: str = "rgb"):
         super().__init__()
-        self.config = {"width": int(width), "blocks": int(blocks)}
+        self.config = {"width": int(width), "blocks": int(blocks), "output": check_output(output)}
         self.head = nn.Sequential(nn.Conv2d(3, width, 9, padding=4), nn.ReLU())
         self.blocks = nn.Sequential(*[ResidualBlock(width) for _ in range(blocks)])
         self.tail = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
@@ -48,7 +50,8 @@ class DCGANGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_rgb(x, "DCGANGenerator")
-        return torch.tanh(self.out(self.tail(self.blocks(self.head(x))))) * 0.58 + 0.5
+        y = torch.tanh(self.out(self.tail(self.blocks(self.head(x))))) * 0.58 + 0.5
+        return value_output(x, y) if self.config["output"] == "value" else y
 
     @torch.no_grad()
     def enhance(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT, iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:

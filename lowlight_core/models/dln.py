@@ -11,6 +11,9 @@ LBP block (input F, w channels after its fusion gate):
 L and D share one structure (encode to w/2, code +/- offset, decode to w; three conv3x3), P1/P2 are
 1x1 projections. About 0.70 M parameters at w = 64.
 
+output="value" (config key; weights without it are "rgb", Y as above): only the value max(r, g, b) of Y is
+used, on the input's colour (`_common.value_output`: hue and saturation kept, highlights rolled off).
+
 Deliberate difference from the official code: its fusion gate is a squeeze-excitation over a *global*
 average pool, which makes every output pixel depend on the whole image, so the network could not be
 tiled exactly (and a 50 MP image could not run in bounded memory). Here the same two-layer gate
@@ -23,7 +26,7 @@ import torch
 import torch.nn as nn
 
 from ..controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
-from ._common import check_rgb, conv_radius
+from ._common import check_output, check_rgb, conv_radius, value_output
 
 
 class ConvPReLU(nn.Sequential):
@@ -87,11 +90,11 @@ class LBP(nn.Module):
 class DLN(nn.Module):
     """forward: (B, 3, H, W) in [0, 1] -> X + E(X) (not clamped; enhance clamps to [0, 1])."""
 
-    def __init__(self, width: int = 64, blocks: int = 3):
+    def __init__(self, width: int = 64, blocks: int = 3, output: str = "rgb"):
         super().__init__()
         if width < 2 or blocks < 1:
             raise ValueError(f"DLN needs width >= 2 and blocks >= 1, got width={width}, blocks={blocks}")
-        self.config = {"width": int(width), "blocks": int(blocks)}
+        self.config = {"width": int(width), "blocks": int(blocks), "output": check_output(output)}
         self.shallow = nn.Sequential(ConvPReLU(4, 2 * width), ConvPReLU(2 * width, width))
         self.lbps = nn.ModuleList([LBP(width * (i + 1), width) for i in range(blocks)])
         self.fusion = ConvPReLU(width * (blocks + 1), width)
@@ -109,7 +112,8 @@ class DLN(nn.Module):
         feats = [self.shallow(inp)]
         for block in self.lbps:
             feats.append(block(torch.cat(feats, 1)))
-        return x + self.out(self.fusion(torch.cat(feats, 1)))
+        y = x + self.out(self.fusion(torch.cat(feats, 1)))
+        return value_output(x, y) if self.config["output"] == "value" else y
 
     @torch.no_grad()
     def enhance(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT, iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
