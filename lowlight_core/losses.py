@@ -285,17 +285,22 @@ def iqe_generator_loss(enhanced: torch.Tensor, target: torch.Tensor, fake_logits
 # ---------------------------------------------------------------- DLN
 
 @_nonempty
-def dln_loss(y: torch.Tensor, target: torch.Tensor,
-             tv_weight: float = DLN_TV_WEIGHT) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """DLN loss: 1 - SSIM(y, target) + tv_weight * ops.tv_loss(y, "iso").
+def dln_loss(y: torch.Tensor, target: torch.Tensor, tv_weight: float = DLN_TV_WEIGHT,
+             l1_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """DLN loss: 1 - SSIM(y, target) + tv_weight * ops.tv_loss(y, "iso") [+ l1_weight * mean |y - target|].
 
     y, target: (B, C, H, W) in [0, 1], H, W >= 11. SSIM: metrics.ssim with data range 1, 11x11 Gaussian
     (sigma 1.5), population covariance, per channel, averaged over the valid region, channels and batch.
     The isotropic TV with eps replaces the slides' sqrt of a product, which can be negative.
-    Returns (total, {"ssim": 1 - SSIM, "tv": TV}) unweighted.
+    The L1 term (not in the paper, off by default) ties the brightness to the target's, which SSIM's
+    luminance term alone does loosely. Returns (total, {"ssim": 1 - SSIM, "tv": TV[, "l1": L1]}) unweighted.
     """
     terms = {"ssim": 1.0 - ssim(y, target).mean(), "tv": ops.tv_loss(y, "iso")}
-    return terms["ssim"] + tv_weight * terms["tv"], terms
+    total = terms["ssim"] + tv_weight * terms["tv"]
+    if l1_weight:
+        terms["l1"] = (y - target).abs().mean()
+        total = total + l1_weight * terms["l1"]
+    return total, terms
 
 
 # ---------------------------------------------------------------- EnlightenGAN

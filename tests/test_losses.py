@@ -262,6 +262,10 @@ def test_dln_loss_hand_values():
     expected_ssim = (0.25 + 1e-4) / (0.3125 + 1e-4)
     total, _ = L.dln_loss(const(0.5), const(0.25))
     assert total.item() == pytest.approx(1 - expected_ssim + 1e-6, rel=1e-5)
+    # The optional L1 term: + l1_weight * |0.5 - 0.25|, reported unweighted.
+    total, terms = L.dln_loss(const(0.5), const(0.25), l1_weight=2.0)
+    assert terms["l1"].item() == pytest.approx(0.25)
+    assert total.item() == pytest.approx(1 - expected_ssim + 1e-6 + 0.5, rel=1e-5)
 
 
 def test_dln_gradients_flow():

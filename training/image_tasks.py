@@ -105,7 +105,8 @@ class DLNTask(ImageTask):
 
     def _loss(self, y, target):
         with torch.autocast(y.device.type, enabled=False):
-            return dln_loss(y.float(), target.float(), self.recipe.options.get("tv_weight", DLN_TV_WEIGHT))
+            o = self.recipe.options
+            return dln_loss(y.float(), target.float(), o.get("tv_weight", DLN_TV_WEIGHT), o.get("l1_weight", 0.0))
 
     def train_step(self, batch, gen, update):
         low, normal = batch
