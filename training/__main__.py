@@ -282,6 +282,7 @@ def _train(args, argv, recipe, curve, train, val, paths, out, weights, cache, de
                  + ", ".join(f"{f} ({sum(p.parent.name == f for p in paths)})" for f in data_mod.DEFAULT_FOLDERS))
     meta = {
         "description": registry.get_model_info(recipe.model).description,
+        "licence": eval_mod.LICENCE,  # the training data's terms travel with the file, not only in the card
         "parameters": sum(p.numel() for p in model.parameters()),
         "training": {
             "command": "python -m training " + shlex.join(argv),
