@@ -133,6 +133,9 @@ IQE_GPU_WEIGHTS = {"content": 1.0, "texture": 0.4, "color": 3000.0, "tv": 10.0}
 # Image models on 2 CPU cores: widths halved (DLN 32, DCGAN 32) so a step takes ~0.5 s; the "gpu" configs are
 # the papers' widths and scale and have not been run here.
 IMAGE_RECIPES: dict[str, dict[str, ImageRecipe]] = {
+    # Both paired recipes train output="value" (lowlight_core.models._common.value_output: the input's colour, the
+    # network's value): their RGB outputs repainted hues with the references' colours on real photos (colour shift
+    # 0.22-0.25) and DLN's blew out 2.4 % of the pixels; DLN pays 0.63 dB on the real pairs (docs/real-eval.md).
     "dln": {
         # 80 px crops of the real pairs at full size (512 px: the dark frames keep their real per-pixel noise),
         # width 32 (0.18 M parameters): ~1.5 s/step on 2 cores (the old synthetic run: 48 min for 2,000 steps)
