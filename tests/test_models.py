@@ -281,7 +281,8 @@ def test_value_output_never_clips_and_greys_near_black():
     out = _common.value_output(x, y)[0, :, 0, 1::3].T
     torch.testing.assert_close(out[0], torch.full((3,), _common.HIGHLIGHT_CEIL))  # black: grey, no invented hue
     assert float(out[1, 0]) > float(out[1, 1]) > 0.4 * float(out[1, 0])  # one red step: mostly grey
-    torch.testing.assert_close(out[2] / out[2, 0], torch.tensor([1.0, 0.5 + 0.5 / 128.5, 1 / 128.5]), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out[2] / out[2, 0], torch.tensor([1.0, 0.5 + 0.5 / 128.5, 1 / 128.5]),
+                               rtol=1e-5, atol=1e-5)
     assert float(out.max()) < 254.5 / 255  # the input's clipped white is not pushed to 255 either
 
 

@@ -140,11 +140,12 @@ IMAGE_RECIPES: dict[str, dict[str, ImageRecipe]] = {
         # 80 px crops of the real pairs at full size (512 px: the dark frames keep their real per-pixel noise),
         # width 32 (0.18 M parameters): ~1.5 s/step on 2 cores (the old synthetic run: 48 min for 2,000 steps)
         "cpu": ImageRecipe("dln", "dln", steps=2000, batch=8, crop=80, resize_long=None,
-                           model_config={"width": 32, "output": "value"}, options={"tv_weight": 1e-3}, lr=1e-3, lr_final=1e-5,
-                           grad_clip=1.0),
+                           model_config={"width": 32, "output": "value"}, options={"tv_weight": 1e-3}, lr=1e-3,
+                           lr_final=1e-5, grad_clip=1.0),
         "gpu": ImageRecipe("dln", "dln", steps=60000, batch=16, crop=128, resize_long=512,
-                           model_config={"width": 64, "output": "value"}, options={"tv_weight": 1e-3}, lr=1e-3, lr_final=1e-5,
-                           grad_clip=1.0, val_every=2000, ckpt_every=1000, val_images=32, val_resize_long=512),
+                           model_config={"width": 64, "output": "value"}, options={"tv_weight": 1e-3}, lr=1e-3,
+                           lr_final=1e-5, grad_clip=1.0, val_every=2000, ckpt_every=1000, val_images=32,
+                           val_resize_long=512),
     },
     # IQE DCGAN (training.iqe). Loss weights rescaled from the paper's content + 0.4 texture + 0.1 color + 400 tv
     # (IQE_WEIGHTS) to our normalized terms; see the comment above IQE_CPU_WEIGHTS. cpu: width 32, 64 px crops,

@@ -48,7 +48,7 @@ def luminance(x: torch.Tensor) -> torch.Tensor:
 
 # Paired models with output="value" (DLN, IQE DCGAN): the network's image gives only the new value
 # V = max(r, g, b); the colour is the input's. Constants of that output, in one place.
-OUTPUTS = ("rgb", "value")  # "rgb": the paper's output image as is (weights without the key)
+PAIRED_OUTPUTS = ("rgb", "value")  # "rgb": the paper's output image as is (weights without the key)
 VALUE_FLOOR = 1 / 255  # one 8-bit step: below it a pixel's chromaticity is noise, so it fades to grey
 HIGHLIGHT_KNEE = 0.9  # values above it roll off instead of clipping ...
 HIGHLIGHT_CEIL = 254 / 255  # ... towards this, which rounds to 254: no pixel is pushed to 255
@@ -75,9 +75,10 @@ def value_output(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return chroma * highlight_shoulder(y.amax(1, keepdim=True).clamp_min(0))
 
 
-def check_output(output: str) -> str:
-    if output not in OUTPUTS:
-        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+def check_output(output: str, choices: tuple[str, ...] = PAIRED_OUTPUTS) -> str:
+    """The `output` config key of a network, refused with the choices named when it is none of them."""
+    if output not in choices:
+        raise ValueError(f"output must be one of {choices}, got {output!r}")
     return output
 
 

@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
-from ._common import check_rgb, luminance
+from ._common import check_output, check_rgb, luminance
 
 
 def _double_conv(cin: int, cout: int) -> nn.Sequential:
@@ -73,9 +73,7 @@ class EnlightenGANGenerator(nn.Module):
         super().__init__()
         if width < 1 or depth < 1:
             raise ValueError(f"width and depth must be >= 1, got width={width}, depth={depth}")
-        if output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-        self.config = {"width": int(width), "depth": int(depth), "output": output}
+        self.config = {"width": int(width), "depth": int(depth), "output": check_output(output, OUTPUTS)}
         ch = [width * 2 ** level for level in range(depth + 1)]
         self.down = nn.ModuleList([_double_conv(4, ch[0])] + [_double_conv(ch[i - 1], ch[i]) for i in range(1, depth + 1)])
         self.up_conv = nn.ModuleList([nn.Conv2d(ch[i], ch[i - 1], 3, padding=1) for i in range(depth, 0, -1)])
