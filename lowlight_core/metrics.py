@@ -178,6 +178,64 @@ def color_shift_uint8(a: np.ndarray, ref: np.ndarray) -> float:
     return float(np.abs(chroma(a) - chroma(ref)).mean())
 
 
+
+# sRGB (D65) -> CIE XYZ -> CIELAB with the exact CIE constants (skimage.color rounds two of them: within 2e-4)
+_XYZ_FROM_RGB = np.array([[0.412453, 0.357580, 0.180423],
+                          [0.212671, 0.715160, 0.072169],
+                          [0.019334, 0.119193, 0.950227]])
+_D65_WHITE = np.array([0.95047, 1.0, 1.08883])
+
+
+def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """CIELAB (L in [0, 100]) of sRGB values in [0, 1] (..., 3), float64, D65 white, 2-degree observer."""
+    c = np.asarray(rgb, dtype=np.float64)
+    linear = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    t = (linear @ _XYZ_FROM_RGB.T) / _D65_WHITE
+    delta = 6.0 / 29.0
+    f = np.where(t > delta ** 3, np.cbrt(t), t / (3 * delta ** 2) + 4.0 / 29.0)
+    return np.stack([116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])],
+                    axis=-1)
+
+
+def ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
+    """Per-pixel CIEDE2000 colour difference of two CIELAB arrays (..., 3) (Sharma, Wu and Dalal 2005;
+    kL = kC = kH = 1). About 1 is a just-noticeable difference; 10 a clearly different colour."""
+    L1, a1, b1 = np.moveaxis(np.asarray(lab1, dtype=np.float64), -1, 0)
+    L2, a2, b2 = np.moveaxis(np.asarray(lab2, dtype=np.float64), -1, 0)
+    c_mean7 = ((np.hypot(a1, b1) + np.hypot(a2, b2)) / 2) ** 7
+    g = 0.5 * (1 - np.sqrt(c_mean7 / (c_mean7 + 25.0 ** 7)))
+    a1, a2 = a1 * (1 + g), a2 * (1 + g)
+    c1, c2 = np.hypot(a1, b1), np.hypot(a2, b2)
+    h1, h2 = np.degrees(np.arctan2(b1, a1)) % 360, np.degrees(np.arctan2(b2, a2)) % 360
+    chroma = c1 * c2 != 0  # a grey colour has no hue: its hue terms are 0
+    dh = np.where(h2 - h1 > 180, h2 - h1 - 360, np.where(h2 - h1 < -180, h2 - h1 + 360, h2 - h1))
+    dH = np.where(chroma, 2 * np.sqrt(c1 * c2) * np.sin(np.radians(dh) / 2), 0.0)
+    h_sum = h1 + h2
+    h_mean = np.where(np.abs(h1 - h2) <= 180, h_sum / 2, np.where(h_sum < 360, (h_sum + 360) / 2, (h_sum - 360) / 2))
+    h_mean = np.where(chroma, h_mean, h_sum)
+    t = (1 - 0.17 * np.cos(np.radians(h_mean - 30)) + 0.24 * np.cos(np.radians(2 * h_mean))
+         + 0.32 * np.cos(np.radians(3 * h_mean + 6)) - 0.20 * np.cos(np.radians(4 * h_mean - 63)))
+    l_mean, c_mean = (L1 + L2) / 2, (c1 + c2) / 2
+    s_l = 1 + 0.015 * (l_mean - 50) ** 2 / np.sqrt(20 + (l_mean - 50) ** 2)
+    s_c, s_h = 1 + 0.045 * c_mean, 1 + 0.015 * c_mean * t
+    rotation = -np.sin(np.radians(60 * np.exp(-(((h_mean - 275) / 25) ** 2)))) * 2 * np.sqrt(
+        c_mean ** 7 / (c_mean ** 7 + 25.0 ** 7))
+    dl, dc, dh_ = (L2 - L1) / s_l, (c2 - c1) / s_c, dH / s_h
+    return np.sqrt(np.maximum(dl ** 2 + dc ** 2 + dh_ ** 2 + rotation * dc * dh_, 0.0))
+
+
+def ciede2000_uint8(a: np.ndarray, ref: np.ndarray, match_brightness: bool = True) -> float:
+    """Mean CIEDE2000 of `a` against the reference, uint8 RGB (H, W, 3) arrays: colour fidelity against the real
+    well-exposed frame. match_brightness (the default, the protocol's): `a` is first scaled by
+    mean(ref) / mean(a) and clipped, so that an exposure error counts in PSNR, not here twice."""
+    _check_uint8_pair(a, ref, "ciede2000")
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"ciede2000: needs RGB images (H, W, 3), got shape {a.shape}")
+    x, y = a.astype(np.float64) / 255.0, ref.astype(np.float64) / 255.0
+    if match_brightness:
+        x = np.clip(x * (y.mean() / max(x.mean(), 1e-6)), 0.0, 1.0)
+    return float(ciede2000(srgb_to_lab(x), srgb_to_lab(y)).mean())
+
 # ---------------------------------------------------------------- no-reference checks of an enhanced photo
 # Compared with the photo's own input, on 16 x 16 block means (noise averaged out), over the blocks where the
 # input is not black (r + g + b of the block mean > 0.03). A pure gain keeps colour shift 0 and saturation

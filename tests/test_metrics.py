@@ -175,3 +175,43 @@ def test_flat_noise_measures_added_noise_relative_to_brightness():
         noisy = np.clip(np.round(clean + rng.normal(0, sigma, (256, 256, 1))), 0, 255).astype(np.uint8)
         assert flat_noise(noisy) == pytest.approx(100 * sigma / 128, rel=0.15)
     assert flat_noise(clean.astype(np.uint8)) == pytest.approx(0.0, abs=1e-9)
+
+
+# ---------------------------------------------------------------- CIEDE2000 against the reference
+
+def test_lab_conversion_matches_skimage(images):
+    from skimage.color import rgb2lab
+
+    from lowlight_core.metrics import srgb_to_lab
+
+    rgb = images[0][::4, ::4] / 255.0
+    np.testing.assert_allclose(srgb_to_lab(rgb), rgb2lab(rgb), atol=1e-3)  # skimage rounds the Lab constants
+
+
+def test_ciede2000_matches_skimage_and_the_published_pair():
+    from skimage.color import deltaE_ciede2000
+
+    from lowlight_core.metrics import ciede2000
+
+    rng = np.random.default_rng(3)
+    lab1 = np.stack([rng.uniform(0, 100, 5000), rng.uniform(-90, 90, 5000), rng.uniform(-90, 90, 5000)], -1)
+    lab2 = lab1 + rng.normal(0, 8, lab1.shape)
+    lab2[:50, 1:] = 0  # greys: no hue
+    np.testing.assert_allclose(ciede2000(lab1, lab2), deltaE_ciede2000(lab1, lab2), atol=1e-8)
+    # Sharma, Wu and Dalal (2005), test pair 1
+    assert ciede2000(np.array([50.0, 2.6772, -79.7751]), np.array([50.0, 0.0, -82.7485])) == pytest.approx(2.0425,
+                                                                                                        abs=1e-4)
+
+
+def test_ciede2000_uint8_ignores_exposure_but_sees_a_cast(images):
+    from lowlight_core.metrics import ciede2000_uint8
+
+    clean = images[0]
+    assert ciede2000_uint8(clean, clean) == 0.0
+    darker = np.round(clean * 0.5).astype(np.uint8)  # the same colours at half the brightness
+    cast = np.clip(clean * np.array([1.0, 0.85, 0.7]), 0, 255).round().astype(np.uint8)  # a warm cast
+    assert ciede2000_uint8(darker, clean) < 1.0
+    assert ciede2000_uint8(darker, clean, match_brightness=False) > 10.0
+    assert ciede2000_uint8(cast, clean) > 5 * ciede2000_uint8(darker, clean)
+    with pytest.raises(ValueError, match="RGB"):
+        ciede2000_uint8(clean[..., 0], clean[..., 0])
