@@ -19,7 +19,7 @@ onnx = pytest.importorskip("onnx")
 onnx_export = pytest.importorskip("lowlight_core.onnx_export")
 
 EXPORTED = ["zero_dce", "zero_dce_pp", "dln", "iqe_dcgan", "enlightengan"]
-SHAPES = [(1, 3, 37, 53), (2, 3, 61, 19), (1, 3, 5, 7), (1, 3, 203, 151)]
+SHAPES = [(1, 3, 37, 53), (2, 3, 61, 19), (1, 3, 5, 7), (1, 3, 203, 151), (1, 3, 17, 1), (1, 3, 1, 1)]
 MAX_ERR, MEAN_ERR = 2 / 255, 0.5 / 255
 
 
@@ -120,7 +120,8 @@ def test_missing_extra_names_it(monkeypatch, tmp_path, capsys):
     assert "[onnx] extra" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("size", [(1, 1), (8, 8), (9, 4), (37, 53), (642, 3424), (1245, 3984), (480, 640)])
+@pytest.mark.parametrize("size", [(1, 1), (8, 8), (9, 4), (17, 1), (30, 2), (2, 30), (37, 53), (642, 3424),
+                                  (1245, 3984), (480, 640)])
 def test_thumbnail_matrices_equal_the_photo_thumbnail(size):
     """The in-graph thumbnail (two weight matrices) is the photo path's block means + antialiased resize."""
     h, w = size
