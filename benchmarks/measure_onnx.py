@@ -1,7 +1,7 @@
 """ONNX Runtime (CPU) vs the torch path (lowlight_core.enhance, native kernels) on one 2 MP float photo, every
 exported model: one warm-up and one timed run each, on all the machine's cores.
 
-    LOWLIGHT_BACKEND=native .venv/bin/python benchmarks/measure_onnx.py [--onnx-dir DIR]
+    LOWLIGHT_BACKEND=native .venv/bin/python benchmarks/measure_onnx.py [--onnx-dir DIR] [MODEL ...]
 
 --onnx-dir: reuse the DIR/<model>.onnx files there (missing ones are exported into it); default a temporary
 folder. Prints a Markdown table (the section of benchmarks/RESULTS.md)."""
@@ -26,6 +26,7 @@ SHAPE = (1, 3, 1224, 1632)  # 2.0 MP
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--onnx-dir", type=pathlib.Path, default=None)
+    parser.add_argument("models", nargs="*", default=MODELS, metavar="MODEL", help="default: every exported model")
     args = parser.parse_args()
     import onnxruntime as ort
 
@@ -37,7 +38,7 @@ def main() -> None:
           f"{os.cpu_count()} cores, input {SHAPE[2]} x {SHAPE[3]} float32\n")
     print("| model | torch (s) | ONNX Runtime (s) | ORT / torch | max diff (/255) |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    for name in MODELS:
+    for name in args.models:
         path = folder / f"{name}.onnx"
         if not path.is_file():
             export_onnx(name, path)
