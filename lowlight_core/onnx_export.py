@@ -110,7 +110,7 @@ class CurveMaps(nn.Module):
 
     def forward(self, image: torch.Tensor, exposure: torch.Tensor):
         x = image.clamp(0, 1)
-        t = thumbnail(x, self.limit, self._oversample) if self.limit is not None else x
+        t = thumbnail(x, self.limit, self._oversample)
         inp = torch.cat([t, _plane(t, exposure)], 1) if self.net.config["e_conditioned"] else t
         alpha = self._forward(self.net.convs, inp)
         base = x
