@@ -6,6 +6,7 @@
     lowlight models
     lowlight train RECIPE ...          (python -m training: writes only under its run folder)
     lowlight export RUN                (the one step that replaces shipped weights; keeps a backup)
+    lowlight onnx MODEL -o FILE.onnx [--weights FILE]   (needs the [onnx] extra)
 
 Each subcommand is an entry of SUBCOMMANDS (name -> help, argument builder, runner); `train` is added there.
 Exit codes: 0 all done, 1 some file failed (the others were still processed), 2 bad arguments or setup.
@@ -465,6 +466,23 @@ def _export_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _onnx_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help="a registered model (`lowlight models`)")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.onnx", help="the ONNX file to write")
+    p.add_argument("--weights", type=Path, default=None, help="a weights file instead of the shipped one")
+
+
+def _onnx_run(args: argparse.Namespace) -> int:
+    try:
+        from .onnx_export import export_onnx
+
+        path = export_onnx(args.model, args.output, weights=args.weights)
+    except (ImportError, ValueError, FileNotFoundError) as e:
+        raise SetupError(str(e)) from None
+    print(f"wrote {path}")
+    return 0
+
+
 # ---------------------------------------------------------------- dispatch
 
 @dataclass(frozen=True)
@@ -482,6 +500,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                         _train_arguments, _train_run),
     "export": Subcommand("replace the shipped weights, card and figure of a model with a training run's "
                          "(the old files are kept in lowlight_core/weights/backup/)", _export_arguments, _export_run),
+    "onnx": Subcommand("export a model to one ONNX file (inputs image, exposure, iterations; output enhanced; "
+                       "needs the [onnx] extra)", _onnx_arguments, _onnx_run),
 }
 
 

@@ -69,6 +69,8 @@ class _Job:
     source: tuple
     started: float
     canvas: tuple | None = None  # (rows, cols) of device pixels of the viewer's canvas
+    levels: list | None = None   # a multiscale layer's levels (finest first): Apply enhances them all
+    full_shape: tuple | None = None  # the finest level's shape when `data` is a coarser level (the preview's)
 
 
 class LowlightWidget(QWidget):
@@ -79,11 +81,12 @@ class LowlightWidget(QWidget):
 
     def __init__(self, napari_viewer):
         super().__init__()
-        from . import _compute  # torch and the models load here, not when napari starts
+        from . import _compute, _large  # torch and the models load here, not when napari starts
         from lowlight_core.models import registry
 
         self.viewer = napari_viewer
         self._compute = _compute
+        self._large = _large
         self._registry = registry
         self.enhancer = _compute.Enhancer()
         self.dropped_results = 0     # stale results thrown away (tests read it)
@@ -349,17 +352,24 @@ class LowlightWidget(QWidget):
         settings = self.settings()
         if not self._weights_ready(settings.model, notify):
             return None
+        uid, canvas = layer.unique_id, self.canvas_shape()
+        source = (uid, self._versions.get(uid, 0))
+        data, levels, full_shape = layer.data, None, None
         try:
-            if layer.multiscale:
-                raise ValueError("multiscale layers are not supported; add the full-resolution level as a layer")
-            self._compute.check_layer(layer.data.shape, layer.data.dtype, layer.rgb)
             plane = self._plane(layer)
+            if layer.multiscale:  # preview the level that fits the canvas; Apply enhances every level
+                levels, full_shape = list(layer.data), tuple(layer.data[0].shape)
+                level = self._large.preview_level([a.shape for a in levels], layer.rgb, canvas)
+                data = levels[level]
+                plane = self._large.level_plane(plane, full_shape, data.shape, layer.rgb)
+                source += (level,)  # the preview cache must tell the levels apart
+            for a in levels or [data]:
+                self._compute.check_layer(a.shape, a.dtype, layer.rgb)
         except Exception as e:  # a notification, never an exception in the Qt event loop
             self._fail(f"cannot enhance layer {layer.name!r}: {e}")
             return None
-        uid = layer.unique_id
-        return _Job(self._generation, layer.name, layer.data, bool(layer.rgb), plane, settings,
-                    (uid, self._versions.get(uid, 0)), time.perf_counter(), self.canvas_shape())
+        return _Job(self._generation, layer.name, data, bool(layer.rgb), plane, settings, source,
+                    time.perf_counter(), canvas, levels, full_shape)
 
     def _start_preview(self) -> None:
         if self.closed:
@@ -407,7 +417,10 @@ class LowlightWidget(QWidget):
         self._pending = False
         self._timer.stop()
         planes = len(self._compute.plane_indices(job.data.shape, job.rgb))
-        worker = create_worker(self._compute.apply_job, self.enhancer, job.data, job.rgb, job.settings)
+        if job.levels is not None:
+            worker = create_worker(self._large.apply_levels, job.levels, job.rgb, job.settings)
+        else:
+            worker = create_worker(self._compute.apply_job, self.enhancer, job.data, job.rgb, job.settings)
         self._apply_job, self._apply_done = job, 0
         worker.yielded.connect(self._on_apply_progress)
         worker.returned.connect(lambda result: self._on_apply_result(job, result))
@@ -444,7 +457,7 @@ class LowlightWidget(QWidget):
             return
         self._show(job, result, plane=None)
         self._applied = (job.source, job.settings)
-        total = len(self._compute.plane_indices(result.shape, job.rgb))
+        total = len(self._compute.plane_indices(job.data.shape, job.rgb))
         show_info(f"{job.layer_name}: {total} plane{'s' if total > 1 else ''} enhanced with {job.settings.model} "
                   f"at full resolution in {self.last_elapsed:.1f} s")
 
@@ -473,12 +486,14 @@ class LowlightWidget(QWidget):
         name = job.layer_name + OUTPUT_SUFFIX
         mark = str(layer.unique_id)
         out = next((o for o in self._image_layers() if o.metadata.get(OUTPUT_MARK) == mark), None)
-        if out is not None and (out.rgb != job.rgb or out.multiscale):
+        multiscale = isinstance(result, list)  # Apply of a multiscale layer: every level
+        if out is not None and (out.rgb != job.rgb or out.multiscale != multiscale):
             self.viewer.layers.remove(out)
             out = None
         leading = self._compute.stack_shape(job.data.shape, job.rgb)
-        full_hw = tuple(job.data.shape[len(leading):][:2])
-        preview_hw = tuple(result.shape[len(result.shape) - self._compute.plane_axes(job.rgb):][:2])
+        full_hw = self._large.plane_hw(job.full_shape or job.data.shape, job.rgb)
+        finest = result[0] if multiscale else result
+        preview_hw = self._large.plane_hw(finest.shape, job.rgb)
         scale, translate = np.asarray(layer.scale), np.asarray(layer.translate)
         if preview_hw != full_hw:  # a reduced preview: lay it over the layer's extent
             scale, translate = self._compute.preview_geometry(scale, translate, full_hw, preview_hw)
@@ -493,10 +508,10 @@ class LowlightWidget(QWidget):
             result = data
         if out is None:
             kwargs = {} if job.rgb else {"colormap": layer.colormap.name}
-            limits = _DTYPE_RANGE.get(result.dtype, (0.0, 1.0))
+            limits = _DTYPE_RANGE.get(finest.dtype, (0.0, 1.0))
             out = self.viewer.add_image(result, name=name, rgb=job.rgb, contrast_limits=limits,  # a taken name
                                         scale=scale, translate=translate,  # gets " [1]" from napari
-                                        metadata={OUTPUT_MARK: mark}, **kwargs)
+                                        metadata={OUTPUT_MARK: mark}, multiscale=multiscale, **kwargs)
         else:
             if out.data is result:
                 out.refresh()

@@ -135,7 +135,8 @@ def test_manifest_validates_with_npe2():
     assert run.returncode == 0, run.stdout + run.stderr
     manifest = npe2.PluginManifest.from_file(MANIFEST)
     assert manifest.name == PLUGIN_NAME == "napari-lowlight"  # npe2 requires the distribution's name
-    assert [w.display_name for w in manifest.contributions.widgets] == [WIDGET_NAME]
+    assert [w.display_name for w in manifest.contributions.widgets] == [WIDGET_NAME, "Enhance (function)",
+                                                                      "Enhance layer (function)"]
     assert [s.display_name for s in manifest.contributions.sample_data] == [SAMPLE_NAME]
 
 

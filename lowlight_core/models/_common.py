@@ -1,8 +1,6 @@
 """Helpers shared by the model modules: input checks, the exposure plane, luminance, receptive radii."""
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -107,8 +105,10 @@ def init_normal_(model: nn.Module, std: float = 0.02) -> None:
 
 
 def fit_long_side(h: int, w: int, limit: int | None) -> tuple[int, int]:
-    """(h, w) scaled down, aspect kept, so that max(h, w) <= limit; unchanged if already small enough."""
-    if limit is None or max(h, w) <= limit:
+    """(h, w) scaled down, aspect kept, so that max(h, w) <= limit; unchanged if already small enough.
+    Each side is side * limit / long side rounded half up in integer arithmetic (exact: the ONNX export computes
+    the same sizes from symbolic ones, lowlight_core.onnx_export)."""
+    long_side = max(h, w)
+    if limit is None or long_side <= limit:
         return h, w
-    s = limit / max(h, w)
-    return max(1, min(limit, math.floor(h * s + 0.5))), max(1, min(limit, math.floor(w * s + 0.5)))
+    return tuple(max(1, min(limit, (2 * limit * n + long_side) // (2 * long_side))) for n in (h, w))

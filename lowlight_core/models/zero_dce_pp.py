@@ -24,6 +24,15 @@ WIDTH = 32
 THUMBNAIL_OVERSAMPLE = 8
 
 
+def resize_antialiased(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """F.interpolate(bilinear, align_corners=False, antialias=True) of x to size. An output one pixel wide is
+    resized transposed: torch's antialiased kernel gives every row the first row's value then (seen with torch
+    2.13 on the CPU, e.g. 17 x 1 -> 8 x 1), while 1 x 17 -> 1 x 8 is right."""
+    if size[1] == 1 and size[0] > 1:
+        return resize_antialiased(x.transpose(2, 3), (size[1], size[0])).transpose(2, 3)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
 def photo_thumbnail(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """float32 (B, 3, h, w) in [0, 1] of an image in its own dtype and layout (ops.photo_curve's input), close
     to F.interpolate(bilinear, antialias=True) of its float RGB copy, without making that copy: gray is
@@ -35,7 +44,7 @@ def photo_thumbnail(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     scale = reference.PHOTO_SCALE.get(image.dtype)
     x = x / scale if scale else x.clamp(0, 1)
     if mid != (h, w):
-        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+        x = resize_antialiased(x, (h, w))
     return x.expand(-1, 3, -1, -1) if color == 1 else x
 
 
@@ -80,7 +89,7 @@ class ZeroDCEPP(CurveEstimator):
         check_rgb(x, "ZeroDCEPP")
         h, w = fit_long_side(x.shape[2], x.shape[3], self.config["estimate_size"])
         if (h, w) != tuple(x.shape[2:]):
-            x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+            x = resize_antialiased(x, (h, w))
         inp = torch.cat([x, exposure_plane(x, exposure)], 1) if self.config["e_conditioned"] else x
         return symmetric_forward(self.convs, inp)
 
