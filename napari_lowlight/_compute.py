@@ -22,13 +22,14 @@ from lowlight_core.controls import DEFAULT_MODEL, DENOISE_DEFAULT, EXPOSURE_DEFA
 from lowlight_core.frames import NUMPY_DTYPES
 from lowlight_core.inference import check_controls, resolve_device
 from lowlight_core.models import registry
+from lowlight_core.models.base import DEFAULT_TILE
 from lowlight_core.plan import Engine
 
 DTYPES = tuple(np.dtype(t) for t in NUMPY_DTYPES)
 CACHE_BYTES = 1 << 30  # curve maps, noise models and downscaled planes of recently previewed planes
 # Core tile of previews (Apply runs the model's own, as enhance does): a preview is at most the canvas, and
-# one 512-pixel tile is fewer calls than the four of Zero-DCE's 256.
-PREVIEW_TILE = 512
+# one DEFAULT_TILE (512) tile is fewer calls than the four of Zero-DCE's 256.
+PREVIEW_TILE = DEFAULT_TILE
 # Previews of heavy models (full-resolution networks, image-to-image networks; see is_heavy) run on the plane
 # downscaled to what the canvas shows (the plane fit into the canvas), and smaller still when the model's
 # measured cost would make one preview take longer than PREVIEW_SECONDS; Apply runs the full resolution.
