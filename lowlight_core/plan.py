@@ -92,6 +92,10 @@ class Engine:
         frames = image if isinstance(image, Frames) else to_frames(image)
         return Plan(self, frames, float(exposure), tile)
 
+    def check_curve_maps(self) -> None:
+        if not self.contract.curve_maps:
+            raise TypeError(f"model {self.name!r} declares no curve maps (its contract: {self.contract})")
+
     def check_finite(self, t: torch.Tensor, what: str) -> None:
         if not torch.isfinite(t).all():
             raise ValueError(f"model {self.name!r} produced NaN or Inf {what}")
@@ -118,6 +122,7 @@ class Plan:
         """The curve maps of the whole image (curve models only): from the thumbnail of the integer image for
         photo-estimate models, else estimated window by window and assembled (full resolution)."""
         e = self.engine
+        e.check_curve_maps()
         if e.whole:  # read from the thumbnail, for the whole batch at once
             with torch.no_grad():
                 alpha = e.model.estimate_alpha_photo(self.frames.pixels.to(e.device), exposure=self.exposure)
@@ -136,6 +141,7 @@ class Plan:
     def apply_curve(self, maps: torch.Tensor, iterations: int) -> None:
         """The curve with these maps (curve_maps()) on the whole image, into `out`."""
         e = self.engine
+        e.check_curve_maps()
         if e.photo:  # one pass from and to the image's own dtype and layout: no full-size float copy
             with torch.no_grad():
                 self.out = e.model.photo_curve(self.frames.pixels.to(e.device), maps, int(iterations))

@@ -140,6 +140,8 @@ def test_tiled_curve_maps_equal_untiled(heavy_weights):
     plan = engine.plan(plane, 0.6, tile=16)
     assert len(plan.windows) == 3 * 4
     torch.testing.assert_close(plan.curve_maps(), whole, rtol=1e-5, atol=1e-6)
+    with pytest.raises(TypeError, match="'gamma' declares no curve maps"):
+        Engine("gamma", torch.device("cpu")).plan(plane, 0.6).curve_maps()
 
 
 def test_a_float_layer_out_of_range_is_refused_by_the_core_check():
