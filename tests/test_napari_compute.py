@@ -12,8 +12,8 @@ from lowlight_core.inference import enhance
 from lowlight_core.models import registry
 from lowlight_core.plan import Engine
 from napari_lowlight import _compute
-from napari_support import (SMALL_CONFIGS, dark_rgb, empty_weights_dir, heavy_weights,  # noqa: F401
-                            noisy_dark_rgb, weights_dir)
+from napari_support import (dark_rgb, empty_weights_dir, heavy_weights, noisy_dark_rgb,  # noqa: F401
+                            weights_dir)
 
 pytestmark = pytest.mark.usefixtures("empty_weights_dir")  # tests choose their weights
 

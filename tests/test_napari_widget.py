@@ -84,6 +84,28 @@ def output(viewer, name):
     return viewer.layers[name + " enhanced"]
 
 
+def sweep(qtbot, widget, viewer, slider, values, expected) -> list:
+    """Moves a slider through values; each output of the layer "img" must be expected(value) within one
+    level. Returns the output's mean at each value."""
+    means = []
+    for value in values:
+        slider.setValue(value)
+        settle(qtbot, widget)
+        out = output(viewer, "img").data
+        means.append(out.mean())
+        assert np.abs(out.astype(int) - expected(value)).max() <= 1, value
+    return means
+
+
+def gamma_on_rgb_stack_without_preview(viewer, make_widget, qtbot, stack):
+    """A widget on the RGB layer "rgbstack" holding stack, gamma picked, the live preview off."""
+    viewer.add_image(stack, name="rgbstack", rgb=True)
+    widget = make_widget()
+    pick_model(qtbot, widget, "gamma")
+    widget.live.setChecked(False)
+    return widget
+
+
 def pick_model(qtbot, widget, name):
     widget.model_combo.setCurrentIndex(widget.model_combo.findData(name))
     settle(qtbot, widget)
@@ -165,14 +187,8 @@ def test_exposure_slider_brightens_with_gamma(viewer, make_widget, qtbot):
     viewer.add_image(image, name="img")
     widget = make_widget()
     pick_model(qtbot, widget, "gamma")
-    means = []
-    for e in (0.4, 0.6, 0.8):
-        widget.exposure.setValue(e)
-        settle(qtbot, widget)
-        out = output(viewer, "img").data
-        means.append(out.mean())
-        expected = enhance(image, "gamma", exposure=e, device="cpu")
-        assert np.abs(out.astype(int) - expected).max() <= 1
+    means = sweep(qtbot, widget, viewer, widget.exposure, (0.4, 0.6, 0.8),
+                  lambda e: enhance(image, "gamma", exposure=e, device="cpu"))
     assert means[0] + 10 < means[1] < means[2] - 10, means
 
 
@@ -192,22 +208,12 @@ def test_curve_model_sliders_iterations_reuse_cached_alpha(viewer, make_widget, 
     widget.exposure.setValue(0.8)
     settle(qtbot, widget)
     estimates = widget.enhancer.alpha_estimates
-    means = []
-    for n in (2, 5, 12):
-        widget.iterations.setValue(n)
-        settle(qtbot, widget)
-        out = output(viewer, "img").data
-        means.append(out.mean())
-        assert np.abs(out - expected(n, 0.8)).max() <= 1
+    means = sweep(qtbot, widget, viewer, widget.iterations, (2, 5, 12), lambda n: expected(n, 0.8))
     assert widget.enhancer.alpha_estimates == estimates  # iterations only re-ran the curve
     assert means[0] < means[1] < means[2], means
 
-    means = []
-    for e in (0.4, 0.7, 0.9):  # none of them computed before
-        widget.exposure.setValue(e)
-        settle(qtbot, widget)
-        means.append(output(viewer, "img").data.mean())
-        assert np.abs(output(viewer, "img").data - expected(12, e)).max() <= 1
+    # exposures none of them computed before
+    means = sweep(qtbot, widget, viewer, widget.exposure, (0.4, 0.7, 0.9), lambda e: expected(12, e))
     assert widget.enhancer.alpha_estimates == estimates + 3
     assert means[0] < means[1] < means[2], means
 
@@ -289,10 +295,7 @@ def test_stack_previews_the_current_plane_and_applies_to_all(viewer, make_widget
 
 def test_rgb_stack_apply_without_live_preview(viewer, make_widget, qtbot):
     stack = np.stack([dark_rgb(24, 28, seed=i) for i in range(3)])
-    viewer.add_image(stack, name="rgbstack", rgb=True)
-    widget = make_widget()
-    pick_model(qtbot, widget, "gamma")
-    widget.live.setChecked(False)
+    widget = gamma_on_rgb_stack_without_preview(viewer, make_widget, qtbot, stack)
     widget.exposure.setValue(0.8)
     settle(qtbot, widget)
     before = output(viewer, "rgbstack").data.copy()
@@ -652,10 +655,7 @@ def test_denoise_slider_and_auto_are_live(viewer, make_widget, weights_dir, qtbo
 
 def test_apply_on_a_stack_honours_denoise(viewer, make_widget, qtbot):
     stack = np.stack([noisy_dark_rgb(48, 64, seed=i) for i in range(3)])  # enough 8 x 8 blocks to measure noise
-    viewer.add_image(stack, name="rgbstack", rgb=True)
-    widget = make_widget()
-    pick_model(qtbot, widget, "gamma")
-    widget.live.setChecked(False)
+    widget = gamma_on_rgb_stack_without_preview(viewer, make_widget, qtbot, stack)
     widget.denoise.setValue(0.6)
     settle(qtbot, widget)
     widget.apply_button.click()
