@@ -383,6 +383,12 @@ DECLARED = {
 }
 
 
+def test_the_default_model_is_registered_and_shipped():
+    from lowlight_core.controls import DEFAULT_MODEL
+
+    assert registry.get_model_info(DEFAULT_MODEL).weights and registry.weights_path(DEFAULT_MODEL).is_file()
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_every_registered_model_declares_the_contract_and_the_registry_carries_it(name):
     info = registry.get_model_info(name)
