@@ -86,7 +86,9 @@ def _reason(path: Path, e: Exception) -> str:
 def _enhance_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder (created if needed)")
-    p.add_argument("--model", default="zero_dce_pp", help="model name (see `lowlight models`; default zero_dce_pp)")
+    from .controls import DEFAULT_MODEL
+
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (see `lowlight models`; default {DEFAULT_MODEL})")
     p.add_argument("--weights", type=Path, help="weights file to use instead of the shipped one")
     _add_model_arguments(p)
     p.add_argument("--suffix", default="", help="appended to each output file name before the extension")

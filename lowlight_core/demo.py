@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lowlight_core.controls import EXPOSURE_DEFAULT
+from lowlight_core.controls import DEFAULT_MODEL, EXPOSURE_DEFAULT
 
 SAMPLE = Path(__file__).parent / "data" / "sample_dark.png"
 
@@ -18,7 +18,7 @@ SAMPLE = Path(__file__).parent / "data" / "sample_dark.png"
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
-    parser.add_argument("--model", default="zero_dce_pp")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--exposure", type=float, default=EXPOSURE_DEFAULT)
     args = parser.parse_args(argv)
 

@@ -18,17 +18,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lowlight_core.controls import DENOISE_DEFAULT, EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
-from lowlight_core.inference import (FLOAT_TOLERANCE, check_controls, default_tile, denoise_like, input_noise,
-                                     resolve_device)
-from lowlight_core.inference import enhance as enhance_tensor
-from lowlight_core.inference import inference_model
+from lowlight_core.controls import DEFAULT_MODEL, DENOISE_DEFAULT, EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
+from lowlight_core.frames import NUMPY_DTYPES
+from lowlight_core.inference import check_controls, resolve_device
 from lowlight_core.models import registry
+from lowlight_core.models.base import DEFAULT_TILE
+from lowlight_core.plan import Engine
 
-DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.float16, np.float32, np.float64))
-_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
-CACHE_BYTES = 1 << 30  # inputs and curve maps of recently previewed planes
-ALPHA_TILE = 512       # tile size for estimating full-resolution curve maps (Zero-DCE) in bounded memory
+DTYPES = tuple(np.dtype(t) for t in NUMPY_DTYPES)
+CACHE_BYTES = 1 << 30  # curve maps, noise models and downscaled planes of recently previewed planes
+# Core tile of previews (Apply runs the model's own, as enhance does): a preview is at most the canvas, and
+# one DEFAULT_TILE (512) tile is fewer calls than the four of Zero-DCE's 256.
+PREVIEW_TILE = DEFAULT_TILE
 # Previews of heavy models (full-resolution networks, image-to-image networks; see is_heavy) run on the plane
 # downscaled to what the canvas shows (the plane fit into the canvas), and smaller still when the model's
 # measured cost would make one preview take longer than PREVIEW_SECONDS; Apply runs the full resolution.
@@ -40,7 +41,7 @@ PROBE_SIDE = 256         # long side of a model's first preview, before its cost
 @dataclass(frozen=True)
 class Settings:
     """What to run: a registered model, its controls, the device, optionally a weights file."""
-    model: str = "zero_dce_pp"
+    model: str = DEFAULT_MODEL
     iterations: int = ITERATIONS_DEFAULT
     exposure: float = EXPOSURE_DEFAULT
     denoise: float | str = DENOISE_DEFAULT  # 0 (off), a strength in [0, 1] or "auto"
@@ -102,104 +103,16 @@ def plane_at(data_coords, shape, rgb: bool) -> tuple[int, ...]:
     return tuple(int(min(max(round(float(c)), 0), n - 1)) for c, n in zip(coords, leading))
 
 
-# ---------------------------------------------------------------- planes <-> tensors
-
-def to_tensor(plane: np.ndarray, rgb: bool, device) -> torch.Tensor:
-    """A layer plane -> contiguous float32 (1, 3, H, W) in [0, 1] on device (gray replicated to RGB)."""
-    if plane.dtype not in DTYPES:
-        raise TypeError(f"unsupported layer dtype {plane.dtype}: use uint8, uint16 or float in [0, 1]")
-    t = torch.from_numpy(plane if plane.flags.writeable else plane.copy())  # torch warns on read-only arrays
-    t = t[..., :3].permute(2, 0, 1) if rgb else t[None]
-    t = t.to(device).to(torch.float32)  # move first: uint8 crosses the bus in a quarter of the bytes
-    scale = _SCALE.get(plane.dtype)
-    if scale:
-        t = t / scale
-    else:
-        if not bool(torch.isfinite(t).all()):
-            raise ValueError("the layer contains NaN or Inf values")
-        lo, hi = (float(v) for v in torch.aminmax(t))
-        if lo < -FLOAT_TOLERANCE or hi > 1 + FLOAT_TOLERANCE:
-            raise ValueError(f"float layers must hold values in [0, 1] (found {lo:.4g} to {hi:.4g}); "
-                             "rescale the layer first")
-        t = t.clamp(0, 1)
-    return t.expand(3, -1, -1).contiguous()[None]
-
-
-def to_plane(y: torch.Tensor, like: np.ndarray, rgb: bool) -> np.ndarray:
-    """An enhanced (1, 3, H, W) float tensor -> an array shaped and typed as `like` (alpha copied from it).
-
-    Gray planes get the mean of the three channels; integers are rounded to nearest (ties to even).
-    `y` is a fresh result and is overwritten (in place saves a full-size temporary on every preview).
-    """
-    out = np.empty(like.shape, like.dtype)
-    y = y[0].permute(1, 2, 0) if rgb else y[0].mean(0)
-    scale = _SCALE.get(like.dtype)
-    y = y.mul_(scale).round_().clamp_(0, scale) if scale else y.clamp_(0, 1)
-    dst = torch.from_numpy(out)
-    (dst[..., :3] if rgb else dst).copy_(y)
-    if rgb and like.shape[-1] == 4:
-        out[..., 3] = like[..., 3]
-    return out
-
-
-def to_pixels(plane: np.ndarray, rgb: bool, device) -> torch.Tensor:
-    """A layer plane as a (1, C, H, W) tensor in its own dtype on device: a view of the plane's memory on the
-    CPU (an RGB(A) plane is a channels_last view), for net.photo_curve. Float planes are checked like
-    to_tensor checks them."""
-    if plane.dtype not in DTYPES:
-        raise TypeError(f"unsupported layer dtype {plane.dtype}: use uint8, uint16 or float in [0, 1]")
-    t = torch.from_numpy(plane if plane.flags.writeable else plane.copy())
-    t = (t.permute(2, 0, 1) if rgb else t[None])[None].to(device)
-    if plane.dtype.kind == "f":
-        if not bool(torch.isfinite(t).all()):
-            raise ValueError("the layer contains NaN or Inf values")
-        lo, hi = (float(v) for v in torch.aminmax(t))
-        if lo < -FLOAT_TOLERANCE or hi > 1 + FLOAT_TOLERANCE:
-            raise ValueError(f"float layers must hold values in [0, 1] (found {lo:.4g} to {hi:.4g}); "
-                             "rescale the layer first")
-    return t
-
-
-def from_pixels(y: torch.Tensor, rgb: bool) -> np.ndarray:
-    """net.photo_curve's (1, C, H, W) result as a layer plane (no copy when it lies as one)."""
-    y = y[0].permute(1, 2, 0) if rgb else y[0, 0]
-    return np.ascontiguousarray(y.cpu().numpy())
-
-
-def estimate_alpha(net, x: torch.Tensor, exposure: float, tile: int = ALPHA_TILE) -> torch.Tensor:
-    """net.estimate_alpha(x, exposure); full-resolution estimators (receptive_radius > 0) run in tiles with a
-    halo of the receptive radius, which gives the untiled maps (zero padding only at the image border).
-    tile=0: never tile."""
-    radius = int(getattr(net, "receptive_radius", 0))
-    H, W = x.shape[2:]
-    if getattr(net, "channels_last_inputs", False):  # inference_model's copy: channels_last in, contiguous out
-        def estimate(x, exposure, estimate=net.estimate_alpha):
-            return estimate(x.contiguous(memory_format=torch.channels_last), exposure).contiguous()
-    else:
-        estimate = net.estimate_alpha
-    if radius == 0 or tile == 0 or max(H, W) <= tile:
-        return estimate(x, exposure)
-    alpha = None
-    for y0, x0 in itertools.product(range(0, H, tile), range(0, W, tile)):
-        y1, x1 = min(y0 + tile, H), min(x0 + tile, W)
-        iy0, ix0 = max(0, y0 - radius), max(0, x0 - radius)
-        a = estimate(x[:, :, iy0:min(H, y1 + radius), ix0:min(W, x1 + radius)], exposure)
-        if alpha is None:
-            alpha = a.new_empty((x.shape[0], a.shape[1], H, W))
-        alpha[:, :, y0:y1, x0:x1] = a[:, :, y0 - iy0:y1 - iy0, x0 - ix0:x1 - ix0]
-    return alpha
-
-
 # ---------------------------------------------------------------- reduced-resolution previews
 
-def is_heavy(info, net) -> bool:
+def is_heavy(engine: Engine) -> bool:
     """Whether a preview of this model runs at reduced resolution: every model but the curve models with a
     low-resolution estimate (Zero-DCE++: maps estimated on block means, one fused pass over the plane in its own
     dtype, 87 ms for 12 MP, and exact at full resolution). The networks that run on every pixel (image-to-image
     networks, Zero-DCE's full-resolution maps, which depend on the resolution they are estimated at, so maps
     estimated on a preview would not give the full-resolution result) take seconds per megapixel; gamma and CLAHE
     run in float on the whole plane (1-4 s for 12 MP)."""
-    return not (info.kind == "curve" and hasattr(net, "estimate_alpha_photo"))
+    return not engine.whole
 
 
 def preview_shape(height: int, width: int, canvas=None, max_pixels=None) -> tuple[int, int]:
@@ -240,8 +153,7 @@ def downscale_plane(plane: np.ndarray, rgb: bool, shape) -> np.ndarray:
     if small is None:
         small = torch.nn.functional.interpolate(t.float(), size=(h, w), mode="bilinear", antialias=True,
                                                 align_corners=False)
-        scale = _SCALE.get(plane.dtype)
-        small = small.round_().clamp_(0, scale) if scale else small.clamp_(0, 1)
+        small = small.round_().clamp_(0, np.iinfo(plane.dtype).max) if plane.dtype.kind == "u" else small.clamp_(0, 1)
         small = small.to(torch.from_numpy(plane[:0]).dtype)
     small = small[0].permute(1, 2, 0) if rgb else small[0, 0]
     return np.ascontiguousarray(small.numpy())
@@ -259,18 +171,13 @@ def preview_geometry(scale, translate, plane_shape, preview_hw):
     return scale, translate
 
 
-def _windows(height: int, width: int, tile: int, halo: int):
-    from lowlight_core.inference import _windows as windows  # the tiles lowlight_core.enhance uses
-
-    return list(windows(height, width, tile, halo))
-
-
 # ---------------------------------------------------------------- the enhancer with its cache
 
 class Enhancer:
-    """Enhances layer planes. Planes named by a `source` key (the widget passes (layer id, data version))
-    keep their float input and, for curve models, their curve maps in an LRU cache: a change of iterations
-    then only re-runs ops.le_curve. Thread-safe; the cache holds at most `cache_bytes` of tensors."""
+    """Enhances layer planes with lowlight_core's inference plan (lowlight_core.plan). Planes named by a `source`
+    key (the widget passes (layer id, data version)) keep their curve maps (curve models), input noise model and
+    downscaled copies in an LRU cache: a change of iterations then only re-applies the curve. Thread-safe; the
+    cache holds at most `cache_bytes` of tensors."""
 
     def __init__(self, cache_bytes: int = CACHE_BYTES):
         self.cache_bytes = cache_bytes
@@ -313,70 +220,40 @@ class Enhancer:
                     self._bytes -= self._cache.popitem(last=False)[1][1]
         return value
 
+    def engine(self, settings: Settings) -> Engine:
+        """The model of these settings, ready to run (the registry keeps the loaded model)."""
+        return Engine(settings.model, resolve_device(settings.device), settings.weights)
+
     @torch.inference_mode()
     def enhance_plane(self, plane: np.ndarray, rgb: bool, settings: Settings, source=None,
-                      index: tuple = (), tile: int | None = None, denoise: bool = True) -> np.ndarray:
-        """One plane (H, W) or (H, W, 3|4) -> the enhanced plane, same shape and dtype, denoised as
-        enhance(..., denoise=settings.denoise) denoises (inference.denoise_like) unless denoise is False.
-        tile: as lowlight_core.enhance's (None: its default, 0: the plane in one piece)."""
+                      index: tuple = (), tile: int | None = None) -> np.ndarray:
+        """One plane (H, W) or (H, W, 3|4) -> the enhanced plane, same shape and dtype, as
+        enhance(plane, ...) gives it with tile (None: PREVIEW_TILE). A named plane (source) keeps its curve maps
+        and noise model in the cache: an iterations change re-applies the curve only, a denoise change
+        re-runs the denoiser only."""
         check_controls(settings.iterations, settings.exposure, denoise=settings.denoise)
-        out = self._enhance_plane(plane, rgb, settings, source, index, tile)
-        if denoise and settings.denoise != 0:
-            if not out.flags.writeable or np.shares_memory(out, plane):
-                out = out.copy()
-            self.denoise_into(plane, out, settings, source, index)
-        return out
-
-    def denoise_into(self, plane: np.ndarray, out: np.ndarray, settings: Settings, source=None,
-                     index: tuple = ()) -> None:
-        """settings.denoise applied to `out` in place, `plane` being what it was enhanced from. A named plane
-        keeps its noise model in the cache: moving a slider then does not estimate it again."""
-        curve = hasattr(registry.load_model(settings.model, device=str(resolve_device(settings.device)),
-                                            weights=settings.weights), "estimate_alpha")
-
-        def make_noise():
-            self.noise_estimates += 1
-            return input_noise(plane)
-
-        model = self._cached(("noise", source, index), make_noise)
-        denoise_like(plane, out, settings.denoise, curve_model=curve, noise_model=model)
-
-    def _enhance_plane(self, plane: np.ndarray, rgb: bool, settings: Settings, source, index, tile) -> np.ndarray:
-        info = registry.get_model_info(settings.model)
-        device = resolve_device(settings.device)
-        net = registry.load_model(settings.model, device=str(device), weights=settings.weights)
-        photo_curve = info.kind == "curve" and getattr(net, "photo_curve_ok", False)
-        if photo_curve and hasattr(net, "estimate_alpha_photo"):
-            # Zero-DCE++: maps estimated from the plane in its own dtype, the curve applied in one fused pass
-            # (net.photo_curve: RGB or value curve): no float copy of the plane, neither cached nor per preview
-            pixels = to_pixels(plane, rgb, device)
-            exposure = round(float(settings.exposure), 6)
-
-            def make_photo_alpha():
+        engine = self.engine(settings)
+        curve = engine.contract.curve_maps
+        # rounded: the maps of one slider position are found again in the cache
+        exposure = round(float(settings.exposure), 6) if curve else settings.exposure
+        plan = engine.plan(plane, exposure, PREVIEW_TILE if tile is None else tile)
+        if curve:
+            def make_maps():
                 self.alpha_estimates += 1
-                return net.estimate_alpha_photo(pixels, exposure), net  # net kept alive: its id stays unique
-
-            alpha, _ = self._cached(("alpha", source, index, id(net), exposure), make_photo_alpha)
-            return from_pixels(net.photo_curve(pixels, alpha, settings.iterations), rgb)
-        x = self._cached(("x", source, index, str(device)), lambda: to_tensor(plane, rgb, device))
-        if info.kind == "curve":
-            exposure = round(float(settings.exposure), 6)
-
-            def make_alpha():
-                self.alpha_estimates += 1
-                # inference_model: the network's CPU inference copy; net kept alive so its id stays unique
-                return estimate_alpha(inference_model(net), x, exposure, ALPHA_TILE if tile is None else tile), net
+                return plan.curve_maps(), engine.model  # the model kept alive: its id stays unique
 
             # the model object stands for (name, device, weights file and its mtime): registry caches it
-            alpha, _ = self._cached(("alpha", source, index, id(net), exposure), make_alpha)
-            if photo_curve:  # full-resolution maps (Zero-DCE): the float x serves the estimate, the curve the plane
-                return from_pixels(net.photo_curve(to_pixels(plane, rgb, device), alpha, settings.iterations), rgb)
-            y = net.apply_curve(x, alpha, settings.iterations)
-            return to_plane(y, plane, rgb)
-        # image-to-image networks and classical methods; enhance tiles full-resolution networks
-        y = enhance_tensor(x, model=inference_model(net), iterations=settings.iterations, exposure=settings.exposure,
-                           device=device, tile=tile)
-        return to_plane(y, plane, rgb)
+            maps, _ = self._cached(("alpha", source, index, id(engine.model), exposure), make_maps)
+            plan.apply_curve(maps, settings.iterations)
+        else:
+            plan.run(settings.iterations)
+        if settings.denoise != 0:
+            def make_noise():
+                self.noise_estimates += 1
+                return plan.noise_model()
+
+            plan.denoise(settings.denoise, self._cached(("noise", source, index), make_noise))
+        return plan.result()
 
     def preview_plane(self, plane: np.ndarray, rgb: bool, settings: Settings, source=None, index: tuple = (),
                       canvas=None, seconds: float | None = PREVIEW_SECONDS) -> np.ndarray:
@@ -387,26 +264,24 @@ class Enhancer:
         that took under a quarter of the time, the rest of the time goes to a second, larger run. The result has
         the plane's dtype and channels and either its size or a smaller one; preview_geometry lays it over the
         layer."""
-        info = registry.get_model_info(settings.model)
-        device = resolve_device(settings.device)
-        net = registry.load_model(settings.model, device=str(device), weights=settings.weights)
+        engine = self.engine(settings)
         height, width = plane.shape[:2]
-        if not is_heavy(info, net):
+        if not is_heavy(engine):
             return self.enhance_plane(plane, rgb, settings, source, index)
-        if info.kind == "classical":
+        if registry.get_model_info(settings.model).kind == "classical":
             seconds = None  # gamma, CLAHE: about linear in the pixels, fast enough at canvas size (no probe)
-        cost_key = (settings.model, str(device), settings.weights)
+        cost_key = (settings.model, str(engine.device), settings.weights)
         probe = seconds is not None and cost_key not in self.seconds_per_pixel
         if probe:  # cost unknown: a small first run measures it
-            out, shape = self._preview_at(plane, rgb, settings, source, index, info, cost_key, canvas_limit(
+            out, shape = self._preview_at(plane, rgb, settings, source, index, engine, cost_key, canvas_limit(
                 canvas, (PROBE_SIDE, PROBE_SIDE)), None)
             spent = self.seconds_per_pixel[cost_key] * shape[0] * shape[1]
             if spent >= seconds / 4 or shape == preview_shape(height, width, canvas):
                 return out
             seconds -= spent  # cheap model: the rest of the budget goes to a larger preview
-        return self._preview_at(plane, rgb, settings, source, index, info, cost_key, canvas, seconds)[0]
+        return self._preview_at(plane, rgb, settings, source, index, engine, cost_key, canvas, seconds)[0]
 
-    def _preview_at(self, plane, rgb, settings, source, index, info, cost_key, canvas, seconds):
+    def _preview_at(self, plane, rgb, settings, source, index, engine, cost_key, canvas, seconds):
         """(preview, its shape): the plane fit into canvas, at most as large as the measured cost allows in
         seconds (None: no limit); updates the cost per pixel."""
         rate = self.seconds_per_pixel.get(cost_key)
@@ -422,44 +297,27 @@ class Enhancer:
         start = time.perf_counter()
         out = self.enhance_plane(small, rgb, settings, source, (index, shape))
         elapsed = time.perf_counter() - start
-        if info.kind != "curve" or self.alpha_estimates > estimates or rate is None:  # the model ran
+        if not engine.contract.curve_maps or self.alpha_estimates > estimates or rate is None:  # the model ran
             measured = elapsed / (shape[0] * shape[1])
             self.seconds_per_pixel[cost_key] = measured if rate is None else 0.5 * (rate + measured)
         return out, shape
 
-    def apply_windows(self, plane_hw, settings: Settings) -> list:
-        """The pieces Apply enhances one plane in, one progress step each: lowlight_core.enhance's tiles (with
-        their halo) for full-resolution networks, else [None] (the whole plane at once)."""
-        info = registry.get_model_info(settings.model)
-        device = resolve_device(settings.device)
-        net = registry.load_model(settings.model, device=str(device), weights=settings.weights)
-        radius = int(getattr(net, "receptive_radius", 0))
-        if is_heavy(info, net) and radius > 0:
-            return _windows(plane_hw[0], plane_hw[1], default_tile(net), radius)
-        return [None]
-
     def enhance_stack(self, data, rgb: bool, settings: Settings, out: np.ndarray):
-        """Generator: enhances every plane of `data` into `out` (no caching), yielding (done, total) after each
-        plane, or after each tile of full-resolution networks (tiles with a halo: equal to the whole plane's
-        result up to float rounding; the denoise then runs once on the whole plane, as enhance's does)."""
+        """Generator: enhances every plane of `data` into `out` (no caching) as enhance() does, yielding (done,
+        total) after each of the plan's windows (tiles with a halo for full-resolution networks, else the whole
+        plane); the denoise then runs once on the whole plane, as enhance's does."""
+        check_controls(settings.iterations, settings.exposure, denoise=settings.denoise)
+        engine = self.engine(settings)
         indices = plane_indices(data.shape, rgb)
-        plane_hw = tuple(data.shape[len(data.shape) - plane_axes(rgb):][:2])
-        windows = self.apply_windows(plane_hw, settings)
-        total, done = len(indices) * len(windows), 0
+        done = 0
         for index in indices:
-            for window in windows:
-                if window is None:
-                    out[index] = self.enhance_plane(np.asarray(data[index]), rgb, settings)
-                else:
-                    in_rows, in_cols, crop_rows, crop_cols, rows, cols = window
-                    piece = self.enhance_plane(np.asarray(data[index][in_rows, in_cols]), rgb, settings, tile=0,
-                                               denoise=False)
-                    out[index][rows, cols] = piece[crop_rows, crop_cols]
+            plan = engine.plan(np.asarray(data[index]), settings.exposure)
+            for step, steps in plan.run_windows(settings.iterations):
+                if step == steps:
+                    plan.denoise(settings.denoise)
+                    out[index] = plan.result()
                 done += 1
-                if window is not None and window is windows[-1] and settings.denoise != 0:
-                    # once on the whole plane: a noise estimate per tile would differ from tile to tile
-                    self.denoise_into(np.asarray(data[index]), out[index], settings)
-                yield done, total
+                yield done, len(indices) * steps
 
 
 # ---------------------------------------------------------------- worker bodies (no exception escapes)

@@ -44,8 +44,8 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider, QLabeledSlider
 
-from lowlight_core.controls import (DENOISE_AUTO, DENOISE_DEFAULT, DENOISE_RANGE, DENOISE_SLIDER_STEPS,
-                                    EXPOSURE_DEFAULT, EXPOSURE_RANGE, ITERATIONS_DEFAULT)
+from lowlight_core.controls import (DEFAULT_MODEL, DENOISE_AUTO, DENOISE_DEFAULT, DENOISE_RANGE,
+                                    DENOISE_SLIDER_STEPS, EXPOSURE_DEFAULT, EXPOSURE_RANGE, ITERATIONS_DEFAULT)
 
 OUTPUT_SUFFIX = " enhanced"
 # metadata key on the layers this widget made: the input's unique_id. Only such a layer is ever written
@@ -162,8 +162,8 @@ class LowlightWidget(QWidget):
             ready = self._registry.has_weights(info.name)
             self.model_combo.addItem(info.name + ("" if ready else NO_WEIGHTS), info.name)
             self.model_combo.setItemData(self.model_combo.count() - 1, info.description, Qt.ItemDataRole.ToolTipRole)
-            if default is None and ready and info.name in ("zero_dce_pp", "gamma"):
-                default = info.name  # the fastest curve model when trained, else exposure-matched gamma
+            if default is None and ready and info.name in (DEFAULT_MODEL, "gamma"):
+                default = info.name  # the default model when trained, else exposure-matched gamma
         self.model_combo.setCurrentIndex(max(0, self.model_combo.findData(default)))
         self.description = QLabel()
         self.description.setWordWrap(True)

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from lowlight_core import controls, enhance, noise, ops, reference
-from lowlight_core.inference import denoise_like
 from lowlight_core.metrics import flat_noise, psnr_uint8, ssim_uint8
+from lowlight_core.plan import Engine
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("LOWLIGHT_DATA", ROOT.parent / "shared" / "data"))
@@ -251,11 +251,14 @@ def test_denoise_auto_and_bad_values():
 
 
 @pytest.mark.parametrize("model", ["gamma", "zero_dce_pp"])
-def test_denoise_like_is_what_enhance_adds(model):
+def test_a_plans_denoise_with_a_kept_noise_model_is_what_enhance_adds(model):
+    """The napari widget runs a plan, keeps the input's noise model and denoises again on a slider move."""
     x = dark_photo()
-    out = enhance(x, model=model, device="cpu")
-    denoise_like(x, out, 0.7, curve_model=model == "zero_dce_pp")  # gamma has no curve maps: output measured
-    assert np.array_equal(out, enhance(x, model=model, device="cpu", denoise=0.7))
+    plan = Engine(model, torch.device("cpu")).plan(x, exposure=0.6)
+    plan.run(8)
+    assert np.array_equal(plan.result(), enhance(x, model=model, device="cpu"))
+    plan.denoise(0.7, noise_model=plan.noise_model())  # gamma has no curve maps: calibrated on its output
+    assert np.array_equal(plan.result(), enhance(x, model=model, device="cpu", denoise=0.7))
 
 
 def test_calibrate_on_a_cleaner_output_lowers_the_noise_model():

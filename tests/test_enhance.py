@@ -153,6 +153,53 @@ def test_tiled_equals_untiled(core):
     assert max(h for h, w in net.calls) <= core + 2 * net.receptive_radius
 
 
+def _pixels_read(windows) -> int:
+    return sum((w.in_rows.stop - w.in_rows.start) * (w.in_cols.stop - w.in_cols.start) for w in windows)
+
+
+def test_a_strip_runs_in_as_few_windows_as_a_square_of_its_pixels():
+    """Issue 26 item 10: Zero-DCE on a 1 x 200,000 strip took 12-29 s (782 windows of 1 x 270 pixels, each a
+    call with its halo), the same pixels as 448 x 448 0.36 s (4 windows). Tiles keep their area, shaped to the
+    image."""
+    from lowlight_core.plan import tile_shape, windows
+
+    strip, square = windows(1, 200_000, 256, 7), windows(448, 448, 256, 7)
+    assert len(square) == 4 and len(strip) == 4
+    assert _pixels_read(strip) < 1.001 * 200_000
+    assert len(windows(200_000, 1, 256, 7)) == 4 and len(windows(30, 10_000, 256, 7)) == 5
+    for h, w in [(1, 200_000), (200_000, 3), (30, 10_000), (300, 700), (37, 29), (5000, 256)]:
+        th, tw = tile_shape(h, w, 256)
+        assert th * tw <= 256 * 256 and th <= h and tw <= w
+
+
+def test_a_thin_strip_tiled_equals_untiled():
+    x = torch.rand(1, 3, 2, 3000)
+    net = LocalNet()
+    whole = enhance(x, model=net, tile=0)
+    net.calls.clear()
+    tiled = enhance(x, model=net, tile=16)
+    torch.testing.assert_close(tiled, whole, atol=1e-6, rtol=0)
+    assert net.calls == [(2, 128 + 3)] + [(2, 128 + 6)] * 22 + [(2, 56 + 3)]  # 2 x 128 cores, 3-pixel halo
+
+
+class NoEnhance(torch.nn.Module):
+    receptive_radius = 0
+
+
+class BadRadius(Sqrt):
+    receptive_radius = 2.5
+
+
+@pytest.mark.parametrize("model,match", [
+    (NoEnhance(), r"NoEnhance has no enhance\(x, exposure, iterations\)"),
+    (BadRadius(), "BadRadius: receptive_radius must be an int >= 0"),
+    (42, "model must be a model name or an nn.Module"),
+])
+def test_a_custom_model_without_the_contract_gets_a_clear_type_error(model, match):
+    with pytest.raises(TypeError, match=match):
+        enhance(np.zeros((4, 5, 3), np.uint8), model=model)
+
+
 def test_default_tile_bounds_the_window():
     net = LocalNet()
     a = _array((600, 520, 3), np.uint8)
@@ -347,16 +394,16 @@ def test_inference_copy_gives_the_models_output(varied_norm_weights, name):
 
 
 def test_default_tile_is_the_networks_own(random_weights, monkeypatch):
-    import lowlight_core.inference as inference
+    import lowlight_core.plan as plan
 
     cores = []
-    real = inference._windows
+    real = plan.windows
 
     def recording(height, width, core, halo):
         cores.append((core, halo))
         return real(height, width, core, halo)
 
-    monkeypatch.setattr(inference, "_windows", recording)
+    monkeypatch.setattr(plan, "windows", recording)
     image = _array((300, 280, 3), np.uint8)
     small_tiles = enhance(image, model="zero_dce", weights=random_weights("zero_dce"))  # measured fastest: 256
     big_tiles = enhance(image, model="zero_dce", weights=random_weights("zero_dce"), tile=512)

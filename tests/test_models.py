@@ -9,6 +9,7 @@ from lowlight_core import ops
 from lowlight_core.models import registry
 from lowlight_core.models import _common
 from lowlight_core.models._common import luminance
+from lowlight_core.models.base import CONTROLS, CURVE_SPACES, DEFAULT_TILE, Contract, CurveModel, Model, contract_of
 from lowlight_core.models.classical import CLAHE, Gamma, clahe_luminance
 from lowlight_core.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from lowlight_core.models.dln import DLN
@@ -366,6 +367,62 @@ def test_clahe_matches_skimage_and_keeps_hue():
     torch.testing.assert_close(ratio.amin(1), ratio.amax(1), rtol=1e-4, atol=0)  # every channel scaled alike
     flat = torch.full((1, 3, 9, 9), 0.2)
     torch.testing.assert_close(CLAHE().enhance(flat), flat)
+
+
+# ---------------------------------------------------------------- the model contract
+
+# name -> (controls, receptive radius, tile, curve space, photo estimate) at the default config
+DECLARED = {
+    "zero_dce": (CONTROLS, 7, 256, "rgb", False),
+    "zero_dce_pp": (CONTROLS, 0, DEFAULT_TILE, "rgb", True),
+    "dln": (frozenset(), 31, DEFAULT_TILE, None, False),
+    "iqe_dcgan": (frozenset(), 18, DEFAULT_TILE, None, False),
+    "enlightengan": (frozenset(), 0, DEFAULT_TILE, None, False),
+    "gamma": (frozenset({"exposure"}), 0, DEFAULT_TILE, None, False),
+    "clahe": (frozenset(), 0, DEFAULT_TILE, None, False),
+}
+
+
+def test_the_default_model_is_registered_and_shipped():
+    from lowlight_core.controls import DEFAULT_MODEL
+
+    assert registry.get_model_info(DEFAULT_MODEL).weights and registry.weights_path(DEFAULT_MODEL).is_file()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_registered_model_declares_the_contract_and_the_registry_carries_it(name):
+    info = registry.get_model_info(name)
+    net = info.build()
+    assert isinstance(net, Model) and isinstance(info.contract, Contract)
+    assert info.contract == net.contract == contract_of(net)
+    c = info.contract
+    assert (c.controls, c.receptive_radius, c.tile, c.curve_space, c.photo_estimate) == DECLARED[name]
+    assert info.controls == c.controls and c.cpu_copy
+    assert c.curve_maps == (info.kind == "curve") == isinstance(net, CurveModel)
+    if c.curve_maps:
+        assert c.curve_space in CURVE_SPACES
+        x = image(1, 3, 20, 24)
+        alpha = net.estimate_alpha(x, 0.6)
+        torch.testing.assert_close(net.photo_curve(x, alpha, 4), net.apply_curve(x, alpha, 4), atol=1e-5, rtol=0)
+    if c.photo_estimate:
+        assert net.estimate_alpha_photo(torch.zeros(1, 3, 40, 50, dtype=torch.uint8), 0.6).shape[:2] == (1, 3)
+
+
+def test_a_loaded_models_contract_follows_its_weights_config(tmp_path):
+    path = registry.save_weights(DLN(width=4, blocks=1), "dln", tmp_path / "dln.pt")
+    assert registry.load_model("dln", weights=path).contract.receptive_radius == 2 + 9 + 2
+    assert registry.get_model_info("dln").contract.receptive_radius == 31  # the registry: default config
+    assert ZeroDCEPP(curve_on="value").contract.curve_space == "value"
+
+
+@pytest.mark.parametrize("fields,match", [
+    ({"controls": frozenset({"speed"})}, "controls"), ({"controls": {"exposure"}}, "controls"),
+    ({"receptive_radius": -1}, "receptive_radius"), ({"receptive_radius": 1.5}, "receptive_radius"),
+    ({"tile": 0}, "tile"), ({"curve_space": "hsv"}, "curve_space"),
+])
+def test_a_bad_declaration_is_refused(fields, match):
+    with pytest.raises(TypeError, match=match):
+        Contract(**fields)
 
 
 # ---------------------------------------------------------------- registry

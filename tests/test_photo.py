@@ -412,11 +412,11 @@ def test_enhance_refuses_nan_curve_maps_on_the_photo_path(native, curve_on):
     net = ZeroDCEPP(curve_on=curve_on)
     with torch.no_grad():
         net.convs[-1].pointwise.bias.fill_(float("nan"))
-    assert net.photo_curve_ok
+    assert net.contract.curve_space == curve_on
     with pytest.raises(ValueError, match="NaN or Inf curve maps"):
         lowlight_core.enhance(np.zeros((6, 5, 3), np.uint8), model=net)
     net.config["curve_on"] = "hsv"  # a curve the photo ops do not compute: not the photo path
-    assert not net.photo_curve_ok
+    assert net.contract.curve_space is None
 
 
 @pytest.mark.parametrize("curve_on,op", [("rgb", "photo_curve"), ("value", "photo_value_curve")])

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from ..controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
+from .base import Model
 from ._common import check_rgb, exposure_values, luminance
 
 _SAMPLE_PIXELS = 1 << 16   # the gamma is fitted on a strided subsample of at most ~this many pixels
@@ -19,9 +20,10 @@ _CHUNK_PIXELS = 1 << 20    # CLAHE processes rows in chunks of about this many p
 _EPS = 1e-6
 
 
-class Gamma(nn.Module):
+class Gamma(Model):
     """y = x ** g per channel, g chosen per image (bisection) so that mean luminance of y equals E."""
 
+    controls = frozenset({"exposure"})
     receptive_radius = 0
     G_RANGE = (1 / 64, 64)
 
@@ -117,7 +119,7 @@ def clahe_luminance(lum: torch.Tensor, clip_limit: float = 0.01, tiles: int = 8,
     return (out - out.min()) / (out.max() - out.min()).clamp(min=_EPS)
 
 
-class CLAHE(nn.Module):
+class CLAHE(Model):
     """CLAHE on the luminance; RGB is scaled by the luminance ratio, capped so no channel exceeds 1,
     which keeps each pixel's hue and saturation. Ignores exposure and iterations."""
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from ..controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
+from .base import Model
 from ._common import check_output, check_rgb, conv_radius, value_output
 
 
@@ -34,7 +35,7 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-class DCGANGenerator(nn.Module):
+class DCGANGenerator(Model):
     """forward: (B, 3, H, W) in [0, 1] -> tanh * 0.58 + 0.5 (range [-0.08, 1.08]; enhance clamps)."""
 
     def __init__(self, width: int = 64, blocks: int = 4, output: str = "rgb"):

@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 
 from ..controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
+from .base import Model
 from ._common import check_output, check_rgb, conv_radius, value_output
 
 
@@ -87,7 +88,7 @@ class LBP(nn.Module):
         return self.lighten1.radius() + self.darken.radius() + self.lighten2.radius()
 
 
-class DLN(nn.Module):
+class DLN(Model):
     """forward: (B, 3, H, W) in [0, 1] -> X + E(X) (not clamped; enhance clamps to [0, 1])."""
 
     def __init__(self, width: int = 64, blocks: int = 3, output: str = "rgb"):

@@ -33,6 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
+from .base import Model
 from ._common import check_output, check_rgb, luminance
 
 
@@ -64,10 +65,10 @@ def value_gain(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return x * (torch.sigmoid(torch.logit(v) + shift) / v)
 
 
-class EnlightenGANGenerator(nn.Module):
+class EnlightenGANGenerator(Model):
     """forward: (B, 3, H, W) in [0, 1] -> (B, 3, H, W) (≈ [0, 1], not clamped; enhance clamps)."""
 
-    receptive_radius = 0
+    receptive_radius = 0  # see the module docstring: runs on the whole image
 
     def __init__(self, width: int = 16, depth: int = 4, output: str = "rgb"):
         super().__init__()

@@ -1,10 +1,13 @@
-"""The model registry: names, descriptions, controls, weight files, and cached loading.
+"""The model registry: names, descriptions, weight files, each model's declared contract, and cached loading.
+
+Adding a model: its module (a base.Model subclass declaring its contract) and one entry in _MODELS.
 
 A weights file is a torch.save'd dict {"model": name, "config": model.config, "state_dict", "meta"};
 load_model rebuilds the model from its config, so a file trained with non-default options loads as is.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import pathlib
@@ -16,8 +19,9 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from .base import Contract, contract_of
+
 WEIGHTS_DIR = pathlib.Path(__file__).resolve().parent.parent / "weights"
-CONTROLS = frozenset({"iterations", "exposure"})
 
 
 @dataclass(frozen=True)
@@ -25,9 +29,20 @@ class ModelInfo:
     name: str
     description: str
     kind: str                    # "curve", "image" or "classical"
-    controls: frozenset          # subset of {"iterations", "exposure"} the model honours
     weights: str | None          # file name in lowlight_core/weights/, None for classical methods
     build: Callable[..., nn.Module]
+
+    @functools.cached_property
+    def contract(self) -> Contract:
+        """What the model declares (lowlight_core.models.base) at its default config; a loaded model's own
+        `contract` follows its weights file's config (the receptive radius of a narrower network, ...)."""
+        with torch.device("meta"):  # a shell without memory
+            return contract_of(self.build())
+
+    @property
+    def controls(self) -> frozenset:
+        """The user controls the model honours (a subset of {"iterations", "exposure"})."""
+        return self.contract.controls
 
 
 def _lazy(module: str, attr: str) -> Callable[..., nn.Module]:
@@ -40,19 +55,19 @@ def _lazy(module: str, attr: str) -> Callable[..., nn.Module]:
 
 _MODELS = {m.name: m for m in [
     ModelInfo("zero_dce", "Zero-DCE: 7-layer curve estimator, 8 per-step curve maps at full resolution",
-              "curve", CONTROLS, "zero_dce.pt", _lazy("zero_dce", "ZeroDCE")),
+              "curve", "zero_dce.pt", _lazy("zero_dce", "ZeroDCE")),
     ModelInfo("zero_dce_pp", "Zero-DCE++: 10k-parameter curve estimator run at low resolution (fastest)",
-              "curve", CONTROLS, "zero_dce_pp.pt", _lazy("zero_dce_pp", "ZeroDCEPP")),
+              "curve", "zero_dce_pp.pt", _lazy("zero_dce_pp", "ZeroDCEPP")),
     ModelInfo("dln", "DLN: Deep Lightening Network, residual back-projection CNN (supervised)",
-              "image", frozenset(), "dln.pt", _lazy("dln", "DLN")),
+              "image", "dln.pt", _lazy("dln", "DLN")),
     ModelInfo("iqe_dcgan", "IQE DCGAN: DPED-style residual generator trained adversarially on pairs",
-              "image", frozenset(), "iqe_dcgan.pt", _lazy("dcgan", "DCGANGenerator")),
+              "image", "iqe_dcgan.pt", _lazy("dcgan", "DCGANGenerator")),
     ModelInfo("enlightengan", "EnlightenGAN: attention-guided U-Net trained on unpaired images",
-              "image", frozenset(), "enlightengan.pt", _lazy("enlightengan", "EnlightenGANGenerator")),
+              "image", "enlightengan.pt", _lazy("enlightengan", "EnlightenGANGenerator")),
     ModelInfo("gamma", "Gamma correction with the gamma chosen so the mean luminance reaches E",
-              "classical", frozenset({"exposure"}), None, _lazy("classical", "Gamma")),
+              "classical", None, _lazy("classical", "Gamma")),
     ModelInfo("clahe", "CLAHE: contrast-limited adaptive histogram equalization of the luminance",
-              "classical", frozenset(), None, _lazy("classical", "CLAHE")),
+              "classical", None, _lazy("classical", "CLAHE")),
 ]}
 
 

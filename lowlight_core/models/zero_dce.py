@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from ..controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
 from .. import ops
 from ._common import check_rgb, conv_radius, exposure_plane, init_normal_
+from .base import CURVE_SPACES, CurveModel
 
 MAPS = 8  # curve maps (= iterations of the official recipe)
 WIDTH = 32
@@ -29,9 +30,6 @@ def symmetric_forward(c, inp: torch.Tensor) -> torch.Tensor:
     x5 = F.relu(c[4](torch.cat([x3, x4], 1)))
     x6 = F.relu(c[5](torch.cat([x2, x5], 1)))
     return torch.tanh(c[6](torch.cat([x1, x6], 1)))
-
-
-CURVE_SPACES = ("rgb", "value")
 
 
 def check_curve_space(curve_on: str) -> str:
@@ -55,11 +53,11 @@ def value_curve(x: torch.Tensor, alpha: torch.Tensor, iterations: int) -> torch.
     return x * (ops.le_curve(v, a.contiguous(), iterations) / v.clamp_min(1e-6))
 
 
-class CurveEstimator(nn.Module):
+class CurveEstimator(CurveModel):
     """Shared inference of the curve models: subclasses define estimate_alpha(x, exposure) and
     config["curve_on"]: "rgb" (each channel its own curve, as the papers) or "value" (see value_curve)."""
 
-    def curve(self, x: torch.Tensor, alpha: torch.Tensor, iterations: int = 8) -> torch.Tensor:
+    def curve(self, x: torch.Tensor, alpha: torch.Tensor, iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
         """n curve steps with the fused op; step i uses map min(i, k - 1), so n > k repeats the last map and
         a low-resolution alpha is resized to x's size inside the op. Differentiable, not clamped."""
         if self.config.get("curve_on", "rgb") == "value":
@@ -75,11 +73,12 @@ class CurveEstimator(nn.Module):
         return self.apply_curve(x, self.estimate_alpha(x, exposure), iterations)
 
     @property
-    def photo_curve_ok(self) -> bool:
-        """Whether photo_curve computes this model's curve: then the photo path (lowlight_core.enhance, the
-        napari widget) runs it in the image's own dtype. True for both curve spaces ("rgb": ops.photo_curve,
-        "value": ops.photo_value_curve); a model configured with another curve keeps the float path."""
-        return self.config.get("curve_on", "rgb") in CURVE_SPACES
+    def curve_space(self) -> str | None:
+        """The contract's curve space: the photo op that computes this model's curve ("rgb": ops.photo_curve,
+        "value": ops.photo_value_curve), so the plan runs it in the image's own dtype; None for a model
+        configured with another curve, which keeps the float path."""
+        space = self.config.get("curve_on", "rgb")
+        return space if space in CURVE_SPACES else None
 
     def photo_curve(self, image: torch.Tensor, alpha: torch.Tensor,
                     iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
@@ -91,7 +90,8 @@ class CurveEstimator(nn.Module):
         return ops.photo_curve(image, alpha, iterations)
 
     @torch.no_grad()
-    def enhance_photo(self, image: torch.Tensor, exposure=0.6, iterations: int = 8) -> torch.Tensor:
+    def enhance_photo(self, image: torch.Tensor, exposure=EXPOSURE_DEFAULT,
+                      iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
         """Inference on an image in its own dtype and layout (ops.photo_curve's input and output), for models
         with estimate_alpha_photo (a low-resolution estimate that needs no full-size float copy)."""
         return self.photo_curve(image, self.estimate_alpha_photo(image, exposure), iterations)
@@ -99,6 +99,10 @@ class CurveEstimator(nn.Module):
 
 class ZeroDCE(CurveEstimator):
     """DCE-Net. forward/estimate_alpha: (B, 3, H, W) -> alpha (B, 24, H, W) in [-1, 1]."""
+
+    # the plan's default tile for this network: 256 px tiles ran faster than 512 at 12 MP on the 2-core CPU,
+    # with a lower peak RSS (benchmarks/RESULTS.md, issue 15)
+    inference_tile = 256
 
     def __init__(self, e_conditioned: bool = True, curve_on: str = "rgb"):
         super().__init__()
@@ -115,9 +119,6 @@ class ZeroDCE(CurveEstimator):
         init_normal_(self)
         # conv7 depends on x6, which depends on every earlier layer: the longest path crosses all seven.
         self.receptive_radius = conv_radius(self.convs)
-        # enhance()'s default tile for this network: 256 px tiles ran 5-40 % faster than 512 at 12 MP on the
-        # 2-core CPU in 3 of 3 interleaved pairs, with a lower peak RSS (benchmarks/RESULTS.md, issue 15)
-        self.inference_tile = 256
 
     def forward(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT) -> torch.Tensor:
         check_rgb(x, "ZeroDCE")

@@ -64,8 +64,9 @@ class ZeroDCEPP(CurveEstimator):
     """forward/estimate_alpha: (B, 3, H, W) -> alpha (B, 3, h, w), max(h, w) <= estimate_size."""
 
     # alpha is computed at a reduced size and resized inside le_curve: the model takes any H, W
-    # itself in bounded memory, so it is never tiled.
+    # itself in bounded memory, so it is never tiled; the photo path estimates it from the integer image.
     receptive_radius = 0
+    photo_estimate = True
 
     # 8 px: what the shipped weights were trained at (training/recipes.py says why: the net then sees the
     # whole scene and alpha follows its brightness)
@@ -97,7 +98,7 @@ class ZeroDCEPP(CurveEstimator):
         """(B, 3, h, w): one map shared by all curve steps, at the estimation resolution."""
         return self(x, exposure)
 
-    def estimate_alpha_photo(self, image: torch.Tensor, exposure=0.6) -> torch.Tensor:
+    def estimate_alpha_photo(self, image: torch.Tensor, exposure=EXPOSURE_DEFAULT) -> torch.Tensor:
         """estimate_alpha for an image in its own dtype and layout (B, C, H, W) (see ops.photo_curve), from
         photo_thumbnail: no full-size float copy of the image is made."""
         size = fit_long_side(image.shape[2], image.shape[3], self.config["estimate_size"])

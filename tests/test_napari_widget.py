@@ -1,5 +1,7 @@
 """The napari plugin in a real viewer (pytest-qt + napari's make_napari_viewer, under pytest-xvfb).
 
+The widget's Qt-free work (napari_lowlight._compute) is tested in test_napari_compute.py.
+
 The plugin is the installed one when the project is pip-installed (napari.manifest entry point); otherwise
 the manifest file in this checkout is registered with npe2's plugin manager, so both setups run the same
 tests. Curve-model tests use real weights files written with registry.save_weights into a temporary
@@ -24,8 +26,14 @@ from qtpy.QtCore import Qt
 import napari_lowlight
 from lowlight_core.inference import enhance
 from lowlight_core.models import registry
+from lowlight_core.plan import Plan
 from napari_lowlight import PLUGIN_NAME, WIDGET_NAME, _compute
 from napari_lowlight._sample_data import SAMPLE_NAME
+from napari_support import (SMALL_CONFIGS, as_float, dark_rgb, empty_weights_dir, heavy_weights,  # noqa: F401
+                            noisy_dark_rgb, weights_dir)
+
+pytestmark = pytest.mark.usefixtures("empty_weights_dir")  # tests choose their weights
+
 
 MANIFEST = Path(napari_lowlight.__file__).parent / "napari.yaml"
 TIMEOUT_MS = 60_000
@@ -68,42 +76,6 @@ def notes():
     return lambda: [(n.severity, str(n.message)) for n in notification_manager.records[start:]]
 
 
-@pytest.fixture(autouse=True)
-def empty_weights_dir(tmp_path, monkeypatch):
-    """Tests choose their weights: the registry looks in an empty directory, whatever the project ships."""
-    path = tmp_path / "weights"
-    path.mkdir()
-    monkeypatch.setattr(registry, "WEIGHTS_DIR", path)
-    return path
-
-
-@pytest.fixture
-def weights_dir(empty_weights_dir):
-    """Real weights files: zero_dce_pp.pt (tuned so alpha grows with E) and zero_dce.pt (random init)."""
-    registry.save_weights(tuned_zero_dce_pp(), "zero_dce_pp", empty_weights_dir / "zero_dce_pp.pt")
-    torch.manual_seed(1)
-    registry.save_weights(registry.get_model_info("zero_dce").build(), "zero_dce",
-                          empty_weights_dir / "zero_dce.pt")
-    return empty_weights_dir
-
-
-def tuned_zero_dce_pp():
-    """A few Adam steps that make the E-conditioned estimator's mean alpha track 1.2 * (E - 0.3)."""
-    torch.manual_seed(0)
-    net = registry.get_model_info("zero_dce_pp").build()
-    x = torch.rand(2, 3, 24, 24) * 0.3
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for _ in range(60):
-        loss = sum((net.estimate_alpha(x, e).mean() - 1.2 * (e - 0.3)) ** 2 for e in (0.3, 0.5, 0.7, 0.9))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        means = [float(net.estimate_alpha(x, e).mean()) for e in (0.3, 0.6, 0.9)]
-    assert means[0] < means[1] < means[2], means
-    return net.eval()
-
-
 def settle(qtbot, widget):
     qtbot.waitUntil(widget.is_idle, timeout=TIMEOUT_MS)
 
@@ -112,20 +84,35 @@ def output(viewer, name):
     return viewer.layers[name + " enhanced"]
 
 
+def sweep(qtbot, widget, viewer, slider, values, expected) -> list:
+    """Moves a slider through values; each output of the layer "img" must be expected(value) within one
+    level. Returns the output's mean at each value."""
+    means = []
+    for value in values:
+        slider.setValue(value)
+        settle(qtbot, widget)
+        out = output(viewer, "img").data
+        means.append(out.mean())
+        assert np.abs(out.astype(int) - expected(value)).max() <= 1, value
+    return means
+
+
+def gamma_on_rgb_stack_without_preview(viewer, make_widget, qtbot, stack):
+    """A widget on the RGB layer "rgbstack" holding stack, gamma picked, the live preview off."""
+    viewer.add_image(stack, name="rgbstack", rgb=True)
+    widget = make_widget()
+    pick_model(qtbot, widget, "gamma")
+    widget.live.setChecked(False)
+    return widget
+
+
 def pick_model(qtbot, widget, name):
     widget.model_combo.setCurrentIndex(widget.model_combo.findData(name))
     settle(qtbot, widget)
 
 
-def dark_rgb(h=48, w=64, seed=0):
-    return (np.random.default_rng(seed).random((h, w, 3)) * 60).astype(np.uint8)
-
-
-def as_float(a):
-    return a / 255.0 if a.dtype == np.uint8 else a / 65535.0 if a.dtype == np.uint16 else a.astype(np.float64)
-
-
 # ---------------------------------------------------------------- manifest, imports, sample data
+
 
 def test_manifest_validates_with_npe2():
     # the distribution name once pip-installed (the entry point is then real), else the manifest file
@@ -158,6 +145,7 @@ def test_sample_data_opens_in_napari(viewer):
 
 
 # ---------------------------------------------------------------- the widget
+
 
 def test_widget_opens_from_the_manifest_and_enhances_the_sample(viewer, make_widget):
     viewer.open_sample(PLUGIN_NAME, "dark_photo")
@@ -200,14 +188,8 @@ def test_exposure_slider_brightens_with_gamma(viewer, make_widget, qtbot):
     viewer.add_image(image, name="img")
     widget = make_widget()
     pick_model(qtbot, widget, "gamma")
-    means = []
-    for e in (0.4, 0.6, 0.8):
-        widget.exposure.setValue(e)
-        settle(qtbot, widget)
-        out = output(viewer, "img").data
-        means.append(out.mean())
-        expected = enhance(image, "gamma", exposure=e, device="cpu")
-        assert np.abs(out.astype(int) - expected).max() <= 1
+    means = sweep(qtbot, widget, viewer, widget.exposure, (0.4, 0.6, 0.8),
+                  lambda e: enhance(image, "gamma", exposure=e, device="cpu"))
     assert means[0] + 10 < means[1] < means[2] - 10, means
 
 
@@ -227,22 +209,12 @@ def test_curve_model_sliders_iterations_reuse_cached_alpha(viewer, make_widget, 
     widget.exposure.setValue(0.8)
     settle(qtbot, widget)
     estimates = widget.enhancer.alpha_estimates
-    means = []
-    for n in (2, 5, 12):
-        widget.iterations.setValue(n)
-        settle(qtbot, widget)
-        out = output(viewer, "img").data
-        means.append(out.mean())
-        assert np.abs(out - expected(n, 0.8)).max() <= 1
+    means = sweep(qtbot, widget, viewer, widget.iterations, (2, 5, 12), lambda n: expected(n, 0.8))
     assert widget.enhancer.alpha_estimates == estimates  # iterations only re-ran the curve
     assert means[0] < means[1] < means[2], means
 
-    means = []
-    for e in (0.4, 0.7, 0.9):  # none of them computed before
-        widget.exposure.setValue(e)
-        settle(qtbot, widget)
-        means.append(output(viewer, "img").data.mean())
-        assert np.abs(output(viewer, "img").data - expected(12, e)).max() <= 1
+    # exposures none of them computed before
+    means = sweep(qtbot, widget, viewer, widget.exposure, (0.4, 0.7, 0.9), lambda e: expected(12, e))
     assert widget.enhancer.alpha_estimates == estimates + 3
     assert means[0] < means[1] < means[2], means
 
@@ -324,10 +296,7 @@ def test_stack_previews_the_current_plane_and_applies_to_all(viewer, make_widget
 
 def test_rgb_stack_apply_without_live_preview(viewer, make_widget, qtbot):
     stack = np.stack([dark_rgb(24, 28, seed=i) for i in range(3)])
-    viewer.add_image(stack, name="rgbstack", rgb=True)
-    widget = make_widget()
-    pick_model(qtbot, widget, "gamma")
-    widget.live.setChecked(False)
+    widget = gamma_on_rgb_stack_without_preview(viewer, make_widget, qtbot, stack)
     widget.exposure.setValue(0.8)
     settle(qtbot, widget)
     before = output(viewer, "rgbstack").data.copy()
@@ -340,6 +309,7 @@ def test_rgb_stack_apply_without_live_preview(viewer, make_widget, qtbot):
 
 
 # ---------------------------------------------------------------- errors never break the viewer
+
 
 def test_model_without_weights_warns_and_leaves_output(viewer, make_widget, qtbot, notes):
     viewer.add_image(dark_rgb(), name="img")
@@ -375,7 +345,7 @@ def test_corrupt_weights_file_is_an_error_notification(viewer, make_widget, weig
 
 @pytest.mark.parametrize("data, message", [
     (np.full((20, 30), 5, np.int32), "unsupported layer dtype int32"),
-    (np.full((20, 30), 7.0, np.float32), "float layers must hold values in [0, 1]"),
+    (np.full((20, 30), 7.0, np.float32), "float image values must be in [0, 1]"),
 ])
 def test_bad_layers_are_error_notifications(viewer, make_widget, qtbot, notes, data, message):
     viewer.add_image(data, name="bad")
@@ -456,42 +426,6 @@ def test_stale_results_are_dropped(viewer, make_widget, qtbot, monkeypatch):
                   - enhance(viewer.layers["img"].data, "gamma", exposure=0.85, device="cpu")).max() <= 1
 
 
-# ---------------------------------------------------------------- the Qt-free worker bodies
-
-def test_compute_bodies_without_qt(tmp_path):
-    rng = np.random.default_rng(0)
-    enhancer = _compute.Enhancer()
-    settings = _compute.Settings(model="gamma", exposure=0.7)
-    stack = (rng.random((2, 3, 16, 20, 4)) * 255).astype(np.uint8)
-    job = _compute.apply_job(enhancer, stack, True, settings)
-    progress = []
-    try:
-        while True:
-            progress.append(next(job))
-    except StopIteration as stop:
-        out = stop.value
-    assert progress == [(i, 6) for i in range(1, 7)]
-    assert out.shape == stack.shape and np.array_equal(out[..., 3], stack[..., 3])
-    assert _compute.plane_at([1.4, 2.6, 3, 9], stack.shape, True) == (1, 2)
-    assert _compute.plane_at([-3, 99], stack.shape, True) == (0, 2)
-    failure = _compute.preview_job(enhancer, stack, True, (0, 0), _compute.Settings(model="nope"))
-    assert isinstance(failure, _compute.Failure) and "unknown model 'nope'" in failure.message
-    bad = _compute.apply_job(enhancer, np.zeros((4, 5, 2), np.uint8), True, settings)
-    with pytest.raises(StopIteration) as stop:
-        next(bad)
-    assert "RGB layers need 3 or 4 channels" in stop.value.value.message
-
-
-def test_tiled_alpha_estimate_equals_untiled():
-    torch.manual_seed(0)
-    net = registry.get_model_info("zero_dce").build().eval()
-    x = torch.rand(1, 3, 37, 50)
-    with torch.no_grad():
-        whole = net.estimate_alpha(x, 0.6)
-        tiled = _compute.estimate_alpha(net, x, 0.6, tile=16)
-    torch.testing.assert_close(tiled, whole, rtol=1e-5, atol=1e-6)
-
-
 def test_a_users_layer_named_like_the_output_is_never_written(viewer, make_widget, qtbot):
     """Issue 13 item 7: the widget wrote into any layer named "<input> enhanced", changing the user's array;
     it now writes only into a layer it made (marked in the layer's metadata)."""
@@ -519,19 +453,6 @@ def test_a_users_layer_named_like_the_output_is_never_written(viewer, make_widge
 
 
 # ---------------------------------------------------------------- heavy models: reduced preview, full-res Apply
-
-SMALL_CONFIGS = {"dln": {"width": 8, "blocks": 1}, "iqe_dcgan": {"width": 8, "blocks": 1},
-                 "enlightengan": {"width": 4, "depth": 2}, "zero_dce": {}}
-
-
-@pytest.fixture
-def heavy_weights(empty_weights_dir):
-    """Small randomly initialised heavy networks (speed and geometry do not depend on training)."""
-    for i, (name, config) in enumerate(SMALL_CONFIGS.items()):
-        torch.manual_seed(10 + i)
-        registry.save_weights(registry.get_model_info(name).build(**config).eval(), name,
-                              empty_weights_dir / f"{name}.pt")
-    return empty_weights_dir
 
 
 def pixel_edges(layer, shape):
@@ -614,7 +535,7 @@ def test_heavy_model_errors_keep_the_viewer_alive(viewer, make_widget, heavy_wei
     def broken(*args, **kwargs):
         raise RuntimeError("simulated failure in the network")
 
-    monkeypatch.setattr(_compute.Enhancer, "enhance_plane", broken)
+    monkeypatch.setattr(Plan, "run_window", broken)  # every window of a network, in Apply and in previews
     widget.apply_button.click()
     settle(qtbot, widget)
     errors = [m for s, m in notes() if s == NotificationSeverity.ERROR]
@@ -670,45 +591,6 @@ def test_stack_apply_of_a_heavy_model_survives_moving_through_the_planes(viewer,
         assert np.abs(out[i].astype(int) - enhance(stack[i], "enlightengan", device="cpu")).max() <= 1
 
 
-def test_preview_geometry_and_shape_without_qt():
-    assert _compute.preview_shape(3000, 4000, (600, 1000)) == (600, 800)
-    assert _compute.preview_shape(3000, 4000, None, 30_000) == (150, 200)
-    assert _compute.preview_shape(3000, 4000, None, 1_000) == (96, 128)  # long side floor: 128 ...
-    assert _compute.preview_shape(50, 60, (10, 10), 4) == (50, 60)  # ... or the plane's own
-    assert _compute.preview_shape(300, 400, (600, 1000)) == (300, 400)  # never upscaled
-    scale, translate = _compute.preview_geometry([1, 2.0, 3.0], [7, 5.0, -7.0], (100, 90), (25, 30))
-    np.testing.assert_allclose(scale, [1, 8.0, 9.0])
-    np.testing.assert_allclose(translate, [7, 5.0 + 2.0 * 1.5, -7.0 + 3.0 * 1.0])
-    gray = (np.random.default_rng(0).random((64, 48)) * 65535).astype(np.uint16)
-    small = _compute.downscale_plane(gray, False, (16, 12))
-    assert small.dtype == np.uint16 and small.shape == (16, 12)
-    assert abs(float(small.mean()) - float(gray.mean())) < 0.01 * 65535
-    rgba = np.random.default_rng(1).integers(0, 256, (64, 48, 4), dtype=np.uint8)
-    small = _compute.downscale_plane(rgba, True, (16, 12))
-    assert small.dtype == np.uint8 and small.shape == (16, 12, 4)
-    # the uint8 fast path (no float copy) agrees with antialiased bilinear in float
-    x = torch.from_numpy(rgba).permute(2, 0, 1)[None].double()
-    ref = torch.nn.functional.interpolate(x, size=(16, 12), mode="bilinear", antialias=True)[0].permute(1, 2, 0)
-    assert np.abs(small.astype(float) - ref.numpy()).max() <= 1
-    flat = np.full((64, 48, 3), 77, np.uint8)
-    assert (_compute.downscale_plane(flat, True, (5, 7)) == 77).all()
-
-
-def test_first_preview_probes_the_cost_then_spends_the_rest_of_the_budget(heavy_weights):
-    plane = dark_rgb(600, 800, seed=2)
-    settings = _compute.Settings(model="zero_dce")
-    slow = _compute.Enhancer()  # a budget the probe already exceeds: the probe is the preview
-    assert slow.preview_plane(plane, True, settings, canvas=(300, 400), seconds=1e-9).shape == (192, 256, 3)
-    assert slow.seconds_per_pixel[("zero_dce", "cpu", None)] > 0
-    fast = _compute.Enhancer()  # plenty of time: a second run at the canvas size
-    gamma = fast.preview_plane(plane, True, _compute.Settings(model="gamma"), canvas=(300, 400), seconds=1e-9)
-    assert gamma.shape == (300, 400, 3)  # classical methods: the canvas limit only, no probe
-    out = fast.preview_plane(plane, True, settings, canvas=(300, 400), seconds=60.0)
-    assert out.shape == (300, 400, 3)
-    expected = enhance(_compute.downscale_plane(plane, True, (300, 400)), "zero_dce", device="cpu")
-    assert np.abs(out.astype(int) - expected).max() <= 1
-
-
 def test_cancelling_a_heavy_apply_keeps_the_preview(viewer, make_widget, heavy_weights, qtbot, monkeypatch):
     image = dark_rgb(1100, 1300, seed=16)
     viewer.add_image(image, name="big", rgb=True)
@@ -716,7 +598,7 @@ def test_cancelling_a_heavy_apply_keeps_the_preview(viewer, make_widget, heavy_w
     pick_model(qtbot, widget, "dln")
     preview = output(viewer, "big").data.copy()
     steps, cancelled = [], threading.Event()
-    real, calls = _compute.Enhancer.enhance_plane, []
+    real, calls = Plan.run_window, []
 
     def second_tile_waits_for_cancel(*args, **kwargs):  # the worker cannot finish before the click
         calls.append(1)
@@ -724,7 +606,7 @@ def test_cancelling_a_heavy_apply_keeps_the_preview(viewer, make_widget, heavy_w
             assert cancelled.wait(30)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(_compute.Enhancer, "enhance_plane", second_tile_waits_for_cancel)
+    monkeypatch.setattr(Plan, "run_window", second_tile_waits_for_cancel)
 
     def cancel_at_first_step(value):
         steps.append(value)
@@ -741,13 +623,6 @@ def test_cancelling_a_heavy_apply_keeps_the_preview(viewer, make_widget, heavy_w
 
 
 # ---------------------------------------------------------------- denoise (issue 12)
-
-def noisy_dark_rgb(h=48, w=64, seed=0):
-    """A smooth dark gradient with Poisson-Gaussian noise: something for the denoise slider to remove."""
-    rng = np.random.default_rng(seed)
-    clean = np.linspace(0.03, 0.2, w)[None, :, None] * np.ones((h, 1, 3))
-    return ((clean + rng.normal(size=clean.shape) * np.sqrt(0.002 * clean + 2e-5)).clip(0, 1) * 255).round() \
-        .astype(np.uint8)
 
 
 @pytest.mark.parametrize("model", ["gamma", "zero_dce_pp"])
@@ -781,10 +656,7 @@ def test_denoise_slider_and_auto_are_live(viewer, make_widget, weights_dir, qtbo
 
 def test_apply_on_a_stack_honours_denoise(viewer, make_widget, qtbot):
     stack = np.stack([noisy_dark_rgb(48, 64, seed=i) for i in range(3)])  # enough 8 x 8 blocks to measure noise
-    viewer.add_image(stack, name="rgbstack", rgb=True)
-    widget = make_widget()
-    pick_model(qtbot, widget, "gamma")
-    widget.live.setChecked(False)
+    widget = gamma_on_rgb_stack_without_preview(viewer, make_widget, qtbot, stack)
     widget.denoise.setValue(0.6)
     settle(qtbot, widget)
     widget.apply_button.click()

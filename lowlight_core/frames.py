@@ -1,0 +1,161 @@
+"""The caller's image of every kind (numpy, PIL, torch) as a (B, C, H, W) tensor in its own dtype, checked,
+with the output buffer and the way back to the caller's kind (see lowlight_core.inference for the kinds)."""
+from __future__ import annotations
+
+import sys
+import warnings
+
+import numpy as np
+import torch
+
+FLOAT_TOLERANCE = 1e-3
+PIL_MODES = ("L", "LA", "RGB", "RGBA", "I;16", "F")
+_SCALE = {torch.uint8: 255.0, torch.uint16: 65535.0}
+NUMPY_DTYPES = (np.uint8, np.uint16, np.float16, np.float32, np.float64)
+
+
+class Frames:
+    """The caller's image as a (B, C, H, W) tensor in its own dtype (a view, no copy), the output buffer in
+    the same layout, and how to hand an output tensor back as the caller's kind (`result()`: the buffer)."""
+
+    def __init__(self, pixels: torch.Tensor, out: torch.Tensor, result):
+        self.pixels, self.out, self._result = pixels, out, result
+        channels = pixels.shape[1]
+        self.color = 1 if channels <= 2 else 3  # the rest is alpha
+        self.scale = _SCALE.get(pixels.dtype)
+
+    def result(self, out: torch.Tensor | None = None):
+        """The caller's kind of image holding `out` (default: the output buffer), a (B, C, H, W) tensor."""
+        return self._result(self.out if out is None else out)
+
+    def load(self, b: int, rows: slice, cols: slice, device) -> torch.Tensor:
+        """float32 (1, 3, h, w) in [0, 1] on device: the colour channels of one window."""
+        x = self.pixels[b:b + 1, :self.color, rows, cols].to(torch.float32)
+        x = x / self.scale if self.scale else x.clamp(0, 1)  # out of place: never touch the caller's data
+        x = x.to(device)
+        return x.repeat(1, 3, 1, 1) if self.color == 1 else x
+
+    def store(self, y: torch.Tensor, b: int, rows: slice, cols: slice) -> None:
+        """Writes a float (1, 3, h, w) result into the window, in the caller's dtype."""
+        if self.color == 1:
+            y = y.mean(dim=1, keepdim=True)
+        if self.scale:
+            y = y.mul(self.scale).round_().clamp_(0, self.scale)
+        self.out[b:b + 1, :self.color, rows, cols].copy_(y)
+
+    def _float(self, t: torch.Tensor) -> torch.Tensor:
+        """float32 (1, c, H, W) in [0, 1], contiguous (what guided_denoise reads without another copy)."""
+        f = torch.empty(t.shape, dtype=torch.float32, device=t.device).copy_(t)
+        return f.div_(self.scale) if self.scale else f.clamp_(0, 1)
+
+    def noise_model(self):
+        """The noise model of the first image's input pixels (lowlight_core.noise.estimate_noise)."""
+        from .noise import estimate_noise
+
+        return estimate_noise(self._float(self.pixels[:1, :self.color]))
+
+    def denoise(self, out: torch.Tensor, strength, measure_output: bool = False, model=None) -> None:
+        """Denoises the colour channels of out (B, C, H, W, the pixels' dtype and layout) in place, image by
+        image, given the input pixels (lowlight_core.noise.denoise: guided filter scaled by the local gain;
+        measure_output: the noise model calibrated on the output, for models without curve maps; model: the
+        input's noise model when already known (one image), else estimated)."""
+        from .noise import denoise
+
+        for b in range(out.shape[0]):
+            x, y = self._float(self.pixels[b:b + 1, :self.color]), self._float(out[b:b + 1, :self.color])
+            z = denoise(x, y, strength, model=model, measure_output=measure_output)
+            if z is y:
+                continue
+            if self.scale:
+                z = z.mul_(self.scale).round_().clamp_(0, self.scale)
+            out[b:b + 1, :self.color].copy_(z)
+
+    def copy_alpha(self) -> None:
+        if self.pixels.shape[1] > self.color:
+            self.out[:, self.color:].copy_(self.pixels[:, self.color:])
+
+
+def _check_shape(shape, channels: int, layout: str) -> None:
+    if any(s == 0 for s in shape):
+        raise ValueError(f"empty image of shape {tuple(shape)}")
+    if not 1 <= channels <= 4:
+        raise ValueError(f"expected {layout} with 1-4 channels (gray, gray+alpha, RGB, RGBA), got "
+                         f"{channels} channels in shape {tuple(shape)}")
+
+
+def _check_values(t: torch.Tensor) -> None:
+    if not t.is_floating_point():
+        return
+    if not torch.isfinite(t).all():
+        raise ValueError("image contains NaN or Inf values")
+    lo, hi = torch.aminmax(t)
+    lo, hi = float(lo), float(hi)
+    if lo < -FLOAT_TOLERANCE or hi > 1 + FLOAT_TOLERANCE:
+        raise ValueError(f"float image values must be in [0, 1] (found min {lo:.6g}, max {hi:.6g}); scale it "
+                         f"first (values within {FLOAT_TOLERANCE:g} of the range are clamped)")
+
+
+def _numpy_frames(a: np.ndarray, wrap=lambda out: out) -> Frames:
+    if a.ndim not in (2, 3):
+        raise ValueError(f"expected an H x W or H x W x C array, got shape {a.shape}")
+    if a.dtype not in NUMPY_DTYPES:
+        raise TypeError(f"unsupported dtype {a.dtype} (expected uint8, uint16 or float in [0, 1])")
+    _check_shape(a.shape, 1 if a.ndim == 2 else a.shape[2], "an H x W x C array")
+    if any(s < 0 for s in a.strides):  # torch cannot view negative strides (e.g. np.fliplr)
+        a = np.ascontiguousarray(a)
+    with warnings.catch_warnings():  # read-only arrays (np.asarray of a PIL image): we only read them
+        warnings.simplefilter("ignore", UserWarning)
+        src = torch.from_numpy(a)
+    dst = torch.from_numpy(np.empty(a.shape, a.dtype))  # untouched (no pages) when the photo path runs
+    if a.ndim == 2:
+        src, dst = src[None, None], dst[None, None]
+    else:
+        src, dst = src.permute(2, 0, 1)[None], dst.permute(2, 0, 1)[None]
+    _check_values(src)
+
+    def result(t):  # (1, C, H, W) back to the array's H x W (x C): a view of t's memory when it lies so
+        t = t[0, 0] if a.ndim == 2 else t[0].permute(1, 2, 0)
+        return wrap(np.ascontiguousarray(t.cpu().numpy()))
+
+    return Frames(src, dst, result)
+
+
+def _pil_frames(im) -> Frames:
+    from PIL import Image
+
+    if im.mode not in PIL_MODES:
+        raise ValueError(f"unsupported PIL image mode {im.mode!r} (supported: {', '.join(PIL_MODES)}; "
+                         "use image.convert('RGB') first)")
+    info = dict(im.info)
+
+    def to_pil(out):
+        res = Image.fromarray(out)
+        res.info.update(info)
+        return res
+
+    return _numpy_frames(np.asarray(im), to_pil)
+
+
+def _tensor_frames(t: torch.Tensor) -> Frames:
+    if t.dim() not in (3, 4):
+        raise ValueError(f"expected a C x H x W or B x C x H x W tensor, got shape {tuple(t.shape)}")
+    if not t.is_floating_point():
+        raise TypeError(f"tensor images must be floating point with values in [0, 1], got {t.dtype}")
+    if t.is_meta:
+        raise ValueError("the tensor is on the 'meta' device: it has a shape but no values to enhance")
+    batch = (t if t.dim() == 4 else t[None]).detach()
+    _check_shape(batch.shape, batch.shape[1], "a B x C x H x W tensor")
+    _check_values(batch)
+    out = torch.empty(batch.shape, dtype=t.dtype, device=t.device)
+    return Frames(batch, out, lambda o: (o if t.dim() == 4 else o[0]).to(t.device))
+
+
+def to_frames(image) -> Frames:
+    if isinstance(image, torch.Tensor):
+        return _tensor_frames(image)
+    if isinstance(image, np.ndarray):
+        return _numpy_frames(image)
+    if "PIL" in sys.modules and isinstance(image, sys.modules["PIL"].Image.Image):
+        return _pil_frames(image)
+    raise TypeError(f"image must be a numpy array, a PIL image or a torch tensor, got {type(image).__name__}")
+
