@@ -16,11 +16,10 @@ import numpy as np
 from napari.layers import Image
 from napari.types import ImageData, LayerDataTuple
 
-from lowlight_core.controls import (DENOISE_DEFAULT, DENOISE_RANGE, EXPOSURE_DEFAULT, EXPOSURE_RANGE,
+from lowlight_core.controls import (DEFAULT_MODEL, DENOISE_DEFAULT, DENOISE_RANGE, EXPOSURE_DEFAULT, EXPOSURE_RANGE,
                                     ITERATIONS_DEFAULT, MAX_ITERATIONS)
 from lowlight_core.models.registry import list_models
 
-DEFAULT_MODEL = "zero_dce_pp"
 OUTPUT_SUFFIX = " enhanced"
 MODELS = [m.name for m in list_models()]
 # magicgui widget options of the controls (the ranges are the core's)
