@@ -64,13 +64,15 @@ class Manifest:
 
     def __init__(self, outdir: Path, rank: int):
         self.outdir, self.path = outdir, outdir / MANIFEST_GLOB.replace("*", str(rank))
-        self._file = open(self.path, "ab", buffering=0)
+        self._file = None  # opened by the first file done: a run that writes nothing leaves nothing
         self._torn = False  # a write failed part-way: the next line starts on a fresh one
 
     def add(self, src: Path, dst: Path, settings: str) -> None:
         row = {"src": str(src), "dst": str(dst), "out": dst.relative_to(self.outdir).as_posix(),
                "settings": settings}
         line = ("\n" if self._torn else "") + json.dumps(row) + "\n"
+        if self._file is None:
+            self._file = open(self.path, "ab", buffering=0)
         self._torn = True
         data = memoryview(line.encode())
         while data:  # a write may be short (the disk filled part-way): the next one raises
@@ -78,7 +80,8 @@ class Manifest:
         self._torn = False
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 def _decoded(sources: list[Path], read: Callable, workers: int) -> Iterator:

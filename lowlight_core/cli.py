@@ -195,10 +195,7 @@ def _enhance_run(args) -> int:
     device = _check_setup(args, [args.model], weights)
     jobs, problems, earlier = _plan(args.inputs, args.output, args.suffix)
     _prepare_output(args.output)
-    try:
-        manifest = batch.Manifest(args.output, batch.shard_of_world()[0])
-    except OSError as e:
-        raise SetupError(f"-o {args.output}: cannot write the manifest there ({e.strerror or e})") from None
+    manifest = batch.Manifest(args.output, batch.shard_of_world()[0])
     for folder in {args.output} | {dst.parent for _, dst in jobs}:
         removed = remove_stale_temps(folder) if folder.is_dir() else []
         if removed:
