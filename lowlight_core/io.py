@@ -162,7 +162,7 @@ def _check_size(path, width: int, height: int, max_pixels: int | None, pixel_byt
 
 def _sniff(path: Path) -> str:
     with open(path, "rb") as f:
-        head = f.read(8)
+        head = f.read(12)
     if head.startswith(_PNG_SIGNATURE):
         return "PNG"
     if head.startswith(b"\xff\xd8\xff"):
@@ -172,7 +172,7 @@ def _sniff(path: Path) -> str:
     if head.startswith(b"BM"):
         return "BMP"
     for name, magic in (("GIF", b"GIF8"), ("WebP", b"RIFF")):
-        if head.startswith(magic):
+        if head.startswith(magic) and (name != "WebP" or head[8:12] == b"WEBP"):  # RIFF: also WAV, AVI
             raise _bad(path, f"a {name} file{_frames_note(path)}: not supported (PNG, JPEG, TIFF or BMP only)")
     raise _bad(path, "not a PNG, JPEG, TIFF or BMP image")
 
