@@ -10,9 +10,10 @@ and under torchrun each process takes its share of the files.
 
 Sharding: under `torchrun --nproc-per-node N lowlight enhance ...` (or several nodes) process RANK of
 WORLD_SIZE takes every WORLD_SIZE-th file of the sorted plan: no file is done twice, no process group needed.
-With `--resume` each finished file goes into the process's manifest `<output>/.lowlight-done.<rank>.jsonl` with
-the settings that made it, and the files that a manifest (of any rank, any earlier world size) lists as done
-with the same settings, and whose output exists, are skipped.
+Each finished file goes into the process's manifest `<output>/.lowlight-done.<rank>.jsonl` with the settings
+that made it (every run, not only with --resume: the manifest is how a later run tells earlier outputs from
+inputs when they share a folder). With `--resume` the files that a manifest (of any rank, any earlier world
+size) lists as done with the same settings, and whose output exists, are skipped.
 """
 from __future__ import annotations
 
@@ -34,18 +35,53 @@ def shard_of_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def done_before(outdir: Path, settings: str) -> set[str]:
-    """Outputs that earlier runs' manifests list as done with these settings and that exist."""
-    done = set()
-    for manifest in outdir.glob(MANIFEST_GLOB):
-        for line in manifest.read_text(errors="replace").splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:  # a line torn by a kill
-                continue
-            if isinstance(row, dict) and row.get("settings") == settings and Path(row.get("dst", "")).is_file():
-                done.add(row["dst"])
-    return done
+def manifest_rows(manifest: Path) -> Iterator[tuple[dict, Path]]:
+    """(row, the output's resolved path) of each readable line of a manifest."""
+    try:  # a regular file only: a link to a device (/dev/zero) would never end
+        text = manifest.read_text(errors="replace") if manifest.is_file() else ""
+    except OSError:
+        return
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:  # a line torn by a kill or a full disk
+            continue
+        if isinstance(row, dict) and isinstance(row.get("out"), str):  # relative to the manifest's folder
+            yield row, (manifest.parent / row["out"]).resolve()
+        elif isinstance(row, dict) and isinstance(row.get("dst"), str):  # older manifests: as given then
+            yield row, Path(row["dst"]).resolve()
+
+
+def done_before(outdir: Path, settings: str) -> set[Path]:
+    """Outputs (resolved) that earlier runs' manifests list as done with these settings and that exist."""
+    return {out for manifest in outdir.glob(MANIFEST_GLOB) for row, out in manifest_rows(manifest)
+            if row.get("settings") == settings and out.is_file()}
+
+
+class Manifest:
+    """The process's manifest: one line per finished file, each written by one unbuffered append, so a
+    failed write (a full disk) raises for that file alone and leaves nothing buffered to fail again later."""
+
+    def __init__(self, outdir: Path, rank: int):
+        self.outdir, self.path = outdir, outdir / MANIFEST_GLOB.replace("*", str(rank))
+        self._file = None  # opened by the first file done: a run that writes nothing leaves nothing
+        self._torn = False  # a write failed part-way: the next line starts on a fresh one
+
+    def add(self, src: Path, dst: Path, settings: str) -> None:
+        row = {"src": str(src), "dst": str(dst), "out": dst.relative_to(self.outdir).as_posix(),
+               "settings": settings}
+        line = ("\n" if self._torn else "") + json.dumps(row) + "\n"
+        if self._file is None:
+            self._file = open(self.path, "ab", buffering=0)
+        self._torn = True
+        data = memoryview(line.encode())
+        while data:  # a write may be short (the disk filled part-way): the next one raises
+            data = data[self._file.write(data):]
+        self._torn = False
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
 
 
 def _decoded(sources: list[Path], read: Callable, workers: int) -> Iterator:

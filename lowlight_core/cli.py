@@ -98,9 +98,9 @@ def _enhance_arguments(p: argparse.ArgumentParser) -> None:
                    help="threads decoding ahead of the model (0: decode, enhance, write one file after another; "
                         "default 1). Under torchrun each process takes its share of the files")
     p.add_argument("--resume", action="store_true",
-                   help="keep a manifest of finished files in the output folder (.lowlight-done.*.jsonl) and skip "
-                        "those an earlier --resume run finished with the same settings: rerun the same command "
-                        "after an interruption")
+                   help="skip the files that an earlier run finished with the same settings, as its manifest in "
+                        "the output folder (.lowlight-done.*.jsonl) lists them: rerun the same command after an "
+                        "interruption")
 
 
 def _check_enhance_arguments(args) -> None:
@@ -126,9 +126,30 @@ def _prepare_output(outdir: Path) -> None:
         raise SetupError(f"-o {outdir}: cannot write there ({e.strerror or e})") from None
 
 
+def _check_output_file(flag: str, path: Path) -> None:
+    """A file the command will write at the end: its folder exists and takes files, else SetupError now,
+    before any work (the file itself is not touched)."""
+    if path.is_dir():
+        raise SetupError(f"{flag} {path}: is a folder, expected a file name")
+    if not path.parent.is_dir():
+        raise SetupError(f"{flag} {path}: the folder {path.parent} does not exist")
+    try:
+        if path.exists():
+            with open(path, "ab"):  # opens for writing, writes nothing
+                pass
+        else:
+            with tempfile.TemporaryFile(dir=path.parent):
+                pass
+    except OSError as e:
+        raise SetupError(f"{flag} {path}: cannot write there ({e.strerror or e})") from None
+
+
 def _plan(inputs: list[str], outdir: Path, suffix: str):
-    """[(source, destination)] and a list of problems; folders map to outdir by relative path."""
-    jobs, problems = [], []
+    """[(source, destination)], a list of problems, and how many files of the input folders were left out as
+    outputs of earlier runs; folders map to outdir by relative path."""
+    from .batch import MANIFEST_GLOB, manifest_rows
+
+    jobs, problems, earlier = [], [], 0
     outdir_resolved = outdir.resolve()
     for name in inputs:
         root = Path(name)
@@ -136,17 +157,23 @@ def _plan(inputs: list[str], outdir: Path, suffix: str):
             # Earlier outputs are skipped only when the output folder lies inside this input folder; an
             # output folder at or above it (-o . for raw/) must not hide the inputs.
             nested = root.resolve() in outdir_resolved.parents
-            found = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in EXTENSIONS
+            files = [f for f in root.rglob("*") if f.is_file()]
+            # what earlier runs wrote into this tree (-o raw, -o raw/sub), as their manifests list it, is
+            # never an input again, whatever its name
+            outputs = {out for m in files if m.match(MANIFEST_GLOB) for _, out in manifest_rows(m)}
+            found = sorted(f for f in files if f.suffix.lower() in EXTENSIONS
                            and not (nested and outdir_resolved in f.resolve().parents))
+            kept = [f for f in found if f.resolve() not in outputs]
+            earlier += len(found) - len(kept)
             if not found:
                 problems.append(f"{root}: no images found ({', '.join(sorted(EXTENSIONS))})")
-            jobs += [(f, outdir / f.relative_to(root)) for f in found]
+            jobs += [(f, outdir / f.relative_to(root)) for f in kept]
         elif root.is_file():
             jobs.append((root, outdir / root.name))
         else:
             problems.append(f"{root}: no such file or folder")
     jobs = [(src, dst.with_name(dst.stem + suffix + dst.suffix)) for src, dst in jobs]
-    return jobs, problems
+    return jobs, problems, earlier
 
 
 def _refusal(dst: Path, target: Path, sources: set, taken: dict) -> str | None:
@@ -164,13 +191,18 @@ def _enhance_run(args) -> int:
 
     from . import batch
     from .inference import enhance
-    from .io import read_image, write_image
+    from .io import read_image, remove_stale_temps, write_image
 
     weights = {args.model: args.weights} if args.weights else {}
     _check_enhance_arguments(args)
     device = _check_setup(args, [args.model], weights)
-    jobs, problems = _plan(args.inputs, args.output, args.suffix)
+    jobs, problems, earlier = _plan(args.inputs, args.output, args.suffix)
     _prepare_output(args.output)
+    manifest = batch.Manifest(args.output, batch.shard_of_world()[0])
+    for folder in {args.output} | {dst.parent for _, dst in jobs}:
+        removed = remove_stale_temps(folder) if folder.is_dir() else []
+        if removed:
+            _error(f"removed {len(removed)} temp file(s) left in {folder} by a run that was killed")
     rank, world = batch.shard_of_world()
     # the whole plan is checked in every process, so a refusal does not depend on the sharding
     sources = {src.resolve() for src, _ in jobs}
@@ -187,12 +219,11 @@ def _enhance_run(args) -> int:
     settings = json.dumps({"model": args.model, "weights": str(args.weights or ""), "exposure": args.exposure,
                            "iterations": args.iterations, "tile": args.tile, "denoise": args.denoise}, sort_keys=True)
     skipped = batch.done_before(args.output, settings) if args.resume else set()
-    mine = [(s, d) for s, d in valid[rank::world] if str(d) not in skipped]
+    mine = [(s, d) for s, d in valid[rank::world] if d.resolve() not in skipped]
     if rank == 0:
         for p in problems:
             _error(p)
     failed, done = len(problems) if rank == 0 else 0, 0
-    manifest = open(args.output / f".lowlight-done.{rank}.jsonl", "a") if args.resume else None
     bar = tqdm(total=len(mine), desc="enhance" if world == 1 else f"enhance [{rank}/{world}]", unit="image",
                disable=None)
     max_pixels = int(args.max_megapixels * 1e6)
@@ -203,10 +234,13 @@ def _enhance_run(args) -> int:
 
     def on_done(src, dst):
         nonlocal done
+        try:
+            manifest.add(src, dst, settings)
+        except OSError as e:
+            on_error(src, OSError(f"written to {dst}, but not recorded in {manifest.path} ({e.strerror or e}): "
+                                  "a later run may take it for an input, --resume does it again"))
+            return
         done += 1
-        if manifest:
-            manifest.write(json.dumps({"src": str(src), "dst": str(dst), "settings": settings}) + "\n")
-            manifest.flush()
         bar.update(1)
 
     def on_error(src, e):
@@ -215,7 +249,7 @@ def _enhance_run(args) -> int:
         _error(_reason(src, e))
         bar.update(1)
 
-    with manifest or contextlib.nullcontext(), bar:
+    with contextlib.closing(manifest), bar:
         batch.run(mine, lambda src: read_image(src, max_pixels=max_pixels),
                   lambda image: enhance(image, model=args.model, iterations=args.iterations, exposure=args.exposure,
                                         device=device, tile=args.tile, weights=args.weights, denoise=args.denoise),
@@ -223,6 +257,7 @@ def _enhance_run(args) -> int:
     share = f" (process {rank} of {world}: {len(mine)} of them)" if world > 1 else ""
     n_skipped = len(valid[rank::world]) - len(mine)
     resumed = f"; {n_skipped} done before, skipped" if n_skipped else ""
+    resumed += f"; {earlier} output(s) of earlier runs in the input folders left out" if earlier else ""
     print(f"lowlight: enhanced {done} of {len(jobs)} images into {args.output}{share}{resumed}"
           + (f"; {failed} problem(s), see above" if failed else ""), file=sys.stderr)
     return 1 if failed or not jobs else 0
@@ -285,8 +320,8 @@ def _eval_run(args) -> int:
                           real_photo_scores, ssim_uint8)
     from .models.registry import has_weights, list_models
 
-    if args.json is not None and args.json.is_dir():
-        raise SetupError(f"--json {args.json}: is a folder, expected a file name")
+    if args.json is not None:
+        _check_output_file("--json", args.json)
     weights = {}
     for item in args.weights:
         name, sep, path = item.partition("=")
@@ -340,8 +375,11 @@ def _eval_run(args) -> int:
             "mean": {m: _json_numbers(r) for m, r in means.items()},
             "failed": failed,
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        try:
+            args.json.write_text(json.dumps(report, indent=2) + "\n")
+        except OSError as e:
+            _error(f"--json {args.json}: the report could not be written ({e.strerror or e})")
+            return 1
     return 1 if failed else 0
 
 
@@ -475,6 +513,7 @@ def _onnx_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _onnx_run(args: argparse.Namespace) -> int:
+    _check_output_file("-o", args.output)  # before the export's minute of tracing
     try:
         from .onnx_export import export_onnx
 

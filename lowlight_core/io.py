@@ -10,7 +10,10 @@ Choices (each one where the usual library would silently lose something):
   encoded here (zlib + the five PNG row filters); 16-bit gray and all 8-bit PNGs go through Pillow.
 - TIFF goes through tifffile (any of uint8/uint16/float32, 1-4 samples, keeps the ICC profile);
   the EXIF sub-IFD of a TIFF is neither read nor written. A multi-page TIFF is refused with the page count
-  (never silently cut to its first page) unless `page=K` picks one; thumbnails (reduced pages) do not count.
+  (never silently cut to its first page) unless `page=K` picks one; SubIFDs count as pages, thumbnails and
+  pyramid levels (reduced images smaller than the largest) do not.
+- Several images in any other file are refused with their count too (an animated PNG, an MPO stereo JPEG;
+  an MPO's thumbnails and gain maps do not count); GIF and WebP are not read (refused, naming the format).
 - Orientation: the EXIF orientation is applied on read and written back as 1 (top-left).
 - JPEG and BMP hold 8 bits and no alpha here: uint16/float data are rounded to uint8 for them and an
   alpha channel is refused. PNG stores float data as 16 bits.
@@ -24,7 +27,9 @@ Every problem with a file raises ValueError (FileNotFoundError when it does not 
 """
 from __future__ import annotations
 
+import io
 import os
+import socket
 import struct
 import sys
 import threading
@@ -157,7 +162,7 @@ def _check_size(path, width: int, height: int, max_pixels: int | None, pixel_byt
 
 def _sniff(path: Path) -> str:
     with open(path, "rb") as f:
-        head = f.read(8)
+        head = f.read(12)
     if head.startswith(_PNG_SIGNATURE):
         return "PNG"
     if head.startswith(b"\xff\xd8\xff"):
@@ -166,7 +171,20 @@ def _sniff(path: Path) -> str:
         return "TIFF"
     if head.startswith(b"BM"):
         return "BMP"
+    for name, magic in (("GIF", b"GIF8"), ("WebP", b"RIFF")):
+        if head.startswith(magic) and (name != "WebP" or head[8:12] == b"WEBP"):  # RIFF: also WAV, AVI
+            raise _bad(path, f"a {name} file{_frames_note(path)}: not supported (PNG, JPEG, TIFF or BMP only)")
     raise _bad(path, "not a PNG, JPEG, TIFF or BMP image")
+
+
+def _frames_note(path: Path) -> str:
+    """' of N frames' when Pillow can count them (an unsupported animation is named with its frame count)."""
+    try:
+        with _pillow_without_bomb_check(), Image.open(path) as im:
+            n = getattr(im, "n_frames", 1)
+    except Exception:
+        return ""
+    return f" of {n} frames" if n > 1 else ""
 
 
 def read_image(path, max_pixels: int | None = None, page: int | None = None) -> tuple[np.ndarray, dict]:
@@ -183,6 +201,7 @@ def read_image(path, max_pixels: int | None = None, page: int | None = None) -> 
     if fmt == "TIFF":
         array, info = _read_tiff(path, max_pixels, page)
     elif fmt == "PNG" and _png_needs_own_decoder(path):
+        _png_head(path)  # refuses an animation
         array, info = _read_png16(path, max_pixels)
     else:
         array, info = _read_pillow(path, fmt, max_pixels)
@@ -211,11 +230,43 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib
 
 
 def _read_pillow(path: Path, fmt: str, max_pixels):
-    try:
-        with _pillow_without_bomb_check():
-            im = Image.open(path)
-    except _DECODE_ERRORS as e:
-        raise _bad(path, f"corrupt {fmt} file ({e})") from None
+    iccp = _png_head(path) if fmt == "PNG" else None
+    with open(path, "rb") as f:
+        try:
+            # Pillow never sees a PNG's iCCP chunk: it refuses profiles over its text-chunk limit (1 MiB) as
+            # corrupt; _icc_from_iccp applies MAX_ICC_BYTES (drop with a warning), as for 16-bit PNGs
+            with _pillow_without_bomb_check():
+                im = Image.open(_WithoutRange(f, *iccp[:2]) if iccp else f)
+            im = _one_frame(path, fmt, im)
+            array, info = _pillow_image(path, fmt, im, max_pixels)
+        except _DECODE_ERRORS as e:
+            if str(e).startswith(str(path)):
+                raise
+            raise _bad(path, f"corrupt or truncated {fmt} file ({e})") from None
+    if iccp:
+        info["icc_profile"] = _icc_from_iccp(path, iccp[2])
+    return array, info
+
+
+def _one_frame(path: Path, fmt: str, im: Image.Image) -> Image.Image:
+    """im, if it holds one image; a file of several (an MPO stereo pair, ...) is refused with the count.
+    Like a TIFF's thumbnails, an MPO's smaller images (thumbnails, a reduced gain map) do not count."""
+    n = getattr(im, "n_frames", 1)
+    if fmt == "JPEG" and n > 1:
+        size, sizes = im.size, []
+        for k in range(n):
+            im.seek(k)
+            sizes.append(im.size)
+        im.seek(0)
+        n = sizes.count(size)
+    if n > 1:
+        im.close()
+        raise _bad(path, f"{fmt} file with {n} frames (images); this reads one image and would lose the others: "
+                         "save the frame you want as a separate file")
+    return im
+
+
+def _pillow_image(path: Path, fmt: str, im: Image.Image, max_pixels):
     with im:
         _check_size(path, im.width, im.height, max_pixels)
         try:
@@ -275,11 +326,28 @@ def _read_tiff(path: Path, max_pixels, page: int | None):
         raise _bad(path, f"corrupt TIFF file ({type(e).__name__}: {e})") from None
 
 
+def _tiff_images(tif) -> list:
+    """The images of a TIFF that count: its pages and their SubIFDs (in file order, each page followed by
+    its SubIFDs), less thumbnails and pyramid levels: an image flagged reduced (NewSubfileType bit 0) that is
+    smaller than the largest image. A full-size image flagged reduced, or one in a SubIFD, counts."""
+    found = []
+
+    def walk(pages, depth):
+        for p in pages:
+            found.append(p)
+            if depth < 2 and p.pages:  # SubIFDs (and theirs: a DNG's raw image sits one level down)
+                walk(p.pages, depth + 1)
+
+    walk(tif.pages, 0)
+    largest = max((p.imagelength * p.imagewidth for p in found), default=0)
+    return [p for p in found if not (p.is_reduced and p.imagelength * p.imagewidth < largest)]
+
+
 def _tiff_page(path: Path, tif, max_pixels, page: int | None):
-    pages = [p for p in tif.pages if not p.is_reduced]  # reduced: a thumbnail of another page
+    pages = _tiff_images(tif)
     if page is None and len(pages) > 1:
-        raise _bad(path, f"TIFF with {len(pages)} pages (images); this reads one image: pick it with "
-                         f"read_image(path, page=K), K = 0..{len(pages) - 1}")
+        raise _bad(path, f"TIFF with {len(pages)} pages (images, SubIFDs included); this reads one image: pick "
+                         f"it with read_image(path, page=K), K = 0..{len(pages) - 1}")
     if not pages or not 0 <= (page or 0) < len(pages):
         raise _bad(path, f"TIFF has no page {page or 0} (it has {len(pages)})")
     page = pages[page or 0]
@@ -315,6 +383,70 @@ def _tiff_page(path: Path, tif, max_pixels, page: int | None):
     info = {"icc_profile": bytes(icc) if isinstance(icc, (bytes, bytearray)) and icc else None, "exif": None,
             "orientation": orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1, "dpi": dpi}
     return array, info
+
+
+def _png_head(path: Path):
+    """Checks the chunks before the image data: an animation (acTL) of several frames is refused with its
+    frame count; returns (start, end, body) of the iCCP chunk, or None."""
+    iccp = None
+    with open(path, "rb") as f:
+        pos = len(_PNG_SIGNATURE)
+        while True:
+            f.seek(pos)
+            head = f.read(8)
+            if len(head) < 8:
+                return iccp  # truncated: the decoder says so
+            length, ctype = struct.unpack(">I4s", head)
+            if ctype in (b"IDAT", b"IEND"):
+                return iccp
+            body = f.read(4) if ctype == b"acTL" else b""
+            if len(body) == 4:
+                frames = struct.unpack(">I", body)[0]
+                if frames > 1:
+                    raise _bad(path, f"animated PNG with {frames} frames; this reads one image and would lose "
+                                     "the others: save the frame you want as a still PNG")
+            elif ctype == b"iCCP" and iccp is None:
+                body = f.read(length)
+                if zlib.crc32(body, zlib.crc32(ctype)) != struct.unpack(">I", f.read(4).rjust(4, b"\0"))[0]:
+                    raise _bad(path, "corrupt PNG file (CRC mismatch in a b'iCCP' chunk)")
+                iccp = (pos, pos + 12 + length, body)
+            pos += 12 + length
+
+
+class _WithoutRange(io.RawIOBase):
+    """A read-only view of a seekable file without the bytes [start, end): a PNG minus one chunk."""
+
+    def __init__(self, f, start: int, end: int):
+        super().__init__()
+        self._f, self._start, self._cut, self._pos = f, start, end - start, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        size = os.fstat(self._f.fileno()).st_size - self._cut
+        self._pos = max(0, {0: 0, 1: self._pos, 2: size}[whence] + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        """Fills buffer up to the end of the file (readers of PNG chunks take a short read as truncation)."""
+        view, done = memoryview(buffer), 0
+        while done < len(view):
+            before = self._pos < self._start
+            self._f.seek(self._pos if before else self._pos + self._cut)
+            end = len(view) if not before else min(len(view), done + self._start - self._pos)
+            n = self._f.readinto(view[done:end])
+            if not n:
+                break
+            done += n
+            self._pos += n
+        return done
 
 
 # ---------------------------------------------------------------- the PNG codec for 16-bit samples
@@ -536,8 +668,7 @@ def write_image(path, array: np.ndarray, info: dict | None = None) -> Path:
     elif fmt == "TIFF":
         array = array.astype(np.float32, copy=False) if array.dtype.kind == "f" else array
 
-    # a short temp name: the final name may be as long as the file system allows, the temp one must fit too
-    tmp = path.with_name(f".lowlight-{uuid.uuid4().hex[:16]}.tmp")  # (mkstemp would make it mode 0600)
+    tmp = path.with_name(_temp_name())  # (mkstemp would make it mode 0600)
     try:
         if fmt == "TIFF":
             _write_tiff(tmp, array, icc, dpi)
@@ -557,6 +688,47 @@ def write_image(path, array: np.ndarray, info: dict | None = None) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+TEMP_GLOB = ".lowlight-*.tmp"
+
+
+def _host_tag() -> str:
+    return f"{zlib.crc32(socket.gethostname().encode()) & 0xFFFFFF:06x}"
+
+
+def _temp_name() -> str:
+    """.lowlight-<pid>-<host>-<random>.tmp: the owner, so that a later start can remove it once the owner is
+    gone. Short: the final name may be as long as the file system allows, the temp one must fit too."""
+    return f".lowlight-{os.getpid()}-{_host_tag()}-{uuid.uuid4().hex[:8]}.tmp"
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Removes the temp files in folder that a process of this host left when it was killed (it is gone);
+    those of a live process, of another host (a shared folder) or of an unknown owner are kept."""
+    removed = []
+    for tmp in Path(folder).glob(TEMP_GLOB):
+        parts = tmp.name[len(".lowlight-"):-len(".tmp")].split("-")
+        mine = len(parts) == 3 and parts[0].isdigit() and 0 < int(parts[0]) < 1 << 22 and parts[1] == _host_tag()
+        if not mine or pid_alive(int(parts[0])):  # (1 << 22: Linux's largest pid)
+            continue
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except FileNotFoundError:  # another start removed it first
+            pass
+    return removed
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process pid (> 0) exists on this host (one of another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        pass
+    return True
 
 
 def _write_tiff(path: Path, array: np.ndarray, icc, dpi) -> None:

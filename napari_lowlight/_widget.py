@@ -4,7 +4,7 @@ Flow: a control change restarts a short timer (coalescing a burst of slider even
 preview worker enhances the plane on screen. Changes made while a worker runs leave one request pending,
 started when the worker finishes; every request carries a generation number and a result whose generation
 is no longer the latest is dropped, so the output always matches the controls. The result goes to one
-layer "<input> enhanced" that the widget made (marked in its metadata), updated in place.
+layer "<input> enhanced" that the widget made (known by its unique_id), updated in place.
 
 Heavy models (image-to-image networks, Zero-DCE's full-resolution curve maps; _compute.is_heavy) preview the
 plane downscaled to what the canvas shows: the whole plane fit into the canvas (device pixels), smaller still
@@ -48,8 +48,10 @@ from lowlight_core.controls import (DEFAULT_MODEL, DENOISE_AUTO, DENOISE_DEFAULT
                                     DENOISE_SLIDER_STEPS, EXPOSURE_DEFAULT, EXPOSURE_RANGE, ITERATIONS_DEFAULT)
 
 OUTPUT_SUFFIX = " enhanced"
-# metadata key on the layers this widget made: the input's unique_id. Only such a layer is ever written
-# to; a user's own layer that happens to be named "<input> enhanced" is left alone.
+# metadata key on the layers this widget made: the input's unique_id. For the user to see only: Duplicate
+# Layer copies metadata, so the widget finds its outputs by the unique_id of the layers it made (a copy
+# gets its own; the layer objects cannot serve, napari hands plugins a new proxy for each access); any
+# other layer, a user's duplicate or one that happens to be named "<input> enhanced", is left alone.
 OUTPUT_MARK = "lowlight_output_of"
 DEBOUNCE_MS = 15           # coalesces the valueChanged burst of one slider drag step, adds little latency
 ITERATIONS_RANGE = (1, 16)  # the slider's span; enhance() accepts up to controls.MAX_ITERATIONS
@@ -89,6 +91,7 @@ class LowlightWidget(QWidget):
         self._large = _large
         self._registry = registry
         self.enhancer = _compute.Enhancer()
+        self._made: dict = {}  # unique_id of each output layer made here -> its input's mark (the input's id)
         self.dropped_results = 0     # stale results thrown away (tests read it)
         self.last_elapsed = None     # seconds from the last shown request to its result on screen
         self._generation = 0
@@ -280,7 +283,7 @@ class LowlightWidget(QWidget):
             layer.events.name.connect(self._refresh_layers)
         if current not in names:  # first time, or the layer went away: prefer the selected input image
             active = self.viewer.layers.selection.active
-            candidates = [layer.name for layer in self._image_layers() if OUTPUT_MARK not in layer.metadata] or names
+            candidates = [layer.name for layer in self._image_layers() if layer.unique_id not in self._made] or names
             current = active.name if active is not None and active.name in candidates else \
                 (candidates[-1] if candidates else "")
         self.layer_combo.blockSignals(True)
@@ -485,7 +488,7 @@ class LowlightWidget(QWidget):
             return  # the input went away while we computed
         name = job.layer_name + OUTPUT_SUFFIX
         mark = str(layer.unique_id)
-        out = next((o for o in self._image_layers() if o.metadata.get(OUTPUT_MARK) == mark), None)
+        out = next((o for o in self._image_layers() if self._made.get(o.unique_id) == mark), None)
         multiscale = isinstance(result, list)  # Apply of a multiscale layer: every level
         if out is not None and (out.rgb != job.rgb or out.multiscale != multiscale):
             self.viewer.layers.remove(out)
@@ -512,6 +515,7 @@ class LowlightWidget(QWidget):
             out = self.viewer.add_image(result, name=name, rgb=job.rgb, contrast_limits=limits,  # a taken name
                                         scale=scale, translate=translate,  # gets " [1]" from napari
                                         metadata={OUTPUT_MARK: mark}, multiscale=multiscale, **kwargs)
+            self._made[out.unique_id] = mark
         else:
             if out.data is result:
                 out.refresh()

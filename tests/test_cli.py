@@ -47,6 +47,8 @@ def test_enhance_folder_keeps_names_formats_and_depths_and_carries_on(photos, tm
     assert "broken.png" in err and "corrupt" in err
     assert "enhanced 5 of 6" in err
     made = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    manifest = made.pop(0)  # every run records its outputs (a later run never takes them for inputs)
+    assert manifest == ".lowlight-done.0.jsonl" and len((out / manifest).read_text().splitlines()) == 5
     assert made == ["a.png", "deep16.png", "gray.bmp", "sub/c.jpg", "sub/f.tif"]  # ... the others were done
     for rel in made:
         original, _ = read_image(photos / rel)

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from lowlight_core.io import read_image, write_image
+from test_multiframe_inputs import multi_frame_files
 
 LIMIT = 1 << 20  # pixels: every case decodes to at most 8 MiB
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
@@ -68,6 +69,8 @@ def _seeds() -> dict[str, bytes]:
 
 
 SEEDS = _seeds()
+MULTI = multi_frame_files()  # several images per file: refused with the count (mutated: any clear outcome)
+POOL = {**SEEDS, **{name: data for name, (data, _) in MULTI.items()}}
 
 
 def _fix_png_crcs(data: bytearray) -> bytearray:
@@ -85,8 +88,8 @@ def _fix_png_crcs(data: bytearray) -> bytearray:
 
 @st.composite
 def mutated(draw):
-    name = draw(st.sampled_from(sorted(SEEDS)))
-    data = bytearray(SEEDS[name])
+    name = draw(st.sampled_from(sorted(POOL)))
+    data = bytearray(POOL[name])
     for _ in range(draw(st.integers(1, 6))):
         op = draw(st.sampled_from(["flip", "byte", "header", "cut", "insert", "truncate"]))
         pos = draw(st.integers(0, len(data) - 1))
@@ -149,3 +152,11 @@ def test_mutated_files_decode_or_raise_a_clear_error(case_file, memory_guard, ca
 def test_every_seed_is_a_valid_file(tmp_path, name):
     (tmp_path / "seed").write_bytes(SEEDS[name])
     assert read_image(tmp_path / "seed")[0].size > 0
+
+
+@pytest.mark.parametrize("name", sorted(MULTI))
+def test_every_multi_image_seed_is_refused_with_its_count(tmp_path, name):
+    data, n = MULTI[name]
+    (tmp_path / "seed").write_bytes(data)
+    with pytest.raises(ValueError, match=rf"seed: .*\b{n} (frames|pages)"):
+        read_image(tmp_path / "seed")

@@ -108,6 +108,25 @@ def test_reasonable_icc_profile_still_read(tmp_path):
     assert info["icc_profile"] == icc
 
 
+@pytest.mark.parametrize("depth", [8, 16])
+def test_icc_profiles_behave_the_same_at_both_bit_depths(tmp_path, depth):
+    """Issue 26 item 5: an 8-bit PNG with a profile over Pillow's 1 MiB text-chunk limit was refused as
+    corrupt; both depths keep a profile up to MAX_ICC_BYTES and drop a larger one with a warning."""
+    a = RNG.integers(0, 256 if depth == 8 else 65536, (3, 4, 3), dtype=np.uint8 if depth == 8 else np.uint16)
+    big = RNG.integers(0, 256, 3 << 20, dtype=np.uint8).tobytes()  # 3 MiB, incompressible
+    b, info = read_image(write_image(tmp_path / "big.png", a, {"icc_profile": big}))
+    np.testing.assert_array_equal(b, a)
+    assert info["icc_profile"] == big
+    raw = np.concatenate([np.zeros((3, 1), np.uint8), a.astype(">u2" if depth == 16 else np.uint8).view(np.uint8)
+                          .reshape(3, -1)], axis=1)
+    bomb = b"big\0\0" + zlib.compress(bytes(lio.MAX_ICC_BYTES + 1), 9)
+    (tmp_path / "over.png").write_bytes(png(4, 3, depth, 2, raw.tobytes(), extra=chunk(b"iCCP", bomb)))
+    with pytest.warns(UserWarning, match="ICC profile larger than"):
+        b, info = read_image(tmp_path / "over.png")
+    np.testing.assert_array_equal(b, a)
+    assert info["icc_profile"] is None
+
+
 # ---------------------------------------------------------------- memory
 
 MEASURE = """

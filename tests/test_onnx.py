@@ -109,6 +109,8 @@ def test_cli_bad_requests_exit_2_with_a_message(tmp_path, capsys):
     assert "must end in .onnx" in capsys.readouterr().err
     assert cli.main(["onnx", "clahe", "-o", str(tmp_path / "m.onnx")]) == 2
     assert "clahe cannot be exported" in capsys.readouterr().err
+    assert cli.main(["onnx", "zero_dce_pp", "-o", str(tmp_path / "missing" / "m.onnx")]) == 2
+    assert "missing" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
 
 
