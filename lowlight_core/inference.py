@@ -341,7 +341,7 @@ def _windows(height: int, width: int, core: int, halo: int):
 
 def enhance(image, model="zero_dce_pp", iterations: int = ITERATIONS_DEFAULT, exposure: float = EXPOSURE_DEFAULT,
             device="auto",
-            tile: int | None = None, weights=None, denoise=DENOISE_DEFAULT):
+            tile: int | None = None, weights=None, denoise=DENOISE_DEFAULT, curve_maps=None):
     """Enhance a low-light image; returns the same kind, shape and dtype (see the module docstring).
 
     model: a registered name (see `lowlight models` / list_models()) or a model module with .enhance.
@@ -354,19 +354,24 @@ def enhance(image, model="zero_dce_pp", iterations: int = ITERATIONS_DEFAULT, ex
     denoise: 0 (default, off: the output is exactly what it is without this control), a strength in [0, 1], or
     'auto' (strength from the input's estimated noise and the enhancement's gain): a noise-aware guided filter
     on the result (lowlight_core.noise; luminance and chroma separately, stronger where the gain is higher).
+    curve_maps: for models with estimate_alpha_photo (Zero-DCE++), the curve maps to apply instead of estimating
+    them from this image (what estimate_alpha_photo returns; enhance_sequence passes maps smoothed over time).
     """
     check_controls(iterations, exposure, tile, denoise)
     frames = _frames(image)
     dev = resolve_device(device, frames.pixels)
     net = _get_model(model, dev, weights)
     photo_curve = getattr(net, "photo_curve_ok", False)
+    if curve_maps is not None and not (photo_curve and hasattr(net, "estimate_alpha_photo")):
+        raise ValueError("curve_maps are taken only by models with a low-resolution curve estimate (zero_dce_pp)")
     if photo_curve and hasattr(net, "estimate_alpha_photo"):
         # Curve models with a low-resolution estimate (Zero-DCE++): the image stays in its own dtype and
         # layout, one fused pass (net.photo_curve), no full-size float copy. Outside inference_mode: the
         # result is handed back as is (no copy), and a returned tensor must not be an inference tensor.
         with torch.no_grad():
             pixels = frames.pixels.to(dev)
-            alpha = net.estimate_alpha_photo(pixels, exposure=float(exposure))
+            alpha = (net.estimate_alpha_photo(pixels, exposure=float(exposure)) if curve_maps is None
+                     else curve_maps.to(dev))
             _check_finite(alpha, model)
             out = net.photo_curve(pixels, alpha, int(iterations))
             if denoise != 0:
