@@ -59,6 +59,18 @@ def _check_arguments(src: Path, dst: Path, codec: str, quality) -> None:
         raise ValueError(f"quality must be a whole number in [{lo}, {hi}] (CRF: lower is better), got {quality!r}")
 
 
+def _stated_end(stream) -> float | None:
+    """Where the container says the video stream ends, in seconds (its duration, or Matroska's DURATION tag)."""
+    if stream.duration is not None and stream.time_base:
+        return float((stream.duration + (stream.start_time or 0)) * stream.time_base)
+    tag = (stream.metadata or {}).get("DURATION")
+    try:
+        h, m, sec = tag.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except (AttributeError, ValueError):
+        return None
+
+
 def _quarter_turns(rotation) -> int:
     """np.rot90's k that turns a frame upright given VideoFrame.rotation (degrees counter-clockwise)."""
     return int(round(float(rotation or 0) / 90)) % 4
@@ -172,11 +184,15 @@ def _transcode(av, inp, stream, audio, src, tmp, pix, expected, codec, quality, 
         for packet in held:
             out.mux(packet)
 
+        last_time = None
+
         def decoded():
             frame = first
-            nonlocal decoded_count
+            nonlocal decoded_count, last_time
             while frame is not None:
                 timing.append((frame.pts, frame.time_base))
+                if frame.pts is not None and frame.time_base:
+                    last_time = float(frame.pts * frame.time_base)
                 decoded_count += 1
                 a = frame.to_ndarray(format=pix)
                 yield np.rot90(a, turns) if turns else a
@@ -196,4 +212,10 @@ def _transcode(av, inp, stream, audio, src, tmp, pix, expected, codec, quality, 
         if expected and written < expected:
             raise ValueError(f"{src}: cannot decode frame {written}: the clip ends there but its index lists "
                              f"{expected} frames (truncated or corrupt)")
+        # without a frame count (Matroska, WebM, AVI): the stated duration tells a clip cut short
+        interval = 1 / float(stream.average_rate or stream.guessed_rate or 25)
+        end = _stated_end(stream)
+        if not expected and end is not None and last_time is not None and last_time + interval < end - 2 * interval:
+            raise ValueError(f"{src}: cannot decode frame {written}: the clip ends at {last_time + interval:.3f} s "
+                             f"but its header says {end:.3f} s (truncated or corrupt)")
     return written
