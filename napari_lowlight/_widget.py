@@ -189,6 +189,11 @@ class LowlightWidget(QWidget):
         self.device_combo.addItems(["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
         self.device_combo.setCurrentIndex(self.device_combo.count() - 1)  # cuda when there is one
 
+        self.time_combo = QComboBox()  # filled per layer (_update_time_axes)
+        self.time_combo.setToolTip("The stack axis that is time: its frames are enhanced as a sequence (decisions "
+                                   "smoothed over time, scene cuts reset them, static noise averaged with denoise "
+                                   "on); 'none': every plane alone (z stacks)")
+
         self.live = QCheckBox("live preview")
         self.live.setChecked(True)
         self.live.setToolTip("Enhance the plane on screen whenever a control changes")
@@ -208,6 +213,7 @@ class LowlightWidget(QWidget):
         form.addRow("denoise", self.denoise)
         form.addRow(self.denoise_auto)
         form.addRow("device", self.device_combo)
+        form.addRow("time axis", self.time_combo)
         form.addRow(self.live)
         self._form = QWidget()
         self._form.setLayout(form)
@@ -224,6 +230,7 @@ class LowlightWidget(QWidget):
         self.denoise.valueChanged.connect(self._request_preview)
         self.denoise_auto.toggled.connect(self._on_denoise_auto)
         self.device_combo.currentIndexChanged.connect(self._request_preview)
+        self.time_combo.currentIndexChanged.connect(self._request_preview)
         self.live.toggled.connect(self._request_preview)
         self.apply_button.clicked.connect(self._on_apply)
 
@@ -302,12 +309,32 @@ class LowlightWidget(QWidget):
         self._last_plane = None
         if layer is not None:
             layer.events.data.connect(self._on_input_data)
+        self._update_time_axes()
         self._request_preview()
+
+    def _update_time_axes(self) -> None:
+        """The time-axis choices of the input layer: 'none' and its stack axes; preselected from napari's axis
+        labels ('t' or 'time')."""
+        from . import _sequence
+
+        layer = self.input_layer()
+        self.time_combo.blockSignals(True)
+        self.time_combo.clear()
+        self.time_combo.addItem("none (every plane alone)", None)
+        if layer is not None and not layer.multiscale:
+            leading = self._compute.stack_shape(layer.data.shape, layer.rgb)
+            for k, n in enumerate(leading):
+                self.time_combo.addItem(f"axis {k} '{layer.axis_labels[k]}' ({n})", k)
+            found = _sequence.time_axis(layer.axis_labels, layer.data.shape, layer.rgb)
+            self.time_combo.setCurrentIndex(0 if found is None else found + 1)
+        self.time_combo.blockSignals(False)
 
     def _on_input_data(self, event=None) -> None:
         uid = self._input.unique_id
         self.enhancer.forget((uid, self._versions.get(uid, 0)))
         self._versions[uid] = self._versions.get(uid, 0) + 1
+        if self.time_combo.count() != 1 + len(self._compute.stack_shape(self._input.data.shape, self._input.rgb)):
+            self._update_time_axes()
         self._request_preview()
 
     def _on_dims(self, event=None) -> None:
@@ -372,8 +399,14 @@ class LowlightWidget(QWidget):
             return
         self._last_plane = job.index
         self.status.setText(f"enhancing with {job.settings.model}…")
-        worker = create_worker(self._compute.preview_job, self.enhancer, job.data, job.rgb, job.index,
-                               job.settings, job.source, job.canvas, self.preview_seconds)
+        axis = self.time_combo.currentData()
+        if axis is not None:  # the frame as Apply along time makes it (full resolution)
+            from . import _sequence
+
+            worker = create_worker(_sequence.preview_job, job.data, job.rgb, job.index, job.settings, axis)
+        else:
+            worker = create_worker(self._compute.preview_job, self.enhancer, job.data, job.rgb, job.index,
+                                   job.settings, job.source, job.canvas, self.preview_seconds)
         worker.returned.connect(lambda result: self._on_preview_result(job, result))
         worker.finished.connect(self._on_preview_finished)
         self._worker = worker
@@ -407,7 +440,13 @@ class LowlightWidget(QWidget):
         self._pending = False
         self._timer.stop()
         planes = len(self._compute.plane_indices(job.data.shape, job.rgb))
-        worker = create_worker(self._compute.apply_job, self.enhancer, job.data, job.rgb, job.settings)
+        axis = self.time_combo.currentData()
+        if axis is not None:  # a time stack: one sequence per position of the other axes
+            from . import _sequence
+
+            worker = create_worker(_sequence.apply_job, job.data, job.rgb, job.settings, axis)
+        else:
+            worker = create_worker(self._compute.apply_job, self.enhancer, job.data, job.rgb, job.settings)
         self._apply_job, self._apply_done = job, 0
         worker.yielded.connect(self._on_apply_progress)
         worker.returned.connect(lambda result: self._on_apply_result(job, result))

@@ -2,7 +2,7 @@
 
 `dark_clip`: a static camera on the bundled real dark photo (lowlight_core/data/sample_dark.png, area-reduced),
 fresh Poisson-Gaussian sensor noise in every frame, a slow exposure ramp, one cut (to the photo turned upside
-down and darker) and a bright square moving across the top rows. `write_clip` writes frames (and a tone as
+down and darker) and a dark square moving across the top rows. `write_clip` writes frames (and a tone as
 audio) with PyAV.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ def dark_clip(frames: int = 32, size: tuple[int, int] = (72, 96), cut: int = 20,
         if square:
             mask[t, SQUARE_TOP:SQUARE_TOP + SQUARE, x0:x0 + SQUARE] = True
             clean = clean.copy()
-            clean[mask[t]] = 0.45
+            clean[mask[t]] = 0.02  # a dark object on the brighter top of the photo
         noisy = clean + rng.normal(size=clean.shape) * np.sqrt(NOISE_A * clean + NOISE_B)
         out[t] = np.clip(np.rint(noisy * 255), 0, 255)
     return out, mask
