@@ -124,6 +124,8 @@ class _Plan:
         elif frame.shape != self.first.shape or frame.dtype != self.first.dtype:
             raise ValueError(f"frame {index}: shape {frame.shape} {frame.dtype} differs from the first frame's "
                              f"{self.first.shape} {self.first.dtype}")
+        if any(st < 0 for st in frame.strides):  # torch cannot view negative strides (np.rot90, flips)
+            frame = np.ascontiguousarray(frame)
         if frame.dtype.kind == "f" and not np.isfinite(frame).all():  # before its decisions reach other frames
             raise ValueError(f"frame {index}: image contains NaN or Inf values")
         return frame

@@ -99,3 +99,19 @@ def static_noise(frames: np.ndarray, mask: np.ndarray, lo: int, hi: int) -> floa
     static[:SQUARE_TOP + SQUARE + 3] = False  # the square's rows and a margin
     d = np.diff(frames[lo:hi].astype(np.float64), axis=0)[:, static]
     return float(d.std())
+
+
+def rotate_mp4(path, quarter_turns: int = 1) -> None:
+    """Sets the display matrix of an MP4's first track (its tkhd box) to a rotation by 90 degrees x
+    quarter_turns, as phones record it (PyAV 18 cannot write one)."""
+    import struct
+
+    one, w = 0x10000, 0x40000000
+    matrices = {0: (one, 0, 0, 0, one, 0, 0, 0, w), 1: (0, one, 0, -one, 0, 0, 0, 0, w),
+                2: (-one, 0, 0, 0, -one, 0, 0, 0, w), 3: (0, -one, 0, one, 0, 0, 0, 0, w)}
+    data = bytearray(Path(path).read_bytes())
+    identity = struct.pack(">9i", *matrices[0])
+    at = data.find(identity, data.find(b"tkhd"))
+    assert at > 0, "no track header matrix found"
+    data[at:at + 36] = struct.pack(">9i", *matrices[quarter_turns % 4])
+    Path(path).write_bytes(bytes(data))
