@@ -145,7 +145,7 @@ class _Plan:
         """The result of window[i] given its scene neighbours in the window."""
         if not self.temporal:
             return enhance(window[i].pixels, denoise=self.denoise, **self.controls)
-        lo = i
+        lo = i  # the frame's scene within `radius` frames
         while lo > max(0, i - self.radius) and not window[lo].cut:
             lo -= 1
         hi = i
@@ -159,11 +159,14 @@ class _Plan:
             return enhance(pixels, denoise=0, curve_maps=alpha, **self.controls)
         noise = NoiseModel(max(sum(w * r.noise.a for w, r in zip(c, scene)), 0.0),
                            max(sum(w * r.noise.b for w, r in zip(c, scene)), 0.0))
-        pixels, reduction = average_static(scene, i - lo, noise)
-        out = enhance(pixels, denoise=0, curve_maps=alpha, **self.controls)
-        denoise_like(pixels, out, self.denoise, curve_model=self.curve_model,
+        averaged, reduction = average_static(scene, i - lo, noise, _trend_gains(scene, i - lo))
+        out = enhance(averaged, denoise=0, curve_maps=alpha, **self.controls)
+        denoise_like(averaged, out, self.denoise, curve_model=self.curve_model,
                      noise_model=NoiseModel(noise.a * reduction, noise.b * reduction))
-        return out
+        scale = _SCALE.get(pixels.dtype)
+        if scale:
+            return np.clip(np.rint(out * scale), 0, scale).astype(pixels.dtype)
+        return out.astype(pixels.dtype)
 
 
 def _box(plane: torch.Tensor) -> torch.Tensor:
@@ -189,20 +192,18 @@ def _trend_gains(scene: list[_Record], i: int) -> np.ndarray:
     return np.maximum(target, 1e-6) / means
 
 
-def average_static(scene: list[_Record], i: int, noise: NoiseModel) -> tuple[np.ndarray, float]:
+def average_static(scene: list[_Record], i: int, noise: NoiseModel, gains: np.ndarray) -> tuple[np.ndarray, float]:
     """Frame scene[i] averaged pixel by pixel with the other frames of its scene where they match it within the
-    noise (motion-aware), in its own dtype and layout; and the mean variance reduction (1 + sum w^2) / (1 +
-    sum w)^2 of the noise it had."""
+    noise (motion-aware), as float32 in [0, 1] in its layout (rounding it back to 8 bits would add a
+    quantisation the curve amplifies in the shadows, differently for every count of frames averaged); and the mean variance reduction (1 + sum w^2) / (1 +
+    sum w)^2 of the noise it had. gains: per frame, what brings it to frame i's brightness (_trend_gains)."""
     frame = scene[i].pixels
-    if len(scene) == 1:
-        return frame, 1.0
     x = torch.from_numpy(_float(frame))
     c = x.shape[2]
     k = 2 * MOTION_RADIUS + 1
     level = _motion_luma(scene[i])
     # noise std of the box-filtered luma difference of two frames with independent noise
     limit = MOTION_NOISE_K * torch.sqrt(2 * (noise.a * level + noise.b).clamp_min(DENOISE_EPS_FLOOR) / (c * k * k))
-    gains = _trend_gains(scene, i)
     total = x * float(gains[i])
     weight, weight_sq = torch.ones_like(level), torch.ones_like(level)
     level = level * float(gains[i])
@@ -214,16 +215,13 @@ def average_static(scene: list[_Record], i: int, noise: NoiseModel) -> tuple[np.
         total += (w * gain)[..., None] * torch.from_numpy(_float(rec.pixels))
         weight += w
         weight_sq += w * w
-    avg = (total / weight[..., None]).numpy()
+    avg = (total / weight[..., None]).clamp_(0, 1).numpy()
     reduction = float((weight_sq / (weight * weight)).mean())
-    out = frame.copy()
-    scale = _SCALE.get(frame.dtype)
-    avg = np.clip(np.rint(avg * scale), 0, scale) if scale else np.clip(avg, 0, 1)
     if frame.ndim == 2:
-        out[...] = avg[..., 0]
-    else:
-        out[..., :c] = avg
-    return out, reduction
+        return avg[..., 0], reduction
+    scale = _SCALE.get(frame.dtype)
+    alpha = frame[..., c:].astype(np.float32) / scale if scale else np.clip(frame[..., c:], 0, 1).astype(np.float32)
+    return np.concatenate([avg, alpha], axis=2) if alpha.shape[2] else avg, reduction
 
 
 def _stream(frames: Iterable, plan: _Plan, only: int | None = None) -> Iterator[np.ndarray]:
