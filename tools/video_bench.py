@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -69,14 +70,19 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--frames", type=int, default=60)
     p.add_argument("--denoise", default="0")
+    p.add_argument("--make", type=Path, help=argparse.SUPPRESS)  # (the child process that writes the clip)
     args = p.parse_args()
+    if args.make:
+        make_clip(args.make, args.frames)
+        return
     from lowlight_core.controls import parse_denoise
     from lowlight_core.video import enhance_video
 
     denoise = parse_denoise(args.denoise)
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "clip1080.mp4"
-        make_clip(src, args.frames)
+        # written by a child process: this one's peak RSS is then the enhancement's
+        subprocess.run([sys.executable, __file__, "--make", str(src), "--frames", str(args.frames)], check=True)
         from lowlight_core import enhance
 
         enhance(np.zeros((1080, 1920, 3), np.uint8), device="cpu")  # loads the model before the clock starts
