@@ -9,9 +9,10 @@ enhance would decide per frame from the whole frame is decided over time instead
 - scene cuts: the gain-normalised luma signature (block means on a CUT_GRID grid) of two consecutive frames
   differs by more than CUT_STRUCTURE, or the mean brightness jumps by more than CUT_GAIN;
 - with denoise on, each frame's input is first averaged with its scene neighbours pixel by pixel, each
-  neighbour weighted by how far the box-filtered difference lies from what the noise model allows (moving
-  content gets weight 0, so it does not ghost; a static camera's noise averages over up to 2 x radius + 1
-  frames), then the spatial denoise runs with the noise model scaled by the averaging's variance reduction.
+  neighbour scaled to the scene's brightness trend and weighted by how far the box-filtered difference lies
+  from what the noise model allows (moving content gets weight 0, so it does not ghost; a static camera's
+  noise averages over up to 2 x radius + 1 frames); the float average is enhanced, and the spatial denoise
+  runs with the noise model scaled by the averaging's variance reduction.
 The denoise strength 'auto' follows from the smoothed noise model and each frame's gain. Other models
 (Zero-DCE's full-resolution maps, image networks, gamma, CLAHE) decide locally or inside the model: their
 frames get the temporal noise averaging and the smoothed noise model only.
@@ -22,7 +23,6 @@ Frames stream through: an iterator in gives an iterator out, holding 2 x radius 
 """
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -194,9 +194,10 @@ def _trend_gains(scene: list[_Record], i: int) -> np.ndarray:
 
 def average_static(scene: list[_Record], i: int, noise: NoiseModel, gains: np.ndarray) -> tuple[np.ndarray, float]:
     """Frame scene[i] averaged pixel by pixel with the other frames of its scene where they match it within the
-    noise (motion-aware), as float32 in [0, 1] in its layout (rounding it back to 8 bits would add a
-    quantisation the curve amplifies in the shadows, differently for every count of frames averaged); and the mean variance reduction (1 + sum w^2) / (1 +
-    sum w)^2 of the noise it had. gains: per frame, what brings it to frame i's brightness (_trend_gains)."""
+    noise (motion-aware), as float32 in [0, 1] in its layout (rounded back to 8 bits, its quantisation would be
+    amplified by the curve in the shadows, differently for each count of frames averaged: flicker near cuts);
+    and the mean variance reduction (1 + sum w^2) / (1 + sum w)^2 of the noise it had. gains: per frame, what
+    brings it to frame i's brightness (_trend_gains)."""
     frame = scene[i].pixels
     x = torch.from_numpy(_float(frame))
     c = x.shape[2]

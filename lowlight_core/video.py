@@ -47,7 +47,8 @@ def is_video(path) -> bool:
 def _check_arguments(src: Path, dst: Path, codec: str, quality) -> None:
     for p, what in ((src, "input"), (dst, "output")):
         if not is_video(p):
-            raise ValueError(f"{p}: not a video file name (the {what} must end in one of {', '.join(VIDEO_EXTENSIONS)})")
+            raise ValueError(f"{p}: not a video file name (the {what} must end in one of "
+                             f"{', '.join(VIDEO_EXTENSIONS)})")
     if not src.is_file():
         raise FileNotFoundError(f"{src}: no such file")
     if src.resolve() == dst.resolve():

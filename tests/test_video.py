@@ -103,7 +103,6 @@ def test_cli_enhances_clips_and_resumes(clip, tmp_path, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "a.mov").write_bytes(clip.read_bytes())
-    frames, _ = dark_clip(frames=24, size=(48, 64))
     corrupt(clip, folder / "broken.mp4", "garbage")
     out = tmp_path / "out"
     assert main(["enhance", str(folder), "-o", str(out), "--device", "cpu", "--resume", "--quality", "23"]) == 1
