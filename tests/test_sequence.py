@@ -116,3 +116,20 @@ def test_bad_sequences_are_refused_with_the_frame_named():
         enhance_sequence(frames, exposure=5.0, device="cpu")
     with pytest.raises(IndexError):
         enhance_frame(frames, 4, device="cpu")
+
+
+def test_enhance_takes_given_curve_maps():
+    """The hook enhance_sequence uses: enhance(curve_maps=) applies the given maps instead of estimating them."""
+    import torch
+
+    from lowlight_core.models.registry import load_model
+
+    frame = dark_clip(frames=1, size=(48, 64))[0][0]
+    net = load_model("zero_dce_pp")
+    pixels = torch.from_numpy(frame).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        alpha = net.estimate_alpha_photo(pixels, exposure=0.6)
+    np.testing.assert_array_equal(enhance(frame, device="cpu", curve_maps=alpha), enhance(frame, device="cpu"))
+    assert not np.array_equal(enhance(frame, device="cpu", curve_maps=alpha * 0.5), enhance(frame, device="cpu"))
+    with pytest.raises(ValueError, match="curve_maps"):
+        enhance(frame, model="gamma", device="cpu", curve_maps=alpha)
