@@ -206,21 +206,24 @@ def average_static(scene: list[_Record], i: int, noise: NoiseModel, gains: np.nd
     # noise std of the box-filtered luma difference of two frames with independent noise
     limit = MOTION_NOISE_K * torch.sqrt(2 * (noise.a * level + noise.b).clamp_min(DENOISE_EPS_FLOOR) / (c * k * k))
     total = x * float(gains[i])
+    scale = _SCALE.get(frame.dtype)
     weight, weight_sq = torch.ones_like(level), torch.ones_like(level)
     level = level * float(gains[i])
     for j, rec in enumerate(scene):
         if j == i:
             continue
         gain = float(gains[j])
-        w = (1 - ((_motion_luma(rec) * gain - level) / limit) ** 2).clamp_min_(0)
-        total += (w * gain)[..., None] * torch.from_numpy(_float(rec.pixels))
+        w = _motion_luma(rec).mul(gain).sub_(level).div_(limit).square_().neg_().add_(1).clamp_min_(0)
+        # the neighbour's colour channels straight from its own dtype: the scale to [0, 1] rides on the weight
+        pixels = torch.from_numpy(rec.pixels)
+        pixels = pixels[..., None] if pixels.dim() == 2 else pixels[..., :c]
+        total.addcmul_(pixels, (w * (gain / (scale or 1.0)))[..., None])
         weight += w
-        weight_sq += w * w
+        weight_sq.addcmul_(w, w)
     avg = (total / weight[..., None]).clamp_(0, 1).numpy()
     reduction = float((weight_sq / (weight * weight)).mean())
     if frame.ndim == 2:
         return avg[..., 0], reduction
-    scale = _SCALE.get(frame.dtype)
     alpha = frame[..., c:].astype(np.float32) / scale if scale else np.clip(frame[..., c:], 0, 1).astype(np.float32)
     return np.concatenate([avg, alpha], axis=2) if alpha.shape[2] else avg, reduction
 
