@@ -19,7 +19,8 @@ resolution, milliseconds) previews at full size.
 Apply enhances every plane at full resolution in a generator worker that yields after each plane, or each
 tile of a full-resolution network, shown in the widget's bar and napari's activity dock (napari.utils.progress);
 the button reads "Cancel" meanwhile. All work lives in _compute (no Qt there); errors arrive as Failure values
-and are shown as napari notifications.
+and are shown as napari notifications. A layer with a time axis (labelled 't'/'time', or picked in the "time
+axis" combo) is enhanced as a sequence instead, preview and Apply alike (_sequence).
 """
 from __future__ import annotations
 
