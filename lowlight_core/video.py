@@ -5,7 +5,7 @@ enhances its frames with `lowlight_core.sequence.enhance_sequence` as they strea
   matrix) and the colour tags: the output video stream is made from the input's as a template when the output
   codec is the input's (the common H.264 phone clip); with another codec a rotated clip's frames are turned
   upright instead, so that it still plays the same way up.
-- Audio streams are copied packet by packet, untouched.
+- Audio streams are copied packet by packet, untouched (subtitle and data streams are left out).
 - Output: H.264 in yuv420p by default at constant quality `quality` (CRF), or codec="source" for the input's
   own codec where FFmpeg can encode it. The clip is written to a hidden temporary file beside `dst` and renamed
   at the end: an error, or an interrupt, leaves no partial output.
@@ -153,12 +153,14 @@ def _transcode(av, inp, stream, audio, src, tmp, pix, expected, codec, quality, 
     pending: deque = deque()  # decoded frames not yet handed on
     held: list = []           # audio packets read before the video stream could be added
     decoded_count = 0
+    video_packets = 0         # read from the file (an AVI's empty "drop" packets too: they repeat a frame)
     with av.open(tmp, "w") as out:
         outs = {a.index: out.add_stream_from_template(a) for a in audio}
         packets = inp.demux(stream, *audio)
 
         def next_frame():
             """The next decoded video frame (muxing the audio packets read on the way), or None at the end."""
+            nonlocal video_packets
             for packet in packets:
                 if packet.stream.type == "audio":
                     if packet.dts is not None:
@@ -168,6 +170,8 @@ def _transcode(av, inp, stream, audio, src, tmp, pix, expected, codec, quality, 
                         else:
                             held.append(packet)
                     continue
+                if packet.dts is not None:
+                    video_packets += 1
                 try:
                     pending.extend(packet.decode())
                 except av.FFmpegError as e:
@@ -210,7 +214,7 @@ def _transcode(av, inp, stream, audio, src, tmp, pix, expected, codec, quality, 
                 progress(written, expected)
         for p in vs.encode():
             out.mux(p)
-        if expected and written < expected:
+        if expected and written < expected and video_packets < expected:
             raise ValueError(f"{src}: cannot decode frame {written}: the clip ends there but its index lists "
                              f"{expected} frames (truncated or corrupt)")
         # without a frame count (Matroska, WebM, AVI): the stated duration tells a clip cut short
