@@ -23,6 +23,7 @@ Frames stream through: an iterator in gives an iterator out, holding 2 x radius 
 """
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -37,6 +38,7 @@ from .inference import check_controls, denoise_like, enhance, resolve_device
 from .noise import NoiseModel, estimate_noise
 
 _SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+NOISE_SAMPLE_PIXELS = 500_000
 
 
 @dataclass
@@ -138,7 +140,7 @@ class _Plan:
                 pixels = _pixels(frame).to(resolve_device(self.controls["device"]))
                 rec.alpha = self.net.estimate_alpha_photo(pixels, exposure=float(self.controls["exposure"]))
         if self.denoise != 0:
-            rec.noise = estimate_noise(torch.from_numpy(_float(frame)).permute(2, 0, 1))
+            rec.noise = estimate_noise(torch.from_numpy(_float(_noise_sample(frame))).permute(2, 0, 1))
         return rec
 
     def emit(self, window: list[_Record], i: int) -> np.ndarray:
@@ -190,6 +192,19 @@ def _trend_gains(scene: list[_Record], i: int) -> np.ndarray:
     means = np.array([max(float(r.signature.mean()), 1e-6) for r in scene])
     target = float(np.dot(_line_weights(list(range(-i, len(scene) - i))), means))
     return np.maximum(target, 1e-6) / means
+
+
+def _noise_sample(frame: np.ndarray) -> np.ndarray:
+    """The frame, or for a large one NOISE_SAMPLE_PIXELS of it in bands of 64 rows spread from top to bottom (the
+    per-frame estimates are averaged over time anyway; a whole 2 MP float frame and the estimate's working
+    copies would cost a few hundred MB per frame)."""
+    band = 64  # a multiple of the estimate's 8 x 8 blocks: no block straddles two bands
+    height, width = frame.shape[:2]
+    bands = math.ceil(NOISE_SAMPLE_PIXELS / (band * width))
+    if height * width <= NOISE_SAMPLE_PIXELS or height < band * (bands + 1):
+        return frame
+    starts = np.linspace(0, height - band, bands).astype(int)
+    return np.concatenate([frame[s:s + band] for s in starts], axis=0)
 
 
 def average_static(scene: list[_Record], i: int, noise: NoiseModel, gains: np.ndarray) -> tuple[np.ndarray, float]:

@@ -133,3 +133,15 @@ def test_enhance_takes_given_curve_maps():
     assert not np.array_equal(enhance(frame, device="cpu", curve_maps=alpha * 0.5), enhance(frame, device="cpu"))
     with pytest.raises(ValueError, match="curve_maps"):
         enhance(frame, model="gamma", device="cpu", curve_maps=alpha)
+
+
+def test_large_frames_estimate_noise_on_bands_spread_over_the_frame():
+    from lowlight_core.sequence import NOISE_SAMPLE_PIXELS, _noise_sample
+
+    frame = np.arange(1080, dtype=np.uint16)[:, None, None].repeat(1920, 1).repeat(3, 2)
+    sample = _noise_sample(frame)
+    assert sample.shape[1:] == frame.shape[1:] and sample.shape[0] % 64 == 0
+    assert NOISE_SAMPLE_PIXELS <= sample.shape[0] * 1920 < NOISE_SAMPLE_PIXELS + 64 * 1920
+    assert sample[0, 0, 0] == 0 and sample[-1, 0, 0] == 1079  # top to bottom
+    small = np.zeros((72, 96, 3), np.uint8)
+    assert _noise_sample(small) is small
