@@ -39,6 +39,7 @@ from .noise import NoiseModel, estimate_noise
 
 _SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 NOISE_SAMPLE_PIXELS = 500_000
+_BAND = 128  # rows of a frame accumulated at a time
 
 
 @dataclass
@@ -234,7 +235,9 @@ def average_static(scene: list[_Record], i: int, noise: NoiseModel, gains: np.nd
         # the neighbour's colour channels straight from its own dtype: the scale to [0, 1] rides on the weight
         pixels = torch.from_numpy(rec.pixels)
         pixels = pixels[..., None] if pixels.dim() == 2 else pixels[..., :c]
-        total.addcmul_(pixels, (w * (gain / (scale or 1.0)))[..., None])
+        wg = (w * (gain / (scale or 1.0)))[..., None]
+        for rows in range(0, pixels.shape[0], _BAND):  # in bands: the float copy of the pixels stays small
+            total[rows:rows + _BAND].addcmul_(pixels[rows:rows + _BAND], wg[rows:rows + _BAND])
         weight += w
         weight_sq.addcmul_(w, w)
     avg = (total / weight[..., None]).clamp_(0, 1).numpy()
