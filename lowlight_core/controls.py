@@ -48,7 +48,8 @@ CUT_STRUCTURE = 0.25               # a cut: mean abs change of the signature ove
 CUT_GAIN = 1.5                     # layout), or the mean brightness changing by more than this factor at once
 MOTION_RADIUS = 2                  # temporal noise averaging: the frame difference is box-filtered (5 x 5) and
 MOTION_NOISE_K = 3.0               # a neighbour's pixel counts less the closer that comes to K x its noise std
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm")
+VIDEO_MUXERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi", ".webm": "webm"}  # FFmpeg's
+VIDEO_EXTENSIONS = tuple(VIDEO_MUXERS)  # video files: their extensions, each with the muxer that writes it
 VIDEO_QUALITY_DEFAULT = 18         # H.264 CRF of the output (0 lossless, 51 worst; 18 looks like the source)
 VIDEO_QUALITY_RANGE = (0, 51)
 

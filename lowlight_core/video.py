@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from .controls import (DENOISE_DEFAULT, EXPOSURE_DEFAULT, ITERATIONS_DEFAULT, TEMPORAL_RADIUS, VIDEO_EXTENSIONS,
-                       VIDEO_QUALITY_DEFAULT, VIDEO_QUALITY_RANGE)
+                       VIDEO_MUXERS, VIDEO_QUALITY_DEFAULT, VIDEO_QUALITY_RANGE)
 
 DEFAULT_CODEC = "h264"
 SOURCE_CODEC = "source"
@@ -132,7 +132,8 @@ def enhance_video(src, dst, model="zero_dce_pp", iterations: int = ITERATIONS_DE
         fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.stem}.", suffix=f".partial{dst.suffix}")
         os.close(fd)
         try:
-            n = _transcode(av, inp, stream, audio, src, tmp, pix, expected, codec, quality, progress,
+            n = _transcode(av, inp, stream, audio, src, tmp, VIDEO_MUXERS[dst.suffix.lower()], pix, expected, codec,
+                           quality, progress,
                            lambda frames: enhance_sequence(frames, model=model, iterations=iterations,
                                                            exposure=exposure, device=device, tile=tile,
                                                            weights=weights, denoise=denoise, temporal=temporal,
@@ -147,14 +148,16 @@ def enhance_video(src, dst, model="zero_dce_pp", iterations: int = ITERATIONS_DE
     return n
 
 
-def _transcode(av, inp, stream, audio, src, tmp, pix, expected, codec, quality, progress, enhance_frames) -> int:
-    """Decode, enhance_frames(iterator of arrays) -> iterator of arrays, encode into tmp; returns frames written."""
+def _transcode(av, inp, stream, audio, src, tmp, muxer, pix, expected, codec, quality, progress,
+               enhance_frames) -> int:
+    """Decode, enhance_frames(iterator of arrays) -> iterator of arrays, encode into tmp (FFmpeg muxer `muxer`);
+    returns the frames written."""
     timing: deque = deque()  # (pts, time_base) of decoded frames not yet encoded
     pending: deque = deque()  # decoded frames not yet handed on
     held: list = []           # audio packets read before the video stream could be added
     decoded_count = 0
     video_packets = 0         # read from the file (an AVI's empty "drop" packets too: they repeat a frame)
-    with av.open(tmp, "w") as out:
+    with av.open(tmp, "w", format=muxer) as out:
         outs = {a.index: out.add_stream_from_template(a) for a in audio}
         packets = inp.demux(stream, *audio)
 

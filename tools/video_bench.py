@@ -62,8 +62,8 @@ def plain(src: Path, dst: Path) -> int:
 
     with av.open(str(src)) as inp:
         stream = inp.streams.video[0]
-        return video._transcode(av, inp, stream, list(inp.streams.audio), src, str(dst), "rgb24", stream.frames,
-                                video.DEFAULT_CODEC, VIDEO_QUALITY_DEFAULT, None, lambda frames: frames)
+        return video._transcode(av, inp, stream, list(inp.streams.audio), src, str(dst), "mp4", "rgb24",
+                                stream.frames, video.DEFAULT_CODEC, VIDEO_QUALITY_DEFAULT, None, lambda frames: frames)
 
 
 def main() -> None:
