@@ -10,6 +10,8 @@ _LAZY = {
     "reference": (".reference", None),
     "io": (".io", None),
     "enhance": (".inference", "enhance"),
+    "enhance_sequence": (".sequence", "enhance_sequence"),
+    "enhance_video": (".video", "enhance_video"),
     "list_models": (".models.registry", "list_models"),
     "load_model": (".models.registry", "load_model"),
 }

@@ -1,7 +1,8 @@
 """The `lowlight` command: enhance files and folders, evaluate models against references, list models.
 
     lowlight enhance INPUT... -o OUTDIR [--model NAME] [--iterations N] [--exposure E] [--denoise S|auto]
-                     [--device D] [--tile T]
+                     [--device D] [--tile T] [--per-frame] [--video-codec C] [--quality CRF]
+                     (images, and video clips: .mp4 .mov .mkv .avi .webm, through lowlight_core.video)
     lowlight eval --low DIR --high DIR [--model NAME ...] [--denoise S|auto] [--json FILE]
     lowlight models
     lowlight train RECIPE ...          (python -m training: writes only under its run folder)
@@ -24,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .controls import VIDEO_EXTENSIONS
 from .io import EXTENSIONS, image_format
+from .video import is_video
 
 
 class SetupError(Exception):
@@ -84,7 +87,8 @@ def _reason(path: Path, e: Exception) -> str:
 # ---------------------------------------------------------------- lowlight enhance
 
 def _enhance_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image files, video clips or folders (searched recursively)")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder (created if needed)")
     from .controls import DEFAULT_MODEL
 
@@ -100,7 +104,17 @@ def _enhance_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true",
                    help="skip the files that an earlier run finished with the same settings, as its manifest in "
                         "the output folder (.lowlight-done.*.jsonl) lists them: rerun the same command after an "
-                        "interruption")
+                        "interruption; a video clip is one unit")
+    from .controls import VIDEO_QUALITY_DEFAULT, VIDEO_QUALITY_RANGE
+
+    p.add_argument("--per-frame", action="store_true",
+                   help="video: enhance every frame alone (default: curve maps and noise decided over time, "
+                        "scene cuts reset them; with --denoise, static noise is also averaged over frames)")
+    p.add_argument("--video-codec", default="h264",
+                   help="video: FFmpeg encoder of the output (default h264, yuv420p), or 'source': the input's codec")
+    p.add_argument("--quality", type=int, default=VIDEO_QUALITY_DEFAULT,
+                   help=f"video: constant quality (CRF, {VIDEO_QUALITY_RANGE[0]}-{VIDEO_QUALITY_RANGE[1]}, lower is "
+                        f"better; default {VIDEO_QUALITY_DEFAULT})")
 
 
 def _check_enhance_arguments(args) -> None:
@@ -112,6 +126,11 @@ def _check_enhance_arguments(args) -> None:
         raise SetupError(f"--workers must be 0 or more, got {args.workers}")
     if any(c in args.suffix for c in ("/", "\\", "\0", os.sep)) or args.suffix in (".", ".."):
         raise SetupError(f"--suffix {args.suffix!r}: must not contain a path separator (it goes into file names)")
+    from .controls import VIDEO_QUALITY_RANGE
+
+    lo, hi = VIDEO_QUALITY_RANGE
+    if not lo <= args.quality <= hi:
+        raise SetupError(f"--quality must be in [{lo}, {hi}], got {args.quality}")
 
 
 def _prepare_output(outdir: Path) -> None:
@@ -161,12 +180,13 @@ def _plan(inputs: list[str], outdir: Path, suffix: str):
             # what earlier runs wrote into this tree (-o raw, -o raw/sub), as their manifests list it, is
             # never an input again, whatever its name
             outputs = {out for m in files if m.match(MANIFEST_GLOB) for _, out in manifest_rows(m)}
-            found = sorted(f for f in files if f.suffix.lower() in EXTENSIONS
+            found = sorted(f for f in files if (f.suffix.lower() in EXTENSIONS or is_video(f))
                            and not (nested and outdir_resolved in f.resolve().parents))
             kept = [f for f in found if f.resolve() not in outputs]
             earlier += len(found) - len(kept)
             if not found:
-                problems.append(f"{root}: no images found ({', '.join(sorted(EXTENSIONS))})")
+                problems.append(f"{root}: no images or videos found ({', '.join(sorted(EXTENSIONS))}, "
+                                f"{', '.join(VIDEO_EXTENSIONS)})")
             jobs += [(f, outdir / f.relative_to(root)) for f in kept]
         elif root.is_file():
             jobs.append((root, outdir / root.name))
@@ -177,7 +197,7 @@ def _plan(inputs: list[str], outdir: Path, suffix: str):
 
 
 def _refusal(dst: Path, target: Path, sources: set, taken: dict) -> str | None:
-    if image_format(dst) is None:
+    if image_format(dst) is None and not is_video(dst):
         return f"unsupported file extension {dst.suffix!r} (use one of {sorted(EXTENSIONS)})"
     if target in sources:
         return f"refusing to overwrite an input file with the output {dst}"
@@ -216,16 +236,23 @@ def _enhance_run(args) -> int:
         else:
             taken[target] = src
             valid.append((src, dst))
-    settings = json.dumps({"model": args.model, "weights": str(args.weights or ""), "exposure": args.exposure,
-                           "iterations": args.iterations, "tile": args.tile, "denoise": args.denoise}, sort_keys=True)
+    settings = {"model": args.model, "weights": str(args.weights or ""), "exposure": args.exposure,
+                "iterations": args.iterations, "tile": args.tile, "denoise": args.denoise}
+    clips = any(is_video(d) for _, d in valid)
+    if clips:  # (runs without clips keep the settings of earlier versions: their manifests still match)
+        settings.update(per_frame=args.per_frame, video_codec=args.video_codec, quality=args.quality)
+        _check_video_setup(args)
+    settings = json.dumps(settings, sort_keys=True)
     skipped = batch.done_before(args.output, settings) if args.resume else set()
     mine = [(s, d) for s, d in valid[rank::world] if d.resolve() not in skipped]
+    videos = [(s, d) for s, d in mine if is_video(d)]
+    mine = [(s, d) for s, d in mine if not is_video(d)]
     if rank == 0:
         for p in problems:
             _error(p)
     failed, done = len(problems) if rank == 0 else 0, 0
-    bar = tqdm(total=len(mine), desc="enhance" if world == 1 else f"enhance [{rank}/{world}]", unit="image",
-               disable=None)
+    bar = tqdm(total=len(mine) + len(videos), desc="enhance" if world == 1 else f"enhance [{rank}/{world}]",
+               unit="file" if videos else "image", disable=None)
     max_pixels = int(args.max_megapixels * 1e6)
 
     def write(dst, result, info):
@@ -254,13 +281,52 @@ def _enhance_run(args) -> int:
                   lambda image: enhance(image, model=args.model, iterations=args.iterations, exposure=args.exposure,
                                         device=device, tile=args.tile, weights=args.weights, denoise=args.denoise),
                   write, args.workers, on_done, on_error)
-    share = f" (process {rank} of {world}: {len(mine)} of them)" if world > 1 else ""
-    n_skipped = len(valid[rank::world]) - len(mine)
+        for src, dst in videos:
+            try:
+                _enhance_clip(args, device, src, dst)
+            except Exception as e:
+                on_error(src, e)
+            else:
+                on_done(src, dst)
+    share = f" (process {rank} of {world}: {len(mine) + len(videos)} of them)" if world > 1 else ""
+    n_skipped = len(valid[rank::world]) - len(mine) - len(videos)
     resumed = f"; {n_skipped} done before, skipped" if n_skipped else ""
     resumed += f"; {earlier} output(s) of earlier runs in the input folders left out" if earlier else ""
-    print(f"lowlight: enhanced {done} of {len(jobs)} images into {args.output}{share}{resumed}"
+    print(f"lowlight: enhanced {done} of {len(jobs)} {'files' if clips else 'images'} into {args.output}{share}"
+          f"{resumed}"
           + (f"; {failed} problem(s), see above" if failed else ""), file=sys.stderr)
     return 1 if failed or not jobs else 0
+
+
+def _check_video_setup(args) -> None:
+    from .video import require_av
+
+    try:
+        av = require_av()
+        if args.video_codec != "source":
+            av.codec.Codec(args.video_codec, "w")
+    except ImportError as e:
+        raise SetupError(str(e)) from None
+    except Exception as e:  # av's UnknownCodecError
+        raise SetupError(f"--video-codec {args.video_codec!r}: no such FFmpeg encoder ({e})") from None
+
+
+def _enhance_clip(args, device: str, src: Path, dst: Path) -> None:
+    """One clip, with its own progress bar (frames per second)."""
+    from tqdm import tqdm
+
+    from .video import enhance_video
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with tqdm(desc=src.name, unit="frame", leave=False, disable=None) as bar:
+        def progress(done, expected):
+            if expected and bar.total != expected:
+                bar.total = expected
+            bar.update(done - bar.n)
+
+        enhance_video(src, dst, model=args.model, iterations=args.iterations, exposure=args.exposure, device=device,
+                      tile=args.tile, weights=args.weights, denoise=args.denoise, temporal=not args.per_frame,
+                      codec=args.video_codec, quality=args.quality, progress=progress)
 
 
 # ---------------------------------------------------------------- lowlight eval

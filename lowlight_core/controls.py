@@ -42,6 +42,18 @@ DENOISE_AUTO_NOISE = 0.02          # auto: full strength when the amplified nois
 DENOISE_GAIN_FLOOR = 1.0 / 255     # gain = mean(out) / max(mean(in), floor) (guided_denoise; a compiled-in macro)
 DENOISE_EPS_FLOOR = 1.0 / (12 * 255 ** 2)  # least eps of the chroma estimate: 8-bit rounding noise (a macro too)
 
+# ---------------------------------------------------------------- sequences and video (lowlight_core.sequence, .video)
+TEMPORAL_RADIUS = 4                # frames either side of a frame whose decisions and pixels its result may use
+CUT_GRID = 8                       # scene-cut signature: the luma's block means on a CUT_GRID x CUT_GRID grid
+CUT_STRUCTURE = 0.25               # a cut: mean abs change of the signature over its mean above this (a new
+CUT_GAIN = 1.5                     # layout), or the mean brightness changing by more than this factor at once
+MOTION_RADIUS = 2                  # temporal noise averaging: the frame difference is box-filtered (5 x 5) and
+MOTION_NOISE_K = 3.0               # a neighbour's pixel counts less the closer that comes to K x its noise std
+VIDEO_MUXERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi", ".webm": "webm"}  # FFmpeg's
+VIDEO_EXTENSIONS = tuple(VIDEO_MUXERS)  # video files: their extensions, each with the muxer that writes it
+VIDEO_QUALITY_DEFAULT = 18         # H.264 CRF of the output (0 lossless, 51 worst; 18 looks like the source)
+VIDEO_QUALITY_RANGE = (0, 51)
+
 # ---------------------------------------------------------------- op limits and constants
 MAX_KSIZE = 1001     # blur_color_loss: largest Gaussian kernel
 TV_ISO_EPS = 1e-6    # tv_loss "iso": sqrt(dh^2 + dw^2 + eps) keeps the root differentiable in flat regions

@@ -19,7 +19,8 @@ resolution, milliseconds) previews at full size.
 Apply enhances every plane at full resolution in a generator worker that yields after each plane, or each
 tile of a full-resolution network, shown in the widget's bar and napari's activity dock (napari.utils.progress);
 the button reads "Cancel" meanwhile. All work lives in _compute (no Qt there); errors arrive as Failure values
-and are shown as napari notifications.
+and are shown as napari notifications. A layer with a time axis (labelled 't'/'time', or picked in the "time
+axis" combo) is enhanced as a sequence instead, preview and Apply alike (_sequence).
 """
 from __future__ import annotations
 
@@ -195,6 +196,11 @@ class LowlightWidget(QWidget):
         self.device_combo.addItems(["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
         self.device_combo.setCurrentIndex(self.device_combo.count() - 1)  # cuda when there is one
 
+        self.time_combo = QComboBox()  # filled per layer (_update_time_axes)
+        self.time_combo.setToolTip("The stack axis that is time: its frames are enhanced as a sequence (decisions "
+                                   "smoothed over time, scene cuts reset them, static noise averaged with denoise "
+                                   "on); 'none': every plane alone (z stacks)")
+
         self.live = QCheckBox("live preview")
         self.live.setChecked(True)
         self.live.setToolTip("Enhance the plane on screen whenever a control changes")
@@ -214,6 +220,7 @@ class LowlightWidget(QWidget):
         form.addRow("denoise", self.denoise)
         form.addRow(self.denoise_auto)
         form.addRow("device", self.device_combo)
+        form.addRow("time axis", self.time_combo)
         form.addRow(self.live)
         self._form = QWidget()
         self._form.setLayout(form)
@@ -230,6 +237,7 @@ class LowlightWidget(QWidget):
         self.denoise.valueChanged.connect(self._request_preview)
         self.denoise_auto.toggled.connect(self._on_denoise_auto)
         self.device_combo.currentIndexChanged.connect(self._request_preview)
+        self.time_combo.currentIndexChanged.connect(self._request_preview)
         self.live.toggled.connect(self._request_preview)
         self.apply_button.clicked.connect(self._on_apply)
 
@@ -308,12 +316,32 @@ class LowlightWidget(QWidget):
         self._last_plane = None
         if layer is not None:
             layer.events.data.connect(self._on_input_data)
+        self._update_time_axes()
         self._request_preview()
+
+    def _update_time_axes(self) -> None:
+        """The time-axis choices of the input layer: 'none' and its stack axes; preselected from napari's axis
+        labels ('t' or 'time')."""
+        from . import _sequence
+
+        layer = self.input_layer()
+        self.time_combo.blockSignals(True)
+        self.time_combo.clear()
+        self.time_combo.addItem("none (every plane alone)", None)
+        if layer is not None and not layer.multiscale:
+            leading = self._compute.stack_shape(layer.data.shape, layer.rgb)
+            for k, n in enumerate(leading):
+                self.time_combo.addItem(f"axis {k} '{layer.axis_labels[k]}' ({n})", k)
+            found = _sequence.time_axis(layer.axis_labels, layer.data.shape, layer.rgb)
+            self.time_combo.setCurrentIndex(0 if found is None else found + 1)
+        self.time_combo.blockSignals(False)
 
     def _on_input_data(self, event=None) -> None:
         uid = self._input.unique_id
         self.enhancer.forget((uid, self._versions.get(uid, 0)))
         self._versions[uid] = self._versions.get(uid, 0) + 1
+        if self.time_combo.count() != 1 + len(self._compute.stack_shape(self._input.data.shape, self._input.rgb)):
+            self._update_time_axes()
         self._request_preview()
 
     def _on_dims(self, event=None) -> None:
@@ -385,8 +413,14 @@ class LowlightWidget(QWidget):
             return
         self._last_plane = job.index
         self.status.setText(f"enhancing with {job.settings.model}…")
-        worker = create_worker(self._compute.preview_job, self.enhancer, job.data, job.rgb, job.index,
-                               job.settings, job.source, job.canvas, self.preview_seconds)
+        axis = self.time_combo.currentData()
+        if axis is not None:  # the frame as Apply along time makes it (full resolution)
+            from . import _sequence
+
+            worker = create_worker(_sequence.preview_job, job.data, job.rgb, job.index, job.settings, axis)
+        else:
+            worker = create_worker(self._compute.preview_job, self.enhancer, job.data, job.rgb, job.index,
+                                   job.settings, job.source, job.canvas, self.preview_seconds)
         worker.returned.connect(lambda result: self._on_preview_result(job, result))
         worker.finished.connect(self._on_preview_finished)
         self._worker = worker
@@ -420,8 +454,13 @@ class LowlightWidget(QWidget):
         self._pending = False
         self._timer.stop()
         planes = len(self._compute.plane_indices(job.data.shape, job.rgb))
+        axis = self.time_combo.currentData()
         if job.levels is not None:
             worker = create_worker(self._large.apply_levels, job.levels, job.rgb, job.settings)
+        elif axis is not None:  # a time stack: one sequence per position of the other axes
+            from . import _sequence
+
+            worker = create_worker(_sequence.apply_job, job.data, job.rgb, job.settings, axis)
         else:
             worker = create_worker(self._compute.apply_job, self.enhancer, job.data, job.rgb, job.settings)
         self._apply_job, self._apply_done = job, 0
