@@ -205,7 +205,9 @@ def le_curve(x: torch.Tensor, alpha: torch.Tensor, iterations: int) -> torch.Ten
     x: (B, C, H, W) in [0, 1]. alpha: (B, C*k, h, w), k >= 1; step i uses map min(i, k-1) (k = 1: one
     shared map, Zero-DCE++; k = n: one map per step, Zero-DCE). If (h, w) != (H, W) alpha is bilinearly
     resized (align_corners=False) inside the kernel, never materialized at full size.
-    Returns a contiguous (B, C, H, W) tensor. Differentiable in x and alpha.
+    Returns a contiguous (B, C, H, W) tensor. Differentiable in x and alpha. The backward is bitwise
+    repeatable on the CPU; on CUDA the gradient of a resized alpha uses float atomics unless
+    torch.use_deterministic_algorithms(True) is on, which selects a fixed-order (slower) path.
     """
     check_le_curve(x, alpha, iterations)
     if _native_for(x):

@@ -78,6 +78,26 @@ def test_empty_batch(native):
                                equal_nan=True)
 
 
+def test_le_curve_backward_cpu_is_deterministic(native):
+    """The CPU backward needs no deterministic mode (a low-res alpha's gradient is summed per row group, the
+    groups added in a fixed order): it runs under torch.use_deterministic_algorithms(True) and gives the
+    same bits with any thread count."""
+    x, a, n = le_inputs((2, 3, 300, 170), (8, 13, 9), 8, dtype=torch.float32)
+    gy = rand_image(2, 3, 300, 170, lo=-1, hi=1)
+    threads, before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    results = []
+    try:
+        torch.use_deterministic_algorithms(True)
+        for t in (1, 3, threads):
+            torch.set_num_threads(t)
+            results.append(native.le_curve_backward(gy, x.detach(), a.detach(), n))
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(before)
+    for gx, ga in results[1:]:
+        assert torch.equal(gx, results[0][0]) and torch.equal(ga, results[0][1])
+
+
 # ---------------------------------------------------------------- float32 parity on realistic shapes
 
 def layouts(t):
