@@ -68,14 +68,15 @@ set_backend(os.environ.get("LOWLIGHT_BACKEND", "auto") or "auto")
 # native kernel, its fake (shapes for torch.compile / opcheck, with torch._check for what the kernel assumes)
 # and its autograd formula.
 
+# The dtypes of the native float kernels per device (the C++ checks them too).
+_KERNEL_DTYPES = {"cpu": (torch.float32, torch.float64),
+                  "cuda": (torch.float32, torch.float64, torch.float16, torch.bfloat16)}
+
+
 def _native_for(t: torch.Tensor) -> bool:
-    if _backend != "native":
+    if _backend != "native" or (t.device.type == "cuda" and not cuda_built()):
         return False
-    if t.device.type == "cpu":
-        return t.dtype in (torch.float32, torch.float64)
-    if t.device.type == "cuda":
-        return cuda_built() and t.dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-    return False
+    return t.dtype in _KERNEL_DTYPES.get(t.device.type, ())
 
 
 def _native_photo(image: torch.Tensor, cuda: bool = True) -> bool:
@@ -135,6 +136,36 @@ def _check_photo_image(op: str, image) -> None:
         raise ValueError(f"{op}: image has an empty dimension: shape {tuple(image.shape)}")
 
 
+# A fake refuses what its kernel refuses, with torch._check, so that torch.compile / FakeTensorMode reject the
+# input the real op rejects.
+def _fake_image(op: str, name: str, t) -> None:
+    """The kernels' checks of a float image argument: 4-D, a kernel dtype for its device, no empty dimension."""
+    torch._check(t.dim() == 4, lambda: f"{op}: {name} must be 4-D (B, C, H, W), got {t.dim()}-D")
+    dtypes = _KERNEL_DTYPES.get(t.device.type, _KERNEL_DTYPES["cuda"])
+    torch._check(t.dtype in dtypes, lambda: f"{op}: {name} must be one of {dtypes} on {t.device.type}, got {t.dtype}")
+    torch._check(t.shape[1] >= 1 and t.shape[2] >= 1 and t.shape[3] >= 1,
+                 lambda: f"{op}: {name} has an empty dimension: shape {tuple(t.shape)}")
+
+
+def _fake_same(op: str, a_name: str, a, b_name: str, b, shape: bool = True) -> None:
+    """The kernels' checks that b matches a in device, dtype and (shape=True) shape."""
+    torch._check(b.device == a.device, lambda: f"{op}: {b_name} is on {b.device} but {a_name} is on {a.device}")
+    torch._check(b.dtype == a.dtype, lambda: f"{op}: {b_name} is {b.dtype} but {a_name} is {a.dtype}")
+    if shape:
+        torch._check(b.shape == a.shape,
+                     lambda: f"{op}: {b_name} shape {tuple(b.shape)} != {a_name} shape {tuple(a.shape)}")
+
+
+def _fake_range(op: str, name: str, v, lo, hi) -> None:
+    torch._check(lo <= v <= hi, lambda: f"{op}: {name} must be in [{lo}, {hi}], got {v}")
+
+
+def _fake_scalar_grad(op: str, grad, like) -> None:
+    torch._check(grad.numel() == 1, lambda: f"{op}: grad must have one element, got shape {tuple(grad.shape)}")
+    torch._check(grad.device == like.device,
+                 lambda: f"{op}: grad is on {grad.device} but the input is on {like.device}")
+
+
 def _fake(name: str):
     """Decorator: the fake kernel of lowlight::name (registered only when the native library is loaded)."""
     def register(fn):
@@ -174,7 +205,9 @@ def le_curve(x: torch.Tensor, alpha: torch.Tensor, iterations: int) -> torch.Ten
     x: (B, C, H, W) in [0, 1]. alpha: (B, C*k, h, w), k >= 1; step i uses map min(i, k-1) (k = 1: one
     shared map, Zero-DCE++; k = n: one map per step, Zero-DCE). If (h, w) != (H, W) alpha is bilinearly
     resized (align_corners=False) inside the kernel, never materialized at full size.
-    Returns a contiguous (B, C, H, W) tensor. Differentiable in x and alpha.
+    Returns a contiguous (B, C, H, W) tensor. Differentiable in x and alpha. The backward is bitwise
+    repeatable on the CPU; on CUDA the gradient of a resized alpha uses float atomics unless
+    torch.use_deterministic_algorithms(True) is on, which selects a fixed-order (slower) path.
     """
     check_le_curve(x, alpha, iterations)
     if _native_for(x):
@@ -182,16 +215,26 @@ def le_curve(x: torch.Tensor, alpha: torch.Tensor, iterations: int) -> torch.Ten
     return reference.le_curve(x, alpha, iterations)
 
 
+def _le_curve_fake_checks(op, x, alpha, iterations) -> None:
+    _fake_image(op, "x", x)
+    _fake_image(op, "alpha", alpha)
+    _fake_same(op, "x", x, "alpha", alpha, shape=False)
+    _fake_range(op, "iterations", iterations, 1, MAX_ITERATIONS)
+    torch._check(alpha.shape[0] == x.shape[0], lambda: f"{op}: alpha batch {alpha.shape[0]} != x batch {x.shape[0]}")
+    torch._check(alpha.shape[1] % x.shape[1] == 0,
+                 lambda: f"{op}: alpha must have C*k channels (C={x.shape[1]}, k>=1), got {alpha.shape[1]}")
+
+
 @_fake("le_curve")
 def _le_curve_fake(x, alpha, iterations):
-    torch._check(alpha.shape[0] == x.shape[0], lambda: "le_curve: alpha batch != x batch")
-    torch._check(alpha.shape[1] % x.shape[1] == 0, lambda: "le_curve: alpha must have C*k channels")
+    _le_curve_fake_checks("le_curve", x, alpha, iterations)
     return _contiguous_like(x)
 
 
 @_fake("le_curve_backward")
 def _le_curve_backward_fake(grad_y, x, alpha, iterations):
-    torch._check(grad_y.shape == x.shape, lambda: "le_curve_backward: grad_y shape != x shape")
+    _le_curve_fake_checks("le_curve_backward", x, alpha, iterations)
+    _fake_same("le_curve_backward", "x", x, "grad_y", grad_y)
     return _contiguous_like(x), _contiguous_like(alpha)
 
 
@@ -233,15 +276,24 @@ def blur_color_loss(x: torch.Tensor, y: torch.Tensor, sigma: float = 3.0, ksize:
     return reference.blur_color_loss(x, y, float(sigma), ksize)
 
 
+def _blur_color_loss_fake_checks(op, x, y, sigma, ksize) -> None:
+    _fake_image(op, "x", x)
+    _fake_same(op, "x", x, "y", y)
+    torch._check(1 <= ksize <= MAX_KSIZE and ksize % 2 == 1,
+                 lambda: f"{op}: ksize must be odd in [1, {MAX_KSIZE}], got {ksize}")
+    torch._check(math.isfinite(sigma) and sigma > 0, lambda: f"{op}: sigma must be a finite number > 0, got {sigma}")
+
+
 @_fake("blur_color_loss")
 def _blur_color_loss_fake(x, y, sigma, ksize):
-    torch._check(x.shape == y.shape, lambda: "blur_color_loss: x shape != y shape")
+    _blur_color_loss_fake_checks("blur_color_loss", x, y, sigma, ksize)
     return x.new_empty(())
 
 
 @_fake("blur_color_loss_backward")
 def _blur_color_loss_backward_fake(grad, x, y, sigma, ksize):
-    torch._check(x.shape == y.shape, lambda: "blur_color_loss_backward: x shape != y shape")
+    _blur_color_loss_fake_checks("blur_color_loss_backward", x, y, sigma, ksize)
+    _fake_scalar_grad("blur_color_loss_backward", grad, x)
     return _contiguous_like(x)
 
 
@@ -276,13 +328,21 @@ def tv_loss(t: torch.Tensor, kind: str = "zero_dce") -> torch.Tensor:
     return reference.tv_loss(t, kind)
 
 
+def _tv_loss_fake_checks(op, t, kind) -> None:
+    _fake_image(op, "t", t)
+    torch._check(kind in TV_KINDS, lambda: f"{op}: kind must be one of {TV_KINDS}, got {kind!r}")
+
+
 @_fake("tv_loss")
 def _tv_loss_fake(t, kind):
+    _tv_loss_fake_checks("tv_loss", t, kind)
     return t.new_empty(())
 
 
 @_fake("tv_loss_backward")
 def _tv_loss_backward_fake(grad, t, kind):
+    _tv_loss_fake_checks("tv_loss_backward", t, kind)
+    _fake_scalar_grad("tv_loss_backward", grad, t)
     return _contiguous_like(t)
 
 
@@ -332,9 +392,29 @@ def photo_curve(image: torch.Tensor, alpha: torch.Tensor, iterations: int) -> to
     return reference.photo_curve(image, alpha, iterations)
 
 
+def _photo_fake_checks(op, image, alpha, iterations, map_channels) -> None:
+    torch._check(image.dim() == 4, lambda: f"{op}: image must be 4-D (B, C, H, W), got {image.dim()}-D")
+    torch._check(image.dtype in PHOTO_DTYPES, lambda: f"{op}: image must be one of {PHOTO_DTYPES}, got {image.dtype}")
+    torch._check(1 <= image.shape[1] <= 4, lambda: f"{op}: image must have 1-4 channels, got {image.shape[1]}")
+    torch._check(image.shape[2] >= 1 and image.shape[3] >= 1,
+                 lambda: f"{op}: image has an empty dimension: shape {tuple(image.shape)}")
+    torch._check(alpha.dim() == 4, lambda: f"{op}: alpha must be 4-D, got {alpha.dim()}-D")
+    torch._check(alpha.dtype == torch.float32, lambda: f"{op}: alpha must be float32, got {alpha.dtype}")
+    torch._check(alpha.device == image.device,
+                 lambda: f"{op}: alpha is on {alpha.device} but image is on {image.device}")
+    _fake_range(op, "iterations", iterations, 1, MAX_ITERATIONS)
+    torch._check(alpha.shape[2] >= 1 and alpha.shape[3] >= 1,
+                 lambda: f"{op}: alpha has an empty dimension: shape {tuple(alpha.shape)}")
+    torch._check(alpha.shape[0] == image.shape[0],
+                 lambda: f"{op}: alpha batch {alpha.shape[0]} != image batch {image.shape[0]}")
+    torch._check(alpha.shape[1] >= map_channels and alpha.shape[1] % map_channels == 0,
+                 lambda: f"{op}: alpha must have {'3*k' if map_channels == 3 else 'k'} channels (k >= 1), got "
+                         f"{alpha.shape[1]}")
+
+
 @_fake("photo_curve")
 def _photo_curve_fake(image, alpha, iterations):
-    torch._check(alpha.shape[0] == image.shape[0], lambda: "photo_curve: alpha batch != image batch")
+    _photo_fake_checks("photo_curve", image, alpha, iterations, reference.CURVE_CHANNELS)
     return torch.empty_like(image)
 
 
@@ -357,7 +437,7 @@ def photo_value_curve(image: torch.Tensor, alpha: torch.Tensor, iterations: int)
 
 @_fake("photo_value_curve")
 def _photo_value_curve_fake(image, alpha, iterations):
-    torch._check(alpha.shape[0] == image.shape[0], lambda: "photo_value_curve: alpha batch != image batch")
+    _photo_fake_checks("photo_value_curve", image, alpha, iterations, 1)
     return torch.empty_like(image)
 
 
@@ -377,6 +457,13 @@ def area_reduce(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 @_fake("area_reduce")
 def _area_reduce_fake(image, height, width):
+    op = "area_reduce"
+    torch._check(image.device.type != "cuda", lambda: f"{op}: there is no CUDA kernel (image is on {image.device})")
+    torch._check(image.dim() == 4, lambda: f"{op}: image must be 4-D (B, C, H, W), got {image.dim()}-D")
+    torch._check(image.dtype in PHOTO_DTYPES, lambda: f"{op}: image must be one of {PHOTO_DTYPES}, got {image.dtype}")
+    torch._check(image.shape[1] >= 1 and image.shape[2] >= 1 and image.shape[3] >= 1,
+                 lambda: f"{op}: image has an empty dimension: shape {tuple(image.shape)}")
+    torch._check(height >= 1 and width >= 1, lambda: f"{op}: the output size must be positive, got {height} x {width}")
     return image.new_empty((image.shape[0], image.shape[1], height, width), dtype=torch.float32)
 
 
@@ -418,5 +505,12 @@ def guided_denoise(x: torch.Tensor, guide: torch.Tensor, noise_a: float, noise_b
 
 @_fake("guided_denoise")
 def _guided_denoise_fake(x, guide, noise_a, noise_b, luma, chroma, luma_radius, chroma_radius):
-    torch._check(x.shape == guide.shape, lambda: "guided_denoise: guide shape != x shape")
+    op = "guided_denoise"
+    _fake_image(op, "x", x)
+    _fake_same(op, "x", x, "guide", guide)
+    torch._check(x.shape[1] in (1, 3), lambda: f"{op}: x must have 1 (gray) or 3 (RGB) channels, got {x.shape[1]}")
+    torch._check(luma_radius >= 0 and chroma_radius >= 0, lambda: f"{op}: radii must be >= 0")
+    torch._check(math.isfinite(noise_a) and math.isfinite(noise_b), lambda: f"{op}: the noise model must be finite")
+    torch._check(math.isfinite(luma) and luma >= 0, lambda: f"{op}: luma must be finite and >= 0, got {luma}")
+    torch._check(0 <= chroma <= 1, lambda: f"{op}: chroma must be in [0, 1], got {chroma}")
     return _contiguous_like(x)

@@ -78,6 +78,26 @@ def test_empty_batch(native):
                                equal_nan=True)
 
 
+def test_le_curve_backward_cpu_is_deterministic(native):
+    """The CPU backward needs no deterministic mode (a low-res alpha's gradient is summed per row group, the
+    groups added in a fixed order): it runs under torch.use_deterministic_algorithms(True) and gives the
+    same bits with any thread count."""
+    x, a, n = le_inputs((2, 3, 300, 170), (8, 13, 9), 8, dtype=torch.float32)
+    gy = rand_image(2, 3, 300, 170, lo=-1, hi=1)
+    threads, before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    results = []
+    try:
+        torch.use_deterministic_algorithms(True)
+        for t in (1, 3, threads):
+            torch.set_num_threads(t)
+            results.append(native.le_curve_backward(gy, x.detach(), a.detach(), n))
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(before)
+    for gx, ga in results[1:]:
+        assert torch.equal(gx, results[0][0]) and torch.equal(ga, results[0][1])
+
+
 # ---------------------------------------------------------------- float32 parity on realistic shapes
 
 def layouts(t):
@@ -270,3 +290,76 @@ def test_native_checks_raise_not_crash(native, call):
     """The C++ ops check their own inputs too (for callers that bypass lowlight_core.ops)."""
     with pytest.raises(RuntimeError):
         call(native)
+
+
+# ---------------------------------------------------------------- the fakes refuse what the kernels refuse
+
+def _f(*shape, dtype=torch.float32):
+    return torch.rand(*shape).to(dtype)
+
+
+def _u8(*shape):
+    return (torch.rand(*shape) * 255).to(torch.uint8)
+
+
+X, A = (1, 3, 8, 8), (1, 3, 2, 2)
+ONE = torch.ones(())
+BAD_CALLS = [  # (op, arguments, a pattern both errors must contain)
+    ("le_curve", lambda: (_f(3, 8, 8), _f(*A), 8), "x must be 4-D"),
+    ("le_curve", lambda: (_f(*X, dtype=torch.int32), _f(*A, dtype=torch.int32), 8), "x .*(Int|int32)"),
+    ("le_curve", lambda: (_f(*X, dtype=torch.float16), _f(*A, dtype=torch.float16), 8), r" x.* got .*(Half|float16)"),
+    ("le_curve", lambda: (_f(*X), _f(*A, dtype=torch.float64), 8), "alpha is .* but x is"),
+    ("le_curve", lambda: (_f(*X), _f(*A), 0), r"iterations must be in \[1, 64\]"),
+    ("le_curve", lambda: (_f(*X), _f(*A), 65), r"iterations must be in \[1, 64\]"),
+    ("le_curve", lambda: (_f(*X), _f(2, 3, 2, 2), 8), "alpha batch 2 != x batch 1"),
+    ("le_curve", lambda: (_f(*X), _f(1, 2, 2, 2), 8), r"C\*k channels"),
+    ("le_curve", lambda: (_f(*X), _f(1, 3, 0, 2), 8), "alpha has an empty dimension"),
+    ("le_curve_backward", lambda: (_f(1, 3, 8, 7), _f(*X), _f(*A), 8), "grad_y shape"),
+    ("le_curve_backward", lambda: (_f(*X, dtype=torch.float64), _f(*X), _f(*A), 8), "grad_y is"),
+    ("blur_color_loss", lambda: (_f(*X), _f(*X), 3.0, 4), r"ksize must be odd in \[1, 1001\]"),
+    ("blur_color_loss", lambda: (_f(*X), _f(*X), float("nan"), 5), "sigma must be a finite number"),
+    ("blur_color_loss", lambda: (_f(*X), _f(1, 3, 8, 7), 3.0, 5), "y shape"),
+    ("blur_color_loss", lambda: (_f(*X), _f(*X, dtype=torch.float64), 3.0, 5), "y is .* but x is"),
+    ("blur_color_loss_backward", lambda: (torch.ones(2), _f(*X), _f(*X), 3.0, 5), "grad must"),
+    ("tv_loss", lambda: (_f(*X), "nope"), r"tv_loss: kind must be one of \('zero_dce', 'l1', 'iso'\), got 'nope'"),
+    ("tv_loss", lambda: (_f(*X, dtype=torch.int32), "l1"), "t must be .*(Int|int32)"),
+    ("tv_loss", lambda: (_f(1, 0, 8, 8), "l1"), "t has an empty dimension"),
+    ("tv_loss_backward", lambda: (ONE, _f(*X), "nope"), "tv_loss_backward: kind must be one of"),
+    ("tv_loss_backward", lambda: (torch.ones(2), _f(*X), "iso"), "grad must"),
+    ("photo_curve", lambda: (_f(*X, dtype=torch.int32), _f(*A), 8), "image must be .*(Int|int32)"),
+    ("photo_curve", lambda: (_u8(*X), _f(*A, dtype=torch.float64), 8), "alpha must be float32"),
+    ("photo_curve", lambda: (_u8(*X), _f(1, 4, 2, 2), 8), r"alpha must have 3\*k channels"),
+    ("photo_curve", lambda: (_u8(1, 5, 8, 8), _f(*A), 8), "image must have 1-4 channels"),
+    ("photo_curve", lambda: (_u8(*X), _f(*A), 65), r"iterations must be in \[1, 64\]"),
+    ("photo_value_curve", lambda: (_u8(*X), _f(2, 1, 2, 2), 8), "alpha batch 2 != image batch 1"),
+    ("area_reduce", lambda: (_u8(*X), 0, 4), "the output size must be positive"),
+    ("area_reduce", lambda: (_u8(3, 8, 8), 2, 2), "image must be 4-D"),
+    ("area_reduce", lambda: (_f(*X, dtype=torch.int32), 2, 2), "image must be .*(Int|int32)"),
+    ("guided_denoise", lambda: (_f(1, 2, 8, 8), _f(1, 2, 8, 8), 0.0, 1e-4, 1.0, 0.5, 2, 2), r"1 \(gray\) or 3"),
+    ("guided_denoise", lambda: (_f(*X), _f(*X), 0.0, 1e-4, 1.0, 1.5, 2, 2), r"chroma must be in \[0, 1\]"),
+    ("guided_denoise", lambda: (_f(*X), _f(1, 3, 8, 7), 0.0, 1e-4, 1.0, 0.5, 2, 2), "guide shape"),
+]
+
+
+@pytest.mark.parametrize("op,make,match", BAD_CALLS)
+def test_fake_refuses_what_the_kernel_refuses(native, op, make, match):
+    """torch.compile and FakeTensorMode run the fake kernel: it must reject the input the CPU kernel rejects."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    fn, args = getattr(native, op), make()
+    with pytest.raises(RuntimeError, match=match):
+        fn(*args)
+    with FakeTensorMode() as mode:
+        fake_args = [mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args]
+        with pytest.raises(RuntimeError, match=match):
+            fn(*fake_args)
+
+
+def test_opcheck_photo_ops(native):
+    """The fakes of the photo ops accept what the kernels accept (uint8 channels_last, gray, float)."""
+    photo = _u8(1, 480, 640, 3).permute(0, 3, 1, 2)  # an H x W x C photo, as it lies
+    for image in (photo, _u8(2, 1, 9, 7), _f(1, 4, 6, 5, dtype=torch.float64)):
+        alpha = _f(image.shape[0], 6, 3, 4)
+        torch.library.opcheck(native.photo_curve, (image, alpha, 8))
+        torch.library.opcheck(native.photo_value_curve, (image, alpha[:, :2], 8))
+        torch.library.opcheck(native.area_reduce, (image, 5, 3))

@@ -146,20 +146,28 @@ LE_PATHS = [
 ]
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("xs,ak,n", LE_PATHS)
-def test_le_curve_paths(cuda_ops, dtype, xs, ak, n):
+def le_case(xs, ak, n, dtype, seed):
+    """(x, alpha, grad_y) on CUDA in dtype and the float64 reference (y, grad_x, grad_alpha) of an LE case."""
     B, C = xs[:2]
     k, h, w = ak
-    x64, a64 = rand(*xs, seed=9), rand(B, C * k, h, w, lo=-1, hi=1, seed=10)
-    gy64 = rand(*xs, lo=-1, hi=1, seed=11)
+    x64, a64 = rand(*xs, seed=seed), rand(B, C * k, h, w, lo=-1, hi=1, seed=seed + 1)
+    gy64 = rand(*xs, lo=-1, hi=1, seed=seed + 2)
     y_ref, (gx_ref, ga_ref) = reference_grads(lambda x, a: reference.le_curve(x, a, n), [x64, a64], gy64)
-    x, a, gy = (t.to("cuda", dtype) for t in (x64, a64, gy64))
-    torch.testing.assert_close(cuda_ops.le_curve(x, a, n).cpu().double(), y_ref, **TOL[dtype])
-    gx, ga = cuda_ops.le_curve_backward(gy, x, a, n)
+    return [t.to("cuda", dtype) for t in (x64, a64, gy64)], (y_ref, gx_ref, ga_ref)
+
+
+def assert_le_grads_close(gx, ga, gx_ref, ga_ref, dtype):
     torch.testing.assert_close(gx.cpu().double(), gx_ref, **TOL[dtype])
     scale = max(1.0, ga_ref.abs().max().item())  # a low-res gradient sums many pixels
     torch.testing.assert_close(ga.cpu().double(), ga_ref, rtol=TOL[dtype]["rtol"], atol=TOL[dtype]["atol"] * scale)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("xs,ak,n", LE_PATHS)
+def test_le_curve_paths(cuda_ops, dtype, xs, ak, n):
+    (x, a, gy), (y_ref, gx_ref, ga_ref) = le_case(xs, ak, n, dtype, seed=9)
+    torch.testing.assert_close(cuda_ops.le_curve(x, a, n).cpu().double(), y_ref, **TOL[dtype])
+    assert_le_grads_close(*cuda_ops.le_curve_backward(gy, x, a, n), gx_ref, ga_ref, dtype)
 
 
 def test_empty_batch(cuda_ops):
@@ -174,19 +182,44 @@ def test_empty_batch(cuda_ops):
                                reference.blur_color_loss(x.cpu(), x.cpu(), 3.0, 21), equal_nan=True)
 
 
-def test_resized_alpha_backward_reports_itself_nondeterministic(cuda_ops):
-    """Float atomics accumulate the low-res alpha gradient: torch's determinism switch must hear of it;
-    the full-resolution backward (no atomics) stays allowed."""
-    x = torch.rand(1, 3, 16, 16, device="cuda")
-    low, full = torch.rand(1, 3, 4, 4, device="cuda"), torch.rand(1, 3, 16, 16, device="cuda")
+@pytest.fixture
+def deterministic():
     before = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
-    try:
-        with pytest.raises(RuntimeError, match="le_curve_backward"):
-            cuda_ops.le_curve_backward(x, x, low, 4)
-        cuda_ops.le_curve_backward(x, x, full, 4)
-    finally:
-        torch.use_deterministic_algorithms(before)
+    yield
+    torch.use_deterministic_algorithms(before)
+
+
+# Every resized case of LE_PATHS, a 1 x 1 alpha (one alpha column gathers whole rows) and a photo-like ratio
+DETERMINISTIC_CASES = [case for case in LE_PATHS if case[1][1:] != case[0][2:]] + [
+    ((2, 3, 64, 96), (1, 1, 1), 8), ((1, 3, 200, 300), (1, 17, 25), 8)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("xs,ak,n", DETERMINISTIC_CASES)
+def test_le_curve_backward_deterministic(cuda_ops, deterministic, dtype, xs, ak, n):
+    """Under torch.use_deterministic_algorithms(True) the resized-alpha gradient is summed in a fixed order
+    instead of with atomics: two backward passes are bitwise equal and match the reference."""
+    (x, a, gy), (_, gx_ref, ga_ref) = le_case(xs, ak, n, dtype, seed=12)
+    gx, ga = cuda_ops.le_curve_backward(gy, x, a, n)
+    gx2, ga2 = cuda_ops.le_curve_backward(gy, x, a, n)
+    assert torch.equal(gx, gx2) and torch.equal(ga, ga2)
+    assert_le_grads_close(gx, ga, gx_ref, ga_ref, dtype)
+
+
+@pytest.mark.parametrize("alpha_hw", [(4, 5), (16, 16)])
+def test_deterministic_training_step_repeats(cuda_ops, deterministic, alpha_hw):
+    """A deterministic CUDA training step through the public op (low-res and full-res alpha) runs and gives
+    the same gradients bit for bit."""
+    x = torch.rand(2, 3, 16, 16, device="cuda")
+    alpha = torch.rand(2, 3, *alpha_hw, device="cuda")
+
+    def grads():
+        a = alpha.clone().requires_grad_()
+        (ops.le_curve(x, a, 8) ** 2).mean().backward()
+        return a.grad
+
+    assert torch.equal(grads(), grads())
 
 
 def test_bad_input_raises(cuda_ops):

@@ -164,19 +164,13 @@ int64_t blur_bands(int64_t planes, int64_t H, int64_t ksize) {
   return bands_per_plane(planes, H, std::max<int64_t>(32, 4 * ksize));
 }
 
-// Calls fn(task, plane, begin_row, end_row, blurrer) for every (plane, band) task, in parallel.
+// Calls fn(task, plane, begin_row, end_row, blurrer) for every (plane, band) task, in parallel, with one
+// Blurrer (its row buffers) per thread.
 template <typename T, typename Fn>
-void for_each_band(int64_t planes, int64_t bands, int64_t H, int64_t W, int64_t K, const T* g, bool twice, Fn fn) {
-  const int64_t tasks = planes * bands;
-  // Small inputs run on the calling thread: waking a team costs more than the work.
-  const int64_t grain = planes * H * W * K < (1 << 18) ? std::max<int64_t>(tasks, 1) : 1;
-  at::parallel_for(0, tasks, grain, [&](int64_t begin, int64_t end) {
-    Blurrer<T> blurrer(H, W, K, g, twice);
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t band = task % bands;
-      fn(task, task / bands, band * H / bands, (band + 1) * H / bands, blurrer);
-    }
-  });
+void for_each_blur_band(int64_t planes, int64_t bands, int64_t H, int64_t W, int64_t K, const T* g, bool twice,
+                        Fn fn) {
+  const bool serial = planes * H * W * K < (1 << 18);
+  lowlight::for_each_band(planes, bands, H, serial, [&] { return Blurrer<T>(H, W, K, g, twice); }, fn);
 }
 
 void check_inputs(const at::Tensor& x, const at::Tensor& y, double sigma, int64_t ksize) {
@@ -205,10 +199,10 @@ at::Tensor blur_color_loss_cpu(const at::Tensor& x_in, const at::Tensor& y_in, d
     const scalar_t* yp = y.const_data_ptr<scalar_t>();
     const int64_t bands = blur_bands(planes, H, ksize);
     std::vector<double> partial(planes * bands, 0.0);
-    for_each_band<scalar_t>(planes, bands, H, W, ksize, g.data(), false,
-                            [&](int64_t task, int64_t p, int64_t i0, int64_t i1, Blurrer<scalar_t>& b) {
-                              partial[task] = b.forward_band(xp + p * H * W, yp + p * H * W, i0, i1);
-                            });
+    for_each_blur_band<scalar_t>(planes, bands, H, W, ksize, g.data(), false,
+                                 [&](int64_t task, int64_t p, int64_t i0, int64_t i1, Blurrer<scalar_t>& b) {
+                                   partial[task] = b.forward_band(xp + p * H * W, yp + p * H * W, i0, i1);
+                                 });
     for (double s : partial) total += s;  // fixed order: the result does not depend on scheduling
   });
   // B == 0: 0 / 0 = nan, like the mean of an empty tensor.
@@ -229,11 +223,12 @@ at::Tensor blur_color_loss_backward_cpu(const at::Tensor& grad, const at::Tensor
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     const scalar_t* yp = y.const_data_ptr<scalar_t>();
     scalar_t* gp = gx.mutable_data_ptr<scalar_t>();
-    for_each_band<scalar_t>(planes, blur_bands(planes, H, ksize), H, W, ksize, g.data(), true,
-                            [&](int64_t, int64_t p, int64_t i0, int64_t i1, Blurrer<scalar_t>& b) {
-                              const int64_t off = p * H * W;
-                              b.backward_band(xp + off, yp + off, gp + off, i0, i1, static_cast<scalar_t>(scale));
-                            });
+    for_each_blur_band<scalar_t>(planes, blur_bands(planes, H, ksize), H, W, ksize, g.data(), true,
+                                 [&](int64_t, int64_t p, int64_t i0, int64_t i1, Blurrer<scalar_t>& b) {
+                                   const int64_t off = p * H * W;
+                                   b.backward_band(xp + off, yp + off, gp + off, i0, i1,
+                                                   static_cast<scalar_t>(scale));
+                                 });
   });
   return gx;
 }

@@ -32,8 +32,6 @@ constexpr int64_t kStreamBytes = int64_t(32) << 20;  // outputs above this bypas
 // one write of y), working on kUnroll 64-byte GCC vectors at a time (16 floats / 8 doubles each): the
 // independent chains hide the latency of the dependent multiply-adds of a pixel's steps. The clones
 // (LOWLIGHT_CLONES) give AVX-512 / AVX2+FMA code under the portable baseline build, picked at load time.
-#define LL_INLINE inline __attribute__((always_inline))
-#define LL_INLINE_LAMBDA __attribute__((always_inline))
 // Vector-typed values only pass between always_inline helpers, never across a real call: no ABI concern.
 #pragma GCC diagnostic ignored "-Wpsabi"
 

@@ -21,7 +21,9 @@
 #include <utility>
 #include <vector>
 
+#include "../limits.h"
 #include "bilinear_taps.h"
+#include "simd.h"  // LOWLIGHT_CLONES, LL_INLINE
 
 // The curve and the rounding must be the reference's IEEE operations one by one (each product rounded):
 // a fused multiply-add would move results across a rounding boundary now and then. The bilinear resize of
@@ -29,20 +31,13 @@
 // (w0 * t0 + w1 * t1 as fma(t0, w0, t1 * w1), and its source index), so that F.interpolate's alpha is
 // reproduced bit for bit on those builds.
 #pragma GCC optimize("fp-contract=off")
-
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
-#define LL_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define LL_VECTOR_CLONES
-#endif
-#define LL_INLINE inline __attribute__((always_inline))
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace {
 
+using lowlight::kMaxIterations;
 using lowlight::LinearTaps;
 
-constexpr int64_t kMaxIterations = 64;
 constexpr int64_t kCurveChannels = 3;          // RGB curve maps
 constexpr int64_t kRowGrainValues = 65536;     // values per parallel chunk: amortizes the thread hand-off
 constexpr int kLanes = 16;                     // floats per vector (one AVX-512 register)
@@ -188,12 +183,12 @@ LL_INLINE void photo_row_impl(const T* x, T* y, const AlphaRows& a, int maps, in
 // One segment of a row (W*C interleaved values, or the W values of one plane), per dtype and curve count:
 // AVX-512 / AVX2 clones under the portable baseline build, picked at load time.
 #define LL_DEFINE_PHOTO_ROW(T)                                                                              \
-  LL_VECTOR_CLONES void photo_row_g1(const T* x, T* y, const AlphaRows& a, int maps, int n, float scale,   \
-                                     int64_t len) {                                                        \
+  LOWLIGHT_CLONES void photo_row_g1(const T* x, T* y, const AlphaRows& a, int maps, int n, float scale,   \
+                                    int64_t len) {                                                         \
     photo_row_impl<1>(x, y, a, maps, n, scale, len);                                                       \
   }                                                                                                        \
-  LL_VECTOR_CLONES void photo_row_g3(const T* x, T* y, const AlphaRows& a, int maps, int n, float scale,   \
-                                     int64_t len) {                                                        \
+  LOWLIGHT_CLONES void photo_row_g3(const T* x, T* y, const AlphaRows& a, int maps, int n, float scale,   \
+                                    int64_t len) {                                                         \
     photo_row_impl<3>(x, y, a, maps, n, scale, len);                                                       \
   }
 
@@ -374,8 +369,8 @@ LL_INLINE void value_row_impl(ValueLayout layout, const ValueRow<T>& r, const Al
 }
 
 #define LL_DEFINE_VALUE_ROW(T)                                                                              \
-  LL_VECTOR_CLONES void value_row(ValueLayout layout, const ValueRow<T>& r, const AlphaRows& a, int maps,  \
-                                  int n, float scale, int64_t W) {                                         \
+  LOWLIGHT_CLONES void value_row(ValueLayout layout, const ValueRow<T>& r, const AlphaRows& a, int maps,  \
+                                 int n, float scale, int64_t W) {                                          \
     value_row_impl(layout, r, a, maps, n, scale, W);                                                       \
   }
 
@@ -637,7 +632,7 @@ inline int64_t block_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) *
 
 // acc[e] += x[e] over one row: vectorized clones (int64 sums of integers, double sums of floats).
 #define LL_DEFINE_ACCUMULATE(T, Acc)                                                      \
-  LL_VECTOR_CLONES void accumulate_row(const T* x, Acc* acc, int64_t len) {              \
+  LOWLIGHT_CLONES void accumulate_row(const T* x, Acc* acc, int64_t len) {              \
     for (int64_t e = 0; e < len; ++e) acc[e] += static_cast<Acc>(x[e]);                   \
   }
 LL_DEFINE_ACCUMULATE(uint8_t, int64_t)

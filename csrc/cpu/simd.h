@@ -1,4 +1,5 @@
-// CPU code generation shared by the kernels: function multiversioning and the x86 streaming stores.
+// CPU code generation shared by the kernels: function multiversioning, forced inlining and the x86 streaming
+// stores.
 // x86-64 Linux with GCC gets AVX-512 / AVX2+FMA clones of the hot loops under the portable baseline build,
 // picked at load time; every other target (aarch64, clang, ...) compiles the same loops once, plainly.
 #pragma once
@@ -11,3 +12,7 @@
 #else
 #define LOWLIGHT_CLONES
 #endif
+
+// Helpers of the row kernels: inlined into each clone, so that every clone's loop is compiled for its target.
+#define LL_INLINE inline __attribute__((always_inline))
+#define LL_INLINE_LAMBDA __attribute__((always_inline))

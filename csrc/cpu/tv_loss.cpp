@@ -9,26 +9,18 @@
 #include <torch/library.h>
 
 #include "../limits.h"
+#include "../tv_loss.h"
 #include "bands.h"
 #include "simd.h"
 
 #include <algorithm>
 #include <cmath>
-#include <string>
 #include <vector>
 
 namespace {
 
 using lowlight::bands_per_plane;
-
-enum class Kind { ZeroDce, L1, Iso };
-
-Kind parse_kind(const std::string& kind) {
-  if (kind == "zero_dce") return Kind::ZeroDce;
-  if (kind == "l1") return Kind::L1;
-  TORCH_CHECK(kind == "iso", "tv_loss: kind must be one of ('zero_dce', 'l1', 'iso'), got '", kind, "'");
-  return Kind::Iso;
-}
+using Kind = lowlight::TvKind;
 
 // sign(0) = 0, like the gradient autograd gives for abs.
 template <typename T>
@@ -138,16 +130,8 @@ LOWLIGHT_CLONES void iso_grad_row(T* __restrict out, const T* a_up, const T* a, 
 
 // Calls fn(task, plane, begin_row, end_row) for every (plane, band) task, in parallel.
 template <typename Fn>
-void for_each_band(int64_t planes, int64_t bands, int64_t H, int64_t W, Fn fn) {
-  const int64_t tasks = planes * bands;
-  // Small inputs run on the calling thread: waking a team costs more than the work.
-  const int64_t grain = planes * H * W < (1 << 16) ? std::max<int64_t>(tasks, 1) : 1;
-  at::parallel_for(0, tasks, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t band = task % bands;
-      fn(task, task / bands, band * H / bands, (band + 1) * H / bands);
-    }
-  });
+void for_each_tv_band(int64_t planes, int64_t bands, int64_t H, int64_t W, Fn fn) {
+  lowlight::for_each_band(planes, bands, H, planes * H * W < (1 << 16), fn);
 }
 
 constexpr int64_t kMinBandRows = 16;
@@ -162,7 +146,7 @@ void check_input(const at::Tensor& t, const char* op) {
 
 template <typename T, Kind K>
 void diff_forward(const T* t, int64_t planes, int64_t bands, int64_t H, int64_t W, double* sums) {
-  for_each_band(planes, bands, H, W, [&](int64_t task, int64_t p, int64_t i0, int64_t i1) {
+  for_each_tv_band(planes, bands, H, W, [&](int64_t task, int64_t p, int64_t i0, int64_t i1) {
     const T* plane = t + p * H * W;
     double sh = 0.0, sw = 0.0;
     for (int64_t i = i0; i < i1; ++i) {
@@ -176,7 +160,7 @@ void diff_forward(const T* t, int64_t planes, int64_t bands, int64_t H, int64_t 
 
 template <typename T>
 void iso_forward(const T* t, int64_t planes, int64_t bands, int64_t H, int64_t W, double* sums) {
-  for_each_band(planes, bands, H, W, [&](int64_t task, int64_t p, int64_t i0, int64_t i1) {
+  for_each_tv_band(planes, bands, H, W, [&](int64_t task, int64_t p, int64_t i0, int64_t i1) {
     const T* plane = t + p * H * W;
     std::vector<T> u(W);
     double s = 0.0;
@@ -193,7 +177,7 @@ void iso_forward(const T* t, int64_t planes, int64_t bands, int64_t H, int64_t W
 
 at::Tensor tv_loss_cpu(const at::Tensor& t_in, c10::string_view kind_name) {
   check_input(t_in, "tv_loss");
-  const Kind kind = parse_kind(std::string(kind_name));
+  const Kind kind = lowlight::parse_tv_kind("tv_loss", kind_name);
   const at::Tensor t = t_in.contiguous();
   const int64_t B = t.size(0), C = t.size(1), H = t.size(2), W = t.size(3), planes = B * C;
   const int64_t bands = bands_per_plane(planes, H, kMinBandRows);
@@ -209,24 +193,12 @@ at::Tensor tv_loss_cpu(const at::Tensor& t_in, c10::string_view kind_name) {
     sh += sums[k];
     sw += sums[k + 1];
   }
-  // B == 0 divides 0 by 0: nan, as the reference's mean over no elements.
-  const double b = static_cast<double>(B), c = static_cast<double>(C), h = static_cast<double>(H),
-               w = static_cast<double>(W);
-  double loss = 0.0;
-  if (kind == Kind::ZeroDce) {
-    const double th = H > 1 ? sh / ((h - 1) * w) : 0.0, tw = W > 1 ? sw / (h * (w - 1)) : 0.0;
-    loss = 2.0 * (th + tw) / b;
-  } else if (kind == Kind::L1) {
-    loss = (H > 1 ? sh / (b * c * (h - 1) * w) : 0.0) + (W > 1 ? sw / (b * c * h * (w - 1)) : 0.0);
-  } else {
-    loss = sh / (b * c * h * w);
-  }
-  return at::scalar_tensor(loss, t.options());
+  return at::scalar_tensor(lowlight::tv_norm(kind, B, C, H, W).loss(sh, sw), t.options());
 }
 
 template <typename T, Kind K>
 void diff_backward(const T* t, T* gt, int64_t planes, int64_t bands, int64_t H, int64_t W, T ch, T cw) {
-  for_each_band(planes, bands, H, W, [&](int64_t, int64_t p, int64_t i0, int64_t i1) {
+  for_each_tv_band(planes, bands, H, W, [&](int64_t, int64_t p, int64_t i0, int64_t i1) {
     const T* plane = t + p * H * W;
     for (int64_t i = i0; i < i1; ++i) {
       const T* cur = plane + i * W;
@@ -237,7 +209,7 @@ void diff_backward(const T* t, T* gt, int64_t planes, int64_t bands, int64_t H, 
 
 template <typename T>
 void iso_backward(const T* t, T* gt, int64_t planes, int64_t bands, int64_t H, int64_t W, T c) {
-  for_each_band(planes, bands, H, W, [&](int64_t, int64_t p, int64_t i0, int64_t i1) {
+  for_each_tv_band(planes, bands, H, W, [&](int64_t, int64_t p, int64_t i0, int64_t i1) {
     const T* plane = t + p * H * W;
     std::vector<T> s(W), a_up(W, T(0)), a(W), b(W);
     auto slopes = [&](int64_t i, T* a_out) {
@@ -258,30 +230,23 @@ void iso_backward(const T* t, T* gt, int64_t planes, int64_t bands, int64_t H, i
 
 at::Tensor tv_loss_backward_cpu(const at::Tensor& grad, const at::Tensor& t_in, c10::string_view kind_name) {
   check_input(t_in, "tv_loss_backward");
-  const Kind kind = parse_kind(std::string(kind_name));
+  const Kind kind = lowlight::parse_tv_kind("tv_loss_backward", kind_name);
   TORCH_CHECK(grad.numel() == 1, "tv_loss_backward: grad must be a scalar, got shape ", grad.sizes());
   const at::Tensor t = t_in.contiguous();
   at::Tensor gt = at::empty(t.sizes(), t.options());
   if (t.numel() == 0) return gt;
   const int64_t B = t.size(0), C = t.size(1), H = t.size(2), W = t.size(3), planes = B * C;
   const int64_t bands = bands_per_plane(planes, H, kMinBandRows);
-  const double g = grad.item<double>(), b = static_cast<double>(B), c = static_cast<double>(C),
-               h = static_cast<double>(H), w = static_cast<double>(W);
+  const lowlight::TvNorm norm = lowlight::tv_norm(kind, B, C, H, W);
+  const double g = grad.item<double>();
   AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "tv_loss_backward_cpu", [&] {
     const scalar_t* tp = t.const_data_ptr<scalar_t>();
     scalar_t* gp = gt.mutable_data_ptr<scalar_t>();
-    // d loss / d dh per unit slope; a direction without neighbours has coefficient 0.
-    if (kind == Kind::ZeroDce) {
-      const auto ch = static_cast<scalar_t>(H > 1 ? 4.0 * g / (b * (h - 1) * w) : 0.0);
-      const auto cw = static_cast<scalar_t>(W > 1 ? 4.0 * g / (b * h * (w - 1)) : 0.0);
-      diff_backward<scalar_t, Kind::ZeroDce>(tp, gp, planes, bands, H, W, ch, cw);
-    } else if (kind == Kind::L1) {
-      const auto ch = static_cast<scalar_t>(H > 1 ? g / (b * c * (h - 1) * w) : 0.0);
-      const auto cw = static_cast<scalar_t>(W > 1 ? g / (b * c * h * (w - 1)) : 0.0);
-      diff_backward<scalar_t, Kind::L1>(tp, gp, planes, bands, H, W, ch, cw);
-    } else {
-      iso_backward<scalar_t>(tp, gp, planes, bands, H, W, static_cast<scalar_t>(g / (b * c * h * w)));
-    }
+    // d loss / d (unit slope of a term); a direction without neighbours has coefficient 0.
+    const auto ch = static_cast<scalar_t>(norm.coef_h(g)), cw = static_cast<scalar_t>(norm.coef_w(g));
+    if (kind == Kind::ZeroDce) diff_backward<scalar_t, Kind::ZeroDce>(tp, gp, planes, bands, H, W, ch, cw);
+    if (kind == Kind::L1) diff_backward<scalar_t, Kind::L1>(tp, gp, planes, bands, H, W, ch, cw);
+    if (kind == Kind::Iso) iso_backward<scalar_t>(tp, gp, planes, bands, H, W, ch);
   });
   return gt;
 }

@@ -1,7 +1,9 @@
 // CUDA kernels of le_curve / le_curve_backward: y = LE^n(x), LE(x) = x + a * x * (1 - x), step s using
 // alpha map min(s, k - 1). A low-resolution alpha is read at its own size and bilinearly interpolated in the
 // kernel exactly like F.interpolate(mode="bilinear", align_corners=False); it is never materialized.
-// Math in float for float16/bfloat16/float32, in double for float64 (gradcheck).
+// Math in float for float16/bfloat16/float32, in double for float64 (gradcheck). The gradient of a resized
+// alpha sums many pixels: with float atomics by default, in a fixed order (two gathers, bitwise repeatable)
+// under torch.use_deterministic_algorithms(True).
 #include <ATen/Context.h>
 #include <torch/library.h>
 
@@ -138,6 +140,21 @@ __device__ __forceinline__ acc_t le_pixel_backward(acc_t x0, acc_t grad_y, int n
   return g;
 }
 
+// First index in [0, n) where pred, false then true along the indices, is true (n where it never is).
+template <typename Pred>
+__device__ __forceinline__ int first_where(int n, Pred pred) {
+  int lo = 0, hi = n;
+  while (lo < hi) {
+    const int mid = lo + (hi - lo) / 2;
+    if (pred(mid)) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  return lo;
+}
+
 // The alpha lookup of element p of x, flattened as (plane = b * C + c, i, j) over B * C planes of H x W.
 template <typename scalar_t, typename acc_t, bool RESIZE, typename index_t>
 __device__ __forceinline__ auto alpha_at_flat_index(const scalar_t* alpha, const LeShape<acc_t>& s, index_t p) {
@@ -272,6 +289,79 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Deterministic backward for a resized alpha: the adjoint of the resize as two gathers, each sum taken by one
+// thread in a fixed order (no atomics). Both use linear_taps, whose source indices never decrease along x, so
+// the x columns (rows) that touch an alpha column (row) are one range, found by binary search.
+// Pass 1, one thread per (plane, row i of x, alpha column c): the backward of the pixels (i, j) whose left
+// tap is c (so each pixel has one thread, which writes its grad_x); per map, their gradients times the
+// horizontal tap weights go to row_sums[plane][map][i][c][0] (tap c) and [1] (tap c + 1; the clamped last
+// column's second tap is c itself and goes to [0]).
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreads)
+    le_curve_backward_rows_kernel(const scalar_t* __restrict__ grad_y, const scalar_t* __restrict__ x,
+                                  const scalar_t* __restrict__ alpha, scalar_t* __restrict__ grad_x,
+                                  at::opmath_type<scalar_t>* __restrict__ row_sums,
+                                  LeShape<at::opmath_type<scalar_t>> s, int n, int64_t total) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int nmaps = min(n, s.k);
+  LOWLIGHT_GRID_STRIDE(int64_t, t, total) {  // t = (plane * H + i) * w + c
+    const int c = static_cast<int>(t % s.w);
+    const int64_t row = t / s.w;  // plane * H + i
+    const int i = static_cast<int>(row % s.H);
+    const int64_t plane = row / s.H;
+    const int j_begin = first_where(s.W, [&](int j) { return linear_taps(j, s.scale_w, s.w).i0 >= c; });
+    const int j_end = first_where(s.W, [&](int j) { return linear_taps(j, s.scale_w, s.w).i0 > c; });
+    acc_t own[kMaxIterations], next[kMaxIterations];
+    for (int m = 0; m < nmaps; ++m) own[m] = next[m] = acc_t(0);
+    const Taps<acc_t> ty = linear_taps(i, s.scale_h, s.h);
+    const scalar_t* base = alpha + alpha_plane_offset(s, plane);
+    for (int j = j_begin; j < j_end; ++j) {
+      const Taps<acc_t> tx = linear_taps(j, s.scale_w, s.w);
+      const int64_t p = row * s.W + j;
+      const acc_t gx = le_pixel_backward(static_cast<acc_t>(x[p]), static_cast<acc_t>(grad_y[p]), n, s.k,
+                                         resized_alpha(base, s, ty, tx), [&](int m, acc_t g) {
+                                           own[m] += g * tx.w0;
+                                           (tx.i1 == c ? own : next)[m] += g * tx.w1;
+                                         });
+      grad_x[p] = static_cast<scalar_t>(gx);
+    }
+    for (int m = 0; m < nmaps; ++m) {
+      acc_t* out = row_sums + 2 * (((plane * nmaps + m) * s.H + i) * s.w + c);
+      out[0] = own[m];
+      out[1] = next[m];
+    }
+  }
+}
+
+// Pass 2, one thread per used alpha cell (plane, map m, row r, column c): the sum, over the rows i of x whose
+// vertical taps include r in increasing i, of column c's pass-1 sum (its own part plus column c - 1's
+// second-tap part) times the tap weight. Writes grad_alpha (math type, zeros for maps no step uses).
+template <typename acc_t>
+__global__ void __launch_bounds__(kThreads)
+    le_curve_backward_cols_kernel(const acc_t* __restrict__ row_sums, acc_t* __restrict__ grad_alpha,
+                                  LeShape<acc_t> s, int nmaps, int64_t total) {
+  const int64_t map_stride = static_cast<int64_t>(s.C) * s.h * s.w;
+  LOWLIGHT_GRID_STRIDE(int64_t, t, total) {  // t = ((plane * nmaps + m) * h + r) * w + c
+    const int c = static_cast<int>(t % s.w);
+    const int r = static_cast<int>((t / s.w) % s.h);
+    const int64_t plane_map = t / (static_cast<int64_t>(s.h) * s.w);
+    const int m = static_cast<int>(plane_map % nmaps);
+    const int64_t plane = plane_map / nmaps;
+    const int i_begin = first_where(s.H, [&](int i) { return linear_taps(i, s.scale_h, s.h).i1 >= r; });
+    const int i_end = first_where(s.H, [&](int i) { return linear_taps(i, s.scale_h, s.h).i0 > r; });
+    const acc_t* sums = row_sums + 2 * plane_map * s.H * s.w;
+    acc_t total_grad = acc_t(0);
+    for (int i = i_begin; i < i_end; ++i) {
+      const Taps<acc_t> ty = linear_taps(i, s.scale_h, s.h);
+      const acc_t* cells = sums + 2 * static_cast<int64_t>(i) * s.w;
+      const acc_t column = c > 0 ? cells[2 * c] + cells[2 * c - 1] : cells[0];
+      if (ty.i0 == r) total_grad += column * ty.w0;
+      if (ty.i1 == r) total_grad += column * ty.w1;
+    }
+    grad_alpha[alpha_plane_offset(s, plane) + m * map_stride + static_cast<int64_t>(r) * s.w + c] = total_grad;
+  }
+}
+
 // ------------------------------------------------------------------------------------------ host side
 
 void check_le_curve_args(const char* op, const at::Tensor& x, const at::Tensor& alpha, int64_t iterations) {
@@ -372,6 +462,29 @@ at::Tensor launch_backward_resized(const at::Tensor& grad_y, const at::Tensor& x
   return grad_alpha;
 }
 
+// The same in a fixed order (torch.use_deterministic_algorithms(True)); keeps planes * min(n, k) * H * w
+// partial sums (two per cell) in the math type.
+template <typename scalar_t>
+at::Tensor launch_backward_resized_deterministic(const at::Tensor& grad_y, const at::Tensor& x,
+                                                 const at::Tensor& alpha, at::Tensor& grad_x, int n,
+                                                 cudaStream_t stream) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const auto s = le_shape<acc_t>(x, alpha);
+  const auto acc_options = alpha.options().dtype(acc_scalar_type<scalar_t>());
+  const int64_t nmaps = std::min<int64_t>(n, s.k), planes = x.size(0) * s.C;
+  at::Tensor row_sums = at::empty({planes, nmaps, s.H, s.w, 2}, acc_options);
+  at::Tensor grad_alpha = at::zeros(alpha.sizes(), acc_options);
+  const int64_t rows = planes * s.H * s.w, cells = planes * nmaps * s.h * s.w;
+  le_curve_backward_rows_kernel<scalar_t><<<grid_for(rows), kThreads, 0, stream>>>(
+      grad_y.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), alpha.data_ptr<scalar_t>(), grad_x.data_ptr<scalar_t>(),
+      row_sums.data_ptr<acc_t>(), s, n, rows);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  le_curve_backward_cols_kernel<acc_t><<<grid_for(cells), kThreads, 0, stream>>>(
+      row_sums.data_ptr<acc_t>(), grad_alpha.data_ptr<acc_t>(), s, static_cast<int>(nmaps), cells);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return grad_alpha;
+}
+
 std::tuple<at::Tensor, at::Tensor> le_curve_backward_cuda(const at::Tensor& grad_y_in, const at::Tensor& x_in,
                                                           const at::Tensor& alpha_in, int64_t iterations) {
   const char* op = "le_curve_backward";
@@ -388,9 +501,11 @@ std::tuple<at::Tensor, at::Tensor> le_curve_backward_cuda(const at::Tensor& grad
   at::Tensor grad_alpha;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "le_curve_backward_cuda", [&] {
     if (needs_resize(x, alpha)) {
-      // float atomics accumulate grad_alpha in a run-dependent order: torch's determinism switch hears of it
-      at::globalContext().alertNotDeterministic("lowlight::le_curve_backward (CUDA, alpha resized in the op)");
-      grad_alpha = launch_backward_resized<scalar_t>(grad_y, x, alpha, grad_x, n, stream).to(alpha.scalar_type());
+      // The atomics' order changes from run to run; under deterministic mode the fixed-order (slower) path runs.
+      const bool fixed_order = at::globalContext().deterministicAlgorithms();
+      grad_alpha = (fixed_order ? launch_backward_resized_deterministic<scalar_t>(grad_y, x, alpha, grad_x, n, stream)
+                                : launch_backward_resized<scalar_t>(grad_y, x, alpha, grad_x, n, stream))
+                       .to(alpha.scalar_type());
     } else {
       grad_alpha = at::empty(alpha.sizes(), alpha.options());
       if (fits_int32(x.numel())) {

@@ -14,7 +14,7 @@
 namespace lowlight_cuda {
 namespace {
 
-constexpr int kMaxIterations = 64;
+using lowlight::kMaxIterations;
 constexpr int kCurveChannels = 3;  // RGB curve maps
 
 struct PhotoArgs {

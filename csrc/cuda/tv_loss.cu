@@ -6,43 +6,32 @@
 // Per-thread sums in double, reduced per block, then summed in a fixed order (finalize_loss).
 #include <torch/library.h>
 
-#include <string>
 #include <string_view>
 #include <type_traits>
 
+#include "../tv_loss.h"
 #include "common.cuh"
 
 namespace lowlight_cuda {
 namespace {
 
-enum class TvKind { ZeroDce, L1, Iso };
+using lowlight::TvKind;
 constexpr double kIsoEps = lowlight::kTvIsoEps;
 
-TvKind parse_kind(const char* op, std::string_view kind) {
-  if (kind == "zero_dce") return TvKind::ZeroDce;
-  if (kind == "l1") return TvKind::L1;
-  TORCH_CHECK(kind == "iso", op, ": kind must be one of 'zero_dce', 'l1', 'iso', got '", std::string(kind), "'");
-  return TvKind::Iso;
-}
-
-// The loss is post * (scale_h * S_h + scale_w * S_w), S_h / S_w the sums over the vertical / horizontal
-// terms (iso: S_h is the whole sum). The backward uses coef_h / coef_w = the derivative of the loss per
-// unit of a term's derivative.
+// lowlight::TvNorm as multipliers: loss = post * (scale_h * S_h + scale_w * S_w), S_h / S_w the sums over the
+// vertical / horizontal terms (iso: S_h is the whole sum), summed by finalize_loss. The backward uses
+// coef_h / coef_w = the derivative of the loss per unit of a term's derivative.
 struct TvScales {
   double scale_h, scale_w, post;
 };
 
-TvScales tv_scales(TvKind kind, const at::Tensor& t) {
-  const double B = t.size(0), C = t.size(1), H = t.size(2), W = t.size(3);
-  switch (kind) {
-    case TvKind::ZeroDce:
-      return {H > 1 ? 1.0 / ((H - 1) * W) : 0.0, W > 1 ? 1.0 / (H * (W - 1)) : 0.0, 2.0 * inv_or_inf(B)};
-    case TvKind::L1:
-      return {H > 1 ? inv_or_inf(B * C * (H - 1) * W) : 0.0, W > 1 ? inv_or_inf(B * C * H * (W - 1)) : 0.0, 1.0};
-    case TvKind::Iso:
-    default:
-      return {inv_or_inf(B * C * H * W), 0.0, 1.0};
-  }
+TvScales tv_scales(const lowlight::TvNorm& n) {
+  return {n.has_h ? inv_or_inf(n.count_h) : 0.0, n.has_w ? inv_or_inf(n.count_w) : 0.0,
+          n.outer * inv_or_inf(n.batch)};
+}
+
+lowlight::TvNorm tv_norm(TvKind kind, const at::Tensor& t) {
+  return lowlight::tv_norm(kind, t.size(0), t.size(1), t.size(2), t.size(3));
 }
 
 template <typename acc_t>
@@ -181,14 +170,14 @@ void dispatch_tv(TvKind kind, int64_t numel, Fn&& fn) {
 at::Tensor tv_loss_cuda(const at::Tensor& t_in, std::string_view kind_name) {
   const char* op = "tv_loss";
   check_tv_args(op, t_in);
-  const TvKind kind = parse_kind(op, kind_name);
+  const TvKind kind = lowlight::parse_tv_kind(op, kind_name);
   const c10::cuda::CUDAGuard guard(t_in.device());
   const at::Tensor t = t_in.contiguous();
   at::Tensor loss = at::empty({}, t.options());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const int64_t nblocks = t.numel() > 0 ? grid_for(t.numel()) : 0;
   at::Tensor partials = loss_partials(nblocks, t);
-  const TvScales sc = tv_scales(kind, t);
+  const TvScales sc = tv_scales(tv_norm(kind, t));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.scalar_type(), "tv_loss_cuda", [&] {
     if (nblocks > 0) {
       dispatch_tv(kind, t.numel(), [&](auto index_tag, auto kind_tag) {
@@ -204,17 +193,17 @@ at::Tensor tv_loss_cuda(const at::Tensor& t_in, std::string_view kind_name) {
 at::Tensor tv_loss_backward_cuda(const at::Tensor& grad_in, const at::Tensor& t_in, std::string_view kind_name) {
   const char* op = "tv_loss_backward";
   check_tv_args(op, t_in);
-  const TvKind kind = parse_kind(op, kind_name);
+  const TvKind kind = lowlight::parse_tv_kind(op, kind_name);
   const c10::cuda::CUDAGuard guard(t_in.device());
   const at::Tensor grad = checked_scalar_grad(op, grad_in, t_in);
   const at::Tensor t = t_in.contiguous();
   at::Tensor grad_t = at::empty(t.sizes(), t.options());
   if (t.numel() == 0) return grad_t;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const TvScales sc = tv_scales(kind, t);
-  // zero_dce: the loss has post * scale * d^2, so its derivative carries 2 * post * scale.
-  const double coef_h = kind == TvKind::ZeroDce ? 2.0 * sc.post * sc.scale_h : sc.post * sc.scale_h;
-  const double coef_w = kind == TvKind::ZeroDce ? 2.0 * sc.post * sc.scale_w : sc.post * sc.scale_w;
+  const lowlight::TvNorm norm = tv_norm(kind, t);
+  const TvScales sc = tv_scales(norm);
+  // zero_dce: the loss has post * scale * d^2, so its derivative carries slope 2 * post * scale.
+  const double coef_h = norm.slope * sc.post * sc.scale_h, coef_w = norm.slope * sc.post * sc.scale_w;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.scalar_type(), "tv_loss_backward_cuda", [&] {
     dispatch_tv(kind, t.numel(), [&](auto index_tag, auto kind_tag) {
       launch_tv_backward<scalar_t, decltype(index_tag), decltype(kind_tag)::value>(t, grad, grad_t, coef_h, coef_w,
