@@ -1,4 +1,4 @@
-# make install | demo | test | bench | cuda-check      (each target installs what it needs)
+# make install | demo | test | test-quick | bench | cuda-check      (each target installs what it needs)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,7 +7,7 @@ SOURCES := setup.py pyproject.toml lowlight_core/controls.py \
   $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu csrc/cuda/*.cuh)
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install system-packages demo test bench cuda-check clean
+.PHONY: install system-packages demo test test-quick bench cuda-check clean
 
 # Debian packages for the headless napari viewer tests (Xvfb, Qt's xcb platform, Mesa GL).
 SYSTEM_PACKAGES := xvfb xauth libgl1 libegl1 libgl1-mesa-dri libglx-mesa0 libxkbcommon-x11-0 libxcb-icccm4 \
@@ -41,6 +41,10 @@ demo: install
 
 test: install
 	LOWLIGHT_BACKEND=native $(PY) -m pytest -q -p no:cacheprovider tests
+
+# while developing: the suite without the tests marked slow (the wheel install, the first-use build)
+test-quick: install
+	LOWLIGHT_BACKEND=native $(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests
 
 # BENCH_ARGS narrows the run, e.g. BENCH_ARGS='-k "1x1200x900 or first"'
 BENCH_ARGS ?=
