@@ -7,7 +7,7 @@ C++/CUDA sources, the Python checks and the reference all share these numbers.
 from __future__ import annotations
 
 # ---------------------------------------------------------------- user controls
-DEFAULT_MODEL = "zero_dce_pp"
+DEFAULT_MODEL = "zero_dce_pp"      # the model enhance(), the CLI, the demo and the napari widget pick by default
 EXPOSURE_DEFAULT = 0.6             # target exposure E (mean brightness of the result)
 EXPOSURE_RANGE = (0.3, 0.9)        # accepted by enhance(), the CLI and the widget's slider
 EXPOSURE_TRAIN_RANGE = (0.3, 0.8)  # E ~ U(lo, hi) per training sample of the E-conditioned curve models

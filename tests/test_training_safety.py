@@ -47,7 +47,7 @@ def test_training_without_weights_writes_only_into_its_run_folder(data_dir, ship
     before = contents(shipped)
     out = tmp_path / "run"
     assert train_main.main(args(data_dir, out, "--no-eval")) == 0
-    assert contents(shipped) == before  # item 1: a trial run used to overwrite the shipped model
+    assert contents(shipped) == before  # a trial run must never replace the shipped model
     saved = torch.load(out / "weights" / "zero_dce_pp.pt", weights_only=True)
     assert saved["model"] == "zero_dce_pp"
 
