@@ -111,6 +111,15 @@ def test_train_is_reached_through_the_entry_point(installed):
     bin_dir, work, env = installed
     out = run([bin_dir / "lowlight", "train"], work, env).stdout
     assert "python -m lowlight_training" in out and "zero_dce_pp" in out, out[-500:]
+    out = run([bin_dir / "python", "-m", "lowlight_training", "--help"], work, env).stdout
+    assert "--export" in out and "enlightengan" in out, out[-500:]
+    # every module of the installed package imports (the tasks subpackage is in the wheel), under its one name
+    code = ("import importlib, importlib.util, pkgutil, lowlight_training as t\n"
+            "mods = [importlib.import_module(m.name) for m in pkgutil.walk_packages(t.__path__, t.__name__ + '.')]\n"
+            "print(len(mods), 'lowlight_training.tasks.dln' in {m.__name__ for m in mods}, "
+            "importlib.util.find_spec('training'))\n")
+    count, has_tasks, other_name = run([bin_dir / "python", "-c", code], work, env).stdout.split()
+    assert int(count) >= 20 and has_tasks == "True" and other_name == "None", (count, has_tasks, other_name)
 
 
 def test_core_never_imports_training():

@@ -43,12 +43,10 @@ def test_reconfigure_keeps_the_tensors_and_the_training_and_says_what_changed(tm
 
 
 def test_reconfigure_refuses_the_shipped_folder_a_no_op_and_a_config_that_does_not_fit(tmp_path, monkeypatch):
-    import training.__main__ as train_main
-
     src, _ = trained_file(tmp_path / "trained.pt")
-    monkeypatch.setattr(train_main, "WEIGHTS_DIR", tmp_path / "shipped")
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path / "shipped")
     (tmp_path / "shipped").mkdir()
-    with pytest.raises(SystemExit, match="never into the shipped"):
+    with pytest.raises(SystemExit, match="is in the shipped weights folder"):
         reconfigure.main([str(src), str(tmp_path / "shipped" / "zero_dce.pt"), "--set", "curve_on=value"])
     with pytest.raises(SystemExit, match="already has config"):
         reconfigure.main([str(src), str(tmp_path / "o.pt"), "--set", "curve_on=rgb"])

@@ -9,6 +9,7 @@ from PIL import Image
 
 from training import data as data_mod
 from training import sice_scenes as ss
+from training import split as split_mod
 
 SICE = data_mod.default_data_dir() / ss.FOLDER
 
@@ -89,7 +90,7 @@ def test_scene_split_never_leaks(rows):
     assert not {p for pair in train for p in pair} & {p for pair in val for p in pair}
     # training.data's split (zero-reference and unpaired training) keeps every file of a scene on one side
     paths = data_mod.list_images(folders=(ss.FOLDER,))
-    _, held = data_mod.split(paths)
+    _, held = split_mod.split(paths)
     held_scenes = {scene[p.name] for p in held}
     assert held_scenes >= val_scenes
     assert all(scene[p.name] not in held_scenes for p in set(paths) - set(held))

@@ -13,7 +13,8 @@ from PIL import Image
 
 from training import data as data_mod
 from training import degrade
-from training.image_tasks import pair_scores
+from training import split as split_mod
+from training.image_eval import pair_scores
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = 64
@@ -28,7 +29,7 @@ def paired_dir(make_data_dir):
 
 
 def test_fixture_has_held_out_normals(paired_dir):
-    train, val = data_mod.split(data_mod.list_images(paired_dir), float(VAL_FRACTION))
+    train, val = split_mod.split(data_mod.list_images(paired_dir), float(VAL_FRACTION))
     assert {p.name for p in data_mod.sice_normals(val)} == {"16.png", "45.png"}
     assert {p.name for p in data_mod.sice_normals(train)} == {"0.png", "96.png"}
 
@@ -138,7 +139,7 @@ def test_curve_options_are_refused_for_image_recipes(paired_dir, tmp_path):
 
 def test_circle_training_teaches_the_darkening_twin(paired_dir):
     from lowlight_core.models.dln import DLN
-    from training.image_tasks import DLNTask
+    from training.tasks.dln import DLNTask
     from training.recipes import get_recipe
 
     torch.manual_seed(0)
@@ -189,15 +190,15 @@ def test_circle_run_checkpoints_the_twin_and_exports_only_the_model(paired_dir, 
 
 
 def test_recipe_degradation_option_reaches_training_but_not_validation(paired_dir):
-    from types import SimpleNamespace
-
-    from training.__main__ import _image_setup
+    from lowlight_core.models import registry
     from training.recipes import get_recipe
+    from training.run import Run
 
     recipe = get_recipe("dln", "cpu", val_images=1, pairs="synthetic")
     recipe = dataclasses.replace(recipe, options={**recipe.options, "degradation": {"beta": (0.2, 0.3)}})
-    train, val = data_mod.split(data_mod.list_images(paired_dir), float(VAL_FRACTION))
-    _, _, batches, val_pairs, summary = _image_setup(
-        SimpleNamespace(vgg_weights=None, data=paired_dir, val_fraction=float(VAL_FRACTION)), recipe, train, val, None)
+    train, val = split_mod.split(data_mod.list_images(paired_dir), float(VAL_FRACTION))
+    run = Run(recipe, data=paired_dir, val_fraction=float(VAL_FRACTION), train=train, val=val)
+    model = registry.get_model_info("dln").build(**recipe.model_config)
+    batches, val_pairs, summary = recipe.task(model, recipe).training_data(run)
     assert batches.degradation.beta == (0.2, 0.3) and "'beta': (0.2, 0.3)" in summary
     assert torch.equal(val_pairs[0], degrade.validation_pairs(data_mod.sice_normals(val)[:1], 256)[0])

@@ -1,4 +1,4 @@
-"""EnlightenGAN training (training/enlightengan.py): one step updates all three networks, clear errors for
+"""EnlightenGAN training (training/tasks/enlightengan.py): one step updates all three networks, clear errors for
 crops too small for the patches, and a tiny end-to-end `python -m training enlightengan` run on real photos."""
 import os
 import subprocess
@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from training import data as data_mod
+from training import split as split_mod
 from training.recipes import get_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +33,7 @@ def image_dir(make_data_dir):
 
 
 def test_layout_has_both_domains_in_train_and_held_out(image_dir):
-    train, val = data_mod.split(data_mod.list_images(image_dir), VAL_FRACTION)
+    train, val = split_mod.split(data_mod.list_images(image_dir), VAL_FRACTION)
     means = data_mod.mean_intensities(train + val)
     for side in (train, val):
         assert data_mod.sice_normals(side), "no well-exposed sice images on one side of the split"
@@ -41,7 +42,7 @@ def test_layout_has_both_domains_in_train_and_held_out(image_dir):
 
 def small_task(crop=64, **options):
     from lowlight_core.models.enlightengan import EnlightenGANGenerator
-    from training.enlightengan import EnlightenGANTask
+    from training.tasks.enlightengan import EnlightenGANTask
 
     recipe = get_recipe("enlightengan", "cpu", crop=crop, batch=2)
     recipe = replace(recipe, options={**recipe.options, "d_width": 8, **options})
@@ -84,7 +85,7 @@ def test_sfp_on_with_vgg_weights_turns_the_anchor_to_its_sfp_weight(monkeypatch,
     """With VGG weights the SFP loss is on (and logged) and the anchor takes anchor_weight_sfp (default 0)."""
     from lowlight_core.losses import SelfFeaturePreservingLoss
     from lowlight_core.models.enlightengan import EnlightenGANGenerator
-    from training import enlightengan as eg
+    from training.tasks import enlightengan as eg
 
     monkeypatch.setattr(eg, "SelfFeaturePreservingLoss",  # a tiny stand-in for VGG-19 (no weights here)
                         lambda path: SelfFeaturePreservingLoss(features=torch.nn.Conv2d(3, 4, 3)))
@@ -100,7 +101,7 @@ def test_sfp_on_with_vgg_weights_turns_the_anchor_to_its_sfp_weight(monkeypatch,
 
 def test_brightened_reaches_the_target_mean_and_never_darkens():
     from lowlight_core.models._common import luminance
-    from training.enlightengan import brightened
+    from training.tasks.enlightengan import brightened
 
     x = torch.rand(2, 3, 32, 32) * torch.tensor([0.15, 0.5]).view(2, 1, 1, 1)
     x[1] += 0.5  # mean 0.75
@@ -157,7 +158,7 @@ def test_tiny_cli_run(image_dir, tmp_path):
 
 
 def test_structure_loss_ignores_gain_and_sees_blobs():
-    from training.enlightengan import structure_loss
+    from training.tasks.enlightengan import structure_loss
 
     g = torch.Generator().manual_seed(0)
     low = torch.nn.functional.avg_pool2d(torch.rand(2, 3, 68, 68, generator=g), 5, 1) * 0.25 + 0.1

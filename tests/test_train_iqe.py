@@ -1,4 +1,4 @@
-"""IQE DCGAN training (training.iqe): a tiny real run through the CLI, and the task's step on its own."""
+"""IQE DCGAN training (training.tasks.iqe): a tiny real run through the CLI, and the task's step on its own."""
 import csv
 import math
 import os
@@ -12,8 +12,9 @@ import torch
 
 from lowlight_core.models.dcgan import DCGANGenerator
 from training import data as data_mod
-from training.iqe import CONTENT_OFF, IQETask
+from training import split as split_mod
 from training.recipes import IMAGE_RECIPES, ImageRecipe, get_recipe
+from training.tasks.iqe import CONTENT_OFF, IQETask
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = 64  # px, long side of the test photos
@@ -36,7 +37,7 @@ def read_rows(path):
 
 
 def tiny_recipe(**options) -> ImageRecipe:
-    return ImageRecipe("iqe_dcgan", "iqe_dcgan", steps=3, batch=2, crop=32, resize_long=64,
+    return ImageRecipe("iqe_dcgan", IQETask, steps=3, batch=2, crop=32, resize_long=64,
                        model_config={"width": 8, "blocks": 1}, options=options, lr=1e-3)
 
 
@@ -67,7 +68,7 @@ def fake_batch(crop=32, batch=2):
 # ---------------------------------------------------------------- data layout
 
 def test_layout_has_paired_normals_in_train_and_held_out(image_dir):
-    train, val = data_mod.split(data_mod.list_images(image_dir), VAL_FRACTION)
+    train, val = split_mod.split(data_mod.list_images(image_dir), VAL_FRACTION)
     assert sorted(p.name for p in data_mod.sice_normals(train)) == ["2.png", "50.png"]
     assert [p.name for p in data_mod.sice_normals(val)] == ["18.png"]
     assert any(p.parent.name == "lol_train_low" for p in val)

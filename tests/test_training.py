@@ -16,6 +16,7 @@ from PIL import Image
 
 from training import data as data_mod
 from training import plots
+from training import split as split_mod
 from training.trainer import CheckpointError, load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,19 +56,60 @@ def tiny_args(recipe, image_dir, out, *extra):
             "--workers", "0", *extra]
 
 
+# ---------------------------------------------------------------- the package
+
+ONE_NAME_CHECK = """
+import importlib, os, pkgutil, sys
+import training, lowlight_training
+for package in (lowlight_training, training):  # every module, imported under both names
+    for m in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        importlib.import_module(m.name)
+import training.tasks.dln, lowlight_training.tasks.dln
+folder = os.path.dirname(os.path.realpath(lowlight_training.__file__))
+loaded = {}
+for mod in list(sys.modules.values()):
+    if getattr(mod, "__file__", None) and os.path.realpath(mod.__file__).startswith(folder + os.sep):
+        loaded.setdefault(os.path.realpath(mod.__file__), set()).add(id(mod))
+twice = sorted(f for f, ids in loaded.items() if len(ids) > 1)
+assert not twice, twice
+assert training is lowlight_training and training.tasks.dln.DLNTask is lowlight_training.tasks.dln.DLNTask
+print(len(loaded))
+"""
+
+
+def test_no_module_is_loaded_under_two_names():
+    """In a checkout the folder imports as `training` and as `lowlight_training`: one module object per file."""
+    r = subprocess.run([sys.executable, "-c", ONE_NAME_CHECK], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert int(r.stdout.split()[-1]) >= 20  # every training module was imported
+
+
+def test_every_recipe_names_a_complete_task():
+    from training.recipes import RECIPES
+    from training.tasks.base import TrainTask
+
+    members = ("make_optimizers", "train_step", "validate", "preview", "training_data", "evaluate", "card_figure",
+               "model_card", "card_summary")
+    for name, configs in RECIPES.items():
+        for recipe in configs.values():
+            assert issubclass(recipe.task, TrainTask), name
+            missing = [m for m in members if next(c for c in recipe.task.__mro__ if m in vars(c)) is TrainTask]
+            assert not missing, (name, missing)
+
+
 # ---------------------------------------------------------------- data
 
 def test_split_is_stable_and_keeps_sice_scenes_together(image_dir):
     paths = data_mod.list_images(image_dir)
-    train, val = data_mod.split(paths, float(VAL_FRACTION))
+    train, val = split_mod.split(paths, float(VAL_FRACTION))
     assert [p.name for p in val] == ["1.png", "2.png"] and all(p.parent.name == "lol_train_low" for p in val)
-    assert data_mod.split(paths, float(VAL_FRACTION)) == (train, val)
+    assert split_mod.split(paths, float(VAL_FRACTION)) == (train, val)
     # the exposures of one SICE scene (training/sice_scenes.csv: 2..8 is one scene, 9 starts the next) share a
     # split key; LOL files do not
     sice = data_mod.default_data_dir() / "sice_part1"
-    assert data_mod.split_key(sice / "2.jpg") == data_mod.split_key(sice / "8.jpg")
-    assert data_mod.split_key(sice / "8.jpg") != data_mod.split_key(sice / "9.jpg")
-    assert data_mod.split_key(Path("lol_train_low/33.png")) != data_mod.split_key(Path("lol_train_low/34.png"))
+    assert split_mod.split_key(sice / "2.jpg") == split_mod.split_key(sice / "8.jpg")
+    assert split_mod.split_key(sice / "8.jpg") != split_mod.split_key(sice / "9.jpg")
+    assert split_mod.split_key(Path("lol_train_low/33.png")) != split_mod.split_key(Path("lol_train_low/34.png"))
 
 
 def test_missing_data_folder_says_what_to_pass(tmp_path):
@@ -76,7 +118,7 @@ def test_missing_data_folder_says_what_to_pass(tmp_path):
 
 
 def test_crop_batches_are_a_function_of_the_step(image_dir):
-    train, _ = data_mod.split(data_mod.list_images(image_dir), float(VAL_FRACTION))
+    train, _ = split_mod.split(data_mod.list_images(image_dir), float(VAL_FRACTION))
     ds = data_mod.CropBatches(train, batch=3, crop=40, seed=5)
     a, b, c = ds[7], ds[7], ds[8]
     assert a.shape == (3, 3, 40, 40) and a.dtype == torch.float32

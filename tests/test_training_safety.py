@@ -29,7 +29,6 @@ def shipped(tmp_path, monkeypatch):
     folder.mkdir()
     for suffix in (".pt", ".md", ".png"):
         (folder / f"zero_dce_pp{suffix}").write_bytes(b"shipped " + suffix.encode())
-    monkeypatch.setattr(train_main, "WEIGHTS_DIR", folder)
     monkeypatch.setattr(registry, "WEIGHTS_DIR", folder)
     registry.clear_cache()
     return folder
@@ -48,14 +47,14 @@ def test_training_without_weights_writes_only_into_its_run_folder(data_dir, ship
     before = contents(shipped)
     out = tmp_path / "run"
     assert train_main.main(args(data_dir, out, "--no-eval")) == 0
-    assert contents(shipped) == before  # item 1: a trial run used to overwrite the shipped model
+    assert contents(shipped) == before  # a trial run must never replace the shipped model
     saved = torch.load(out / "weights" / "zero_dce_pp.pt", weights_only=True)
     assert saved["model"] == "zero_dce_pp"
 
 
 def test_weights_into_the_shipped_folder_and_export_without_card_are_refused(data_dir, shipped, tmp_path):
     before = contents(shipped)
-    with pytest.raises(SystemExit, match="never writes into the shipped weights folder"):
+    with pytest.raises(SystemExit, match="is in the shipped weights folder"):
         train_main.main(args(data_dir, tmp_path / "a", "--weights", str(shipped / "zero_dce_pp.pt")))
     with pytest.raises(SystemExit, match="--export needs the evaluation"):
         train_main.main(args(data_dir, tmp_path / "b", "--export", "--no-eval"))
@@ -93,6 +92,51 @@ def test_export_refuses_runs_without_card_or_with_garbage(shipped, tmp_path, cap
     assert cli.main(["export", str(tmp_path / "run")]) == 2
     assert "no .md, .png beside it" in capsys.readouterr().err
     assert contents(shipped) == before
+
+
+@pytest.fixture
+def package(tmp_path, monkeypatch):
+    """A copy of the installed package's weights folder (the real shipped zero_dce_pp files) that registry.WEIGHTS_DIR
+    points to, and a working directory outside any checkout: the real shipped files are never at risk."""
+    weights = tmp_path / "site-packages" / "lowlight_core" / "weights"
+    weights.mkdir(parents=True)
+    for suffix in (".pt", ".md", ".png"):
+        (weights / f"zero_dce_pp{suffix}").write_bytes((registry.WEIGHTS_DIR / f"zero_dce_pp{suffix}").read_bytes())
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", weights)
+    registry.clear_cache()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    return weights
+
+
+def test_writes_into_the_installed_weights_folder_are_refused_from_any_folder(data_dir, package, tmp_path):
+    """`lowlight train` run from outside the checkout: --weights naming a shipped file, --out naming the package (its
+    weights/ subfolder is the shipped one), --out inside the shipped folder, and a symlink into it all stop before
+    any training with an error naming the shipped folder; the shipped files stay byte-identical."""
+    before = contents(package)
+    link = tmp_path / "link"
+    link.symlink_to(package, target_is_directory=True)
+    attempts = [(tmp_path / "run", ["--weights", str(package / "zero_dce_pp.pt")]), (package.parent, []),
+                (package / "run", []), (tmp_path / "run", ["--weights", str(link / "zero_dce_pp.pt")])]
+    for out, extra in attempts:
+        argv = ["train", *args(data_dir, out, "--no-eval", *extra)]
+        with pytest.raises(SystemExit) as e:
+            cli.main(argv)
+        assert e.value.code not in (0, None) and "is in the shipped weights folder" in str(e.value.code), argv
+        assert str(package.resolve()) in str(e.value.code)
+        assert contents(package) == before, argv
+    assert not (tmp_path / "run").exists()
+
+
+def test_export_from_any_folder_goes_to_the_installed_weights_folder(data_dir, package, tmp_path):
+    """--export run from outside the checkout replaces the package's files (with a backup), not ./weights."""
+    before = contents(package)
+    out = tmp_path / "run"
+    assert train_main.main(args(data_dir, out, "--export")) == 0
+    assert (package / "zero_dce_pp.pt").read_bytes() == (out / "weights" / "zero_dce_pp.pt").read_bytes()
+    assert contents(next((package / "backup").iterdir())) == before
+    assert not (Path.cwd() / "weights").exists()
 
 
 # ---------------------------------------------------------------- checkpoints and logs

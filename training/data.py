@@ -1,4 +1,5 @@
-"""Training images: folders of photos under ../shared/data, a fixed validation split, random crops.
+"""Training images: folders of photos under ../shared/data, the validation share (the split itself: training.split),
+random crops.
 
 Sampling is a pure function of (seed, step): the batch of step s is always the same images, crops and flips,
 so a run killed and resumed from a checkpoint sees exactly the batches an uninterrupted run would have seen,
@@ -6,7 +7,6 @@ without saving any data-loader state.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -45,41 +45,10 @@ def list_images(data_dir: str | os.PathLike | None = None, folders=DEFAULT_FOLDE
     return sorted(paths, key=lambda p: (p.parent.name, p.name))
 
 
-@functools.cache
-def _sice_scenes(data_dir: Path) -> dict[str, str]:
-    from .sice_scenes import scene_of
-
-    return scene_of(data_dir)
-
-
-def split_key(path: Path) -> str:
-    """What the validation split hashes: the folder and file name, or for SICE the file's scene (see
-    training.sice_scenes: all exposures of a scene land on one side)."""
-    folder = path.parent.name
-    if folder == "sice_part1":
-        scene = _sice_scenes(path.parent.parent.resolve()).get(path.name)
-        if scene:
-            return f"{folder}/{scene}"
-    return f"{folder}/{path.name}"
-
-
 def in_validation_share(key: str, fraction: float = VALIDATION_FRACTION) -> bool:
     """Whether a split key falls into the held-out share; stable across machines and runs (sha1, not hash())."""
     h = int.from_bytes(hashlib.sha1(key.encode()).digest()[:8], "big")
     return h / 2.0**64 < fraction
-
-
-def is_validation(path: Path, fraction: float = VALIDATION_FRACTION) -> bool:
-    return in_validation_share(split_key(path), fraction)
-
-
-def split(paths, fraction: float = VALIDATION_FRACTION) -> tuple[list[Path], list[Path]]:
-    """(train, validation) lists; the same files land in validation on every run."""
-    train = [p for p in paths if not is_validation(p, fraction)]
-    val = [p for p in paths if is_validation(p, fraction)]
-    if not train:
-        raise ValueError(f"no training images left after a {fraction:.0%} validation split of {len(paths)} files")
-    return train, val
 
 
 def load_rgb(path: Path, resize_long: int | None = None) -> torch.Tensor:

@@ -11,7 +11,7 @@ One degradation, applied to a normal image Y in [0, 1] (every parameter drawn pe
      a ~ logU(1e-4, 1e-2) (shot noise), b ~ logU(1e-6, 1e-4) (read noise), then clipped to [0, 1].
   4. 8-bit quantization (a dark JPEG holds only a few dozen levels), and with probability `jpeg_prob` a real
      JPEG round trip at quality ~ U(50, 95) (block and ringing artifacts of phone photos).
-The target is Y itself. DLN circle training (`--circle`) is in training.image_tasks.DLNTask.
+The target is Y itself. DLN circle training (`--circle`) is in training.tasks.dln.DLNTask.
 
 The validation split degrades each held-out image with a generator seeded by its file name, so every run,
 machine and model sees the same pairs; `python -m training.degrade --out DIR` writes them as PNG files for
@@ -32,6 +32,7 @@ import torch
 from PIL import Image
 
 from . import data as data_mod
+from .split import split
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ def validation_pairs(paths, resize_long: int | None = None, limit: int | None = 
 
 def validation_normals(data_dir=None, fraction: float = data_mod.VALIDATION_FRACTION, cache_file=None) -> list[Path]:
     """The held-out, well-exposed SICE images the synthetic validation split is made from."""
-    _, val = data_mod.split(data_mod.list_images(data_dir, ("sice_part1",)), fraction)
+    _, val = split(data_mod.list_images(data_dir, ("sice_part1",)), fraction)
     return data_mod.sice_normals(val, cache_file)
 
 

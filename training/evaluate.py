@@ -1,7 +1,7 @@
 """Score a trained curve model on the held-out images and write its model card.
 
-Every number comes from the inference path (model.enhance on the full-resolution validation images, 8 curve
-iterations unless stated):
+Every number comes from the inference path (model.enhance on the full-resolution validation images, the default
+curve iterations unless stated):
 - E tracking: for E in 0.4..0.7, the output's mean brightness (mean over pixels and RGB channels) and the mean
   |brightness - E|, for all images and by input exposure (under < 0.35 <= well <= 0.65 < over);
   "monotonic" is the share of images whose brightness rises with every step of E.
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lowlight_core.controls import EXPOSURE_DEFAULT, EXPOSURE_GRID
+from lowlight_core.controls import EXPOSURE_DEFAULT, EXPOSURE_GRID, EXPOSURE_RANGE, ITERATIONS_DEFAULT
 
 from . import data as data_mod
 from . import plots
@@ -83,10 +83,10 @@ def evaluate(model, paths, device="cpu", resize_long: int | None = None) -> dict
         bs, maps = [], {}
         for e in EXPOSURES:
             if estimate is None:
-                y = model.enhance(x, exposure=e, iterations=8)
+                y = model.enhance(x, exposure=e, iterations=ITERATIONS_DEFAULT)
             else:
                 maps[e] = estimate(x, e)
-                y = model.apply_curve(x, maps[e], 8)
+                y = model.apply_curve(x, maps[e], ITERATIONS_DEFAULT)
             b = float(y.mean())
             bs.append(b)
             d = per_e[e]
@@ -97,8 +97,9 @@ def evaluate(model, paths, device="cpu", resize_long: int | None = None) -> dict
             d["group"].append(group)
         monotonic.append(all(b2 > b1 for b1, b2 in zip(bs, bs[1:])))
         if group == "well":
-            e = min(max(b_in, 0.3), 0.9)
-            y = model.enhance(x, exposure=e, iterations=8) if estimate is None else model.apply_curve(x, estimate(x, e), 8)
+            e = min(max(b_in, EXPOSURE_RANGE[0]), EXPOSURE_RANGE[1])
+            y = (model.enhance(x, exposure=e, iterations=ITERATIONS_DEFAULT) if estimate is None
+                 else model.apply_curve(x, estimate(x, e), ITERATIONS_DEFAULT))
             identity.append({"abs_change": float((y - x).abs().mean()), "bright_change": float(y.mean()) - b_in})
         if estimate is not None and group == "under":
             alpha = maps[EXPOSURE_DEFAULT]  # EXPOSURE_DEFAULT is one of EXPOSURES (asserted below)
@@ -142,7 +143,7 @@ def card_figure(model, paths, out_png, device="cpu", max_bytes: int = CARD_FIGUR
     rows = []
     for p in paths:
         x = data_mod.load_rgb(p)[None].to(device)
-        rows.append([x] + [model.enhance(x, exposure=e, iterations=8) for e in EXPOSURES])
+        rows.append([x] + [model.enhance(x, exposure=e, iterations=ITERATIONS_DEFAULT) for e in EXPOSURES])
     plots.image_grid(rows, ["input"] + [f"E = {e:g}" for e in EXPOSURES], out_png, tile=200, max_bytes=max_bytes)
 
 
@@ -183,7 +184,7 @@ def model_card(name: str, meta: dict, ev: dict, weights_file: Path, figure: str 
         f"{ev['images']} images (split: sha1 of the SICE scene (training/sice_scenes.csv) or of the file name), "
         f"{ev['groups']['under']} under-exposed (mean < 0.35), {ev['groups']['well']} well exposed, "
         f"{ev['groups']['over']} over-exposed (> 0.65); full resolution, inference path `model.enhance`, "
-        f"8 iterations.",
+        f"{ITERATIONS_DEFAULT} iterations.",
         "",
     ]
     val = t.get("final_validation", {})

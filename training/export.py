@@ -1,6 +1,7 @@
 """Replacing the shipped weights: the one explicit step that writes into lowlight_core/weights/.
 
-Training writes only under its run folder (RUN/weights/<model>.pt and its card <model>.md and figure <model>.png).
+Training writes only under its run folder (RUN/weights/<model>.pt and its card <model>.md and figure <model>.png);
+`refuse_shipped` keeps every other write out of the installed package's weights folder, from any working directory.
 `export_run(RUN)` (`lowlight export RUN`, or `lowlight train ... --export`) checks that the run's weights load
 as the model they name and that the card is there, moves the shipped files it replaces to
 lowlight_core/weights/backup/<UTC time>/, then copies the run's files in (each atomically).
@@ -18,6 +19,22 @@ from lowlight_core.models import registry
 CARD_FILES = (".pt", ".md", ".png")  # the weights, the model card, the card's figure
 
 
+def shipped_weights_dir() -> Path:
+    """The weights folder of the lowlight_core that is imported (a checkout's or a pip install's), symlinks
+    resolved: the one place the shipped weights live, whatever the working directory."""
+    return Path(registry.WEIGHTS_DIR).resolve()
+
+
+def refuse_shipped(path: str | os.PathLike, what: str) -> None:
+    """SystemExit naming the problem when `path` (resolved: symlinks followed, relative to the working directory)
+    is the shipped weights folder or inside it; `what` names the argument it came from."""
+    shipped = shipped_weights_dir()
+    resolved = Path(path).resolve()
+    if resolved == shipped or shipped in resolved.parents:
+        raise SystemExit(f"{what} {path} is in the shipped weights folder {shipped}, which only an export writes "
+                         f"(--export or `lowlight export RUN`, keeping the old files); write into a run folder")
+
+
 def run_weights(run: str | os.PathLike) -> Path:
     """The weights file of a run folder (RUN/weights/<model>.pt), or `run` itself when it is a .pt file."""
     run = Path(run)
@@ -30,7 +47,7 @@ def run_weights(run: str | os.PathLike) -> Path:
     return found[0]
 
 
-def export_run(run: str | os.PathLike, weights_dir: str | os.PathLike | None = None) -> Path:
+def export_run(run: str | os.PathLike) -> Path:
     """Copy the run's weights, card and figure over the shipped ones; returns the new shipped weights path."""
     import torch
 
@@ -45,7 +62,7 @@ def export_run(run: str | os.PathLike, weights_dir: str | os.PathLike | None = N
     if missing:
         raise ValueError(f"{src}: no {', '.join(missing)} beside it; the card comes from the evaluation "
                          f"(train without --no-eval, or with --eval-only --out RUN)")
-    dest_dir = Path(weights_dir) if weights_dir is not None else registry.WEIGHTS_DIR
+    dest_dir = shipped_weights_dir()
     dest = dest_dir / info.weights
     if dest.resolve() == src.resolve():
         raise ValueError(f"{src} already is the shipped weights file")

@@ -1,13 +1,13 @@
 """The real-photo evaluation used by every model card, docs/real-eval.md and docs/real-photos.png.
 
-Held out (never trained on; the scene split of training.sice_scenes / training.data):
+Held out (never trained on; the scene split of training.sice_scenes / training.split):
 - real pairs: every aligned dark frame of the validation SICE scenes and its scene's well-exposed target:
   PSNR / SSIM under the project's protocol (lowlight_core.metrics.PROTOCOL);
 - real dark photos without reference: the same dark SICE frames and the held-out `lol_train_low` photos:
   brightness, clipped %, colour shift, saturation ratio and flat-region noise against the photo's own input
   (lowlight_core.metrics.real_photo_scores, REAL_PHOTO_NOTE).
-Every number comes from the inference path users get (`lowlight_core.enhance` on the uint8 photo, E = 0.6,
-8 iterations for the curve models), so `lowlight eval` on the folders written by `--write` gives the same.
+Every number comes from the inference path users get (`lowlight_core.enhance` on the uint8 photo, the default E
+and iterations for the curve models), so `lowlight eval` on the folders written by `--write` gives the same.
 
     python -m training.real_eval --write runs/real_val      # low/, high/ (pairs) and dark/ (LOL) as PNG
     python -m training.real_eval --models all --table docs/real-eval.md --sheet docs/real-photos.png \
@@ -27,12 +27,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lowlight_core.controls import parse_denoise
+from lowlight_core.controls import DEFAULT_MODEL, EXPOSURE_DEFAULT, ITERATIONS_DEFAULT, parse_denoise
 from lowlight_core.metrics import (PROTOCOL, REAL_PHOTO_NOTE, clipped_beyond_uint8, psnr_uint8, real_photo_scores,
                                    ssim_uint8)
 
 from . import data as data_mod
 from . import sice_scenes
+from .split import is_validation
 
 PAIR_KEYS = ("psnr", "ssim", "clipped_ref")
 PHOTO_KEYS = ("brightness", "clipped", "color_shift", "saturation", "noise")
@@ -48,7 +49,7 @@ def held_out(data_dir=None, fraction: float = data_mod.VALIDATION_FRACTION) -> t
     """(real pairs [(dark, target)], held-out LOL low-light photos)."""
     pairs = sice_scenes.real_pairs(data_dir, "validation", fraction)
     lol = data_mod.list_images(data_dir, ("lol_train_low",))
-    return pairs, [p for p in lol if data_mod.is_validation(p, fraction)]
+    return pairs, [p for p in lol if is_validation(p, fraction)]
 
 
 def _mean(rows: list[dict], key: str) -> float:
@@ -95,7 +96,8 @@ def evaluate(enhance_fn, data_dir=None, fraction: float = data_mod.VALIDATION_FR
     }
 
 
-def model_enhancer(name: str, weights=None, exposure: float = 0.6, iterations: int = 8, denoise=0):
+def model_enhancer(name: str, weights=None, exposure: float = EXPOSURE_DEFAULT, iterations: int = ITERATIONS_DEFAULT,
+                   denoise=0):
     from lowlight_core import enhance
 
     return lambda x: enhance(x, model=name, exposure=exposure, iterations=iterations, device="cpu", weights=weights,
@@ -150,7 +152,8 @@ def card_section(r: dict, denoised: dict | None = None) -> list[str]:
                     f"{fmt(q['clipped'], 2)} | {fmt(q['color_shift'])} | {fmt(q['saturation'])} | {fmt(q['noise'], 2)} |")
     rows += ["", f"PSNR/SSIM on the real pairs: {r['protocol']}. Photos: {r['note']}. Worst single photo: colour "
              f"shift {fmt(r['worst_photo']['color_shift'])}, clipped {fmt(r['worst_photo']['clipped'], 2)} %. "
-             "Inference as shipped (`lowlight_core.enhance`, E = 0.6, 8 iterations where they apply)."]
+             f"Inference as shipped (`lowlight_core.enhance`, E = {EXPOSURE_DEFAULT:g}, {ITERATIONS_DEFAULT} iterations "
+             "where they apply)."]
     if denoised:
         rows += ["", "### With `denoise=\"auto\"` (lowlight_core.noise: strength from the photo's estimated noise)",
                  "| denoise | PSNR (dB) | SSIM | brightness | clipped beyond input (%) | colour shift | saturation ratio "
@@ -200,7 +203,7 @@ def real_photo_sheet(models: list[tuple[str, object]], out_png: Path, data_dir=N
     plots.image_grid(rows, ["input"] + [n for n, _ in models], out_png, tile=tile, max_bytes=3_000_000)
 
 
-def denoise_crop_figure(out_png: Path, data_dir=None, model: str = "zero_dce_pp", k: int = 3, crop: int = 192) -> list:
+def denoise_crop_figure(out_png: Path, data_dir=None, model: str = DEFAULT_MODEL, k: int = 3, crop: int = 192) -> list:
     """docs/denoise-crop.png: 100 % crops (crop x crop px from the centre, no resampling) of the k held-out dark
     SICE frames (darkest frame of each scene) whose `model` output is noisiest (flat_noise), in columns: the
     dark input, `model`, `model` with denoise auto, the scene's well-exposed frame. Returns the frames used."""

@@ -37,11 +37,9 @@ def reconfigure(src: Path, out: Path, settings: dict, notes: list[str] = (), spl
     """Writes src's weights with config updated by `settings` to `out`; returns out."""
     from lowlight_core.models import registry
 
-    from .__main__ import default_weights_dir
+    from .export import refuse_shipped
 
-    if default_weights_dir().resolve() in out.resolve().parents:
-        raise SystemExit(f"{out}: never into the shipped weights folder; write into a run folder and "
-                         "`lowlight export` it")
+    refuse_shipped(out, "output")
     saved = torch.load(src, map_location="cpu", weights_only=True)
     name = saved["model"]
     info = registry.get_model_info(name)

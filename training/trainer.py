@@ -1,7 +1,7 @@
 """One trainer for every recipe.
 
-What is model-specific lives in a *task* object (see `TrainTask`): its modules, optimizers, the body of one
-training step, validation and the preview used in image grids. The trainer owns everything else: seeding,
+What is model-specific lives in a *task* object (training.tasks.base.TrainTask): its modules, optimizers, the
+body of one training step, validation and the rows of the image grid. The trainer owns everything else: seeding,
 device and AMP, the update (backward, gradient-norm clip, optimizer step), the progress bar, CSV logs,
 validation every N steps, atomic and resumable checkpoints, the loss plot and the before/after grid.
 
@@ -20,7 +20,6 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Protocol
 
 import numpy as np
 import torch
@@ -30,6 +29,7 @@ from lowlight_core.controls import EXPOSURE_GRID
 
 from . import data as data_mod
 from . import distributed, plots
+from .tasks.base import TrainTask
 
 CHECKPOINT_VERSION = 1
 PAUSE_AFTER_CKPT_ENV = "LOWLIGHT_TRAIN_PAUSE_AFTER_CKPT"  # test hook: sleep N s after each checkpoint
@@ -37,22 +37,6 @@ PAUSE_AFTER_CKPT_ENV = "LOWLIGHT_TRAIN_PAUSE_AFTER_CKPT"  # test hook: sleep N s
 
 class CheckpointError(RuntimeError):
     """A checkpoint file that cannot be read back (truncated, corrupt, or from another recipe)."""
-
-
-class TrainTask(Protocol):
-    modules: dict[str, torch.nn.Module]  # everything whose state goes into a checkpoint
-
-    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]: ...
-
-    def train_step(self, batch: torch.Tensor, gen: torch.Generator,
-                   update: Callable[[torch.Tensor, str], float]) -> dict[str, float]:
-        """One step: compute losses and call update(loss, optimizer_name) per optimizer. Returns numbers to
-        log; update returns the gradient norm before clipping."""
-
-    def validate(self, images: list[torch.Tensor]) -> dict[str, float]: ...
-
-    def preview(self, x: torch.Tensor, exposure: float) -> torch.Tensor:
-        """(1, 3, H, W) -> (1, 3, H, W) enhanced at exposure target E, for the before/after grid."""
 
 
 @dataclass
@@ -261,6 +245,7 @@ def _fmt(v):
 class Trainer:
     def __init__(self, task: TrainTask, train_data: torch.utils.data.Dataset, val_images: list[torch.Tensor],
                  config: TrainerConfig, out_dir: str | os.PathLike, run_info: dict | None = None):
+        # train_data: one batch per item, made for this process only after set_shard(world) (training.data)
         self.task, self.train_data, self.val_images = task, train_data, val_images
         self.cfg, self.out = config, Path(out_dir)
         self.run_info = run_info or {}
@@ -387,9 +372,8 @@ class Trainer:
                                             if main else None, self.world)
             for k, m in self.task.modules.items():
                 m.load_state_dict(weights[k])
-        for d in (self.train_data, self.task):  # each process makes and trains on its part of every batch
-            if hasattr(d, "set_shard"):
-                d.set_shard(self.world)
+        self.train_data.set_shard(self.world)  # each process makes and trains on its part of every batch
+        self.task.set_shard(self.world)
         if main:  # rows past the checkpoint (or all rows of a run killed before its first checkpoint) are stale
             self.train_log.truncate_after(self.step)
             self.val_log.truncate_after(self.step)
@@ -464,11 +448,7 @@ class Trainer:
         rows = []
         for x in self.val_images[: self.cfg.grid_images]:
             x = x.to(self.device)
-            if hasattr(self.task, "grid_row"):  # image models: their own columns (no exposure control)
-                rows.append(self.task.grid_row(x))
-            else:
-                rows.append([x] + [self.task.preview(x, e) for e in self.cfg.grid_exposures])
-        labels = list(getattr(self.task, "grid_labels", ["input"] + [f"E = {e:g}" for e in self.cfg.grid_exposures]))
-        plots.image_grid(rows, labels, path, max_bytes=max_bytes)
+            rows.append(self.task.grid_row(x, self.cfg.grid_exposures))
+        plots.image_grid(rows, self.task.grid_labels(self.cfg.grid_exposures), path, max_bytes=max_bytes)
         for m in self.task.modules.values():
             m.train()

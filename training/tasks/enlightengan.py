@@ -54,7 +54,9 @@ from lowlight_core.losses import (SelfFeaturePreservingLoss, lsgan_discriminator
 from lowlight_core.models._common import luminance
 from lowlight_core.models.enlightengan import PatchDiscriminator
 
-from .image_tasks import ImageTask, log
+from .. import data as data_mod
+from .base import log
+from .image import ImageTask
 
 DEFAULTS = {
     "patches": 5,  # local-discriminator patches per image (paper: 5)
@@ -111,6 +113,8 @@ def brightened(low: torch.Tensor, target: float = 0.5, on_value: bool = False) -
 
 
 class EnlightenGANTask(ImageTask):
+    checkpoint_name = "enlightengan"
+
     def __init__(self, model, recipe, vgg_weights=None):
         super().__init__(model, recipe, vgg_weights)
         unknown = set(recipe.options) - set(DEFAULTS)
@@ -172,6 +176,14 @@ class EnlightenGANTask(ImageTask):
         """A fact about this run the user and the model card must know."""
         log(message)
         self.notes.append(message)
+
+    def batches(self, run, normals):
+        """Unpaired: LOL lows and the dark SICE exposures against the well-exposed SICE photos."""
+        r = self.recipe
+        means = data_mod.mean_intensities(run.train, run.cache)
+        lows = [p for p in run.train if p.parent.name == "lol_train_low" or means[str(p)] < data_mod.WELL_EXPOSED[0]]
+        return (data_mod.UnpairedBatches(lows, normals, r.batch, r.crop, r.seed, r.resize_long),
+                f"unpaired: {len(lows)} low-light vs {len(normals)} well-exposed photos")
 
     def make_optimizers(self):
         return {"model": self.generator_optimizer(),

@@ -43,13 +43,16 @@ from lowlight_core.losses import (IQE_WEIGHTS, REAL, ContentLoss, iqe_generator_
 from lowlight_core.metrics import ssim
 from lowlight_core.models.dcgan import DCGANDiscriminator
 
-from .image_tasks import ImageTask, log
+from .base import log
+from .image import ImageTask
 
 CONTENT_OFF = "content loss OFF: no VGG-19 weights given (--vgg-weights)"
 MIN_CROP = 16  # the discriminator's stride-16 stack needs at least this
 
 
 class IQETask(ImageTask):
+    checkpoint_name = "iqe_dcgan"
+
     def __init__(self, model: torch.nn.Module, recipe, vgg_weights=None,
                  content_features: torch.nn.Module | None = None):
         """content_features: a frozen (B, 3, H, W) -> features module to use instead of VGG-19 (tests)."""
