@@ -48,15 +48,16 @@ def exposure_group(b: float) -> str:
 
 
 def _scoring_alpha(model):
-    """estimate_alpha of the CPU inference copy (lowlight_core.inference.inference_model: channels_last
-    weights; same maps within float rounding, ~1.4x faster for zero_dce here), or None for models without
-    curve maps. The curve itself runs on the model (model.apply_curve), as model.enhance does."""
-    if not (hasattr(model, "estimate_alpha") and hasattr(model, "apply_curve")):
-        return None
-    from lowlight_core.inference import inference_model
+    """estimate_alpha of the CPU inference copy (lowlight_core.models.base.inference_model: channels_last
+    weights; same maps within float rounding, ~1.4x faster for zero_dce here), or None for models that declare
+    no curve maps. The curve itself runs on the model (model.apply_curve), as model.enhance does."""
+    from lowlight_core.models.base import contract_of, inference_model
 
-    fast = inference_model(model)
-    if getattr(fast, "channels_last_inputs", False):
+    contract = contract_of(model)
+    if not contract.curve_maps:
+        return None
+    fast = inference_model(model) if contract.cpu_copy else model
+    if fast is not model:  # the copy takes channels_last inputs (as the inference plan feeds it)
         return lambda x, e: fast.estimate_alpha(x.contiguous(memory_format=torch.channels_last), e).contiguous()
     return fast.estimate_alpha
 

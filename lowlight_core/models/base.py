@@ -155,6 +155,5 @@ def inference_model(net: nn.Module) -> nn.Module:
         if fast is None:
             fast = _fold_batchnorm(copy.deepcopy(net)).to(memory_format=torch.channels_last).eval()
             fast.requires_grad_(False)
-            fast.channels_last_inputs = True  # training/evaluate.py reads it; the plan knows by identity
             _INFERENCE_MODELS[net] = fast
         return fast
