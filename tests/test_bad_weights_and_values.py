@@ -1,4 +1,4 @@
-"""Issue 13's smaller items: garbage or hostile weights files, eval with a gray image, meta tensors,
+"""Refused with a clear error: garbage or hostile weights files, eval with a gray image, meta tensors,
 losses on an empty batch, NaN curve parameters."""
 import io
 import json
