@@ -138,10 +138,8 @@ NEGLIGIBLE_WEIGHT = 1e-30  # |w| below it loads as 0: w * x < 1e-22 for any acti
 
 def _without_negligible(t: torch.Tensor) -> torch.Tensor:
     """t with its values below NEGLIGIBLE_WEIGHT in magnitude set to 0. Weight decay leaves tens of thousands
-    on dead filters (54k float32-subnormal ones alone in the shipped zero_dce), and the CPU runs products with
-    subnormal results on a slow path: zero_dce on a 512 x 512 photo took 11.8-12.5 s with them, 1.7-1.8 s
-    without (1 thread, one run on the loaded machine; 4.3 s with only the subnormal ones zeroed), output
-    identical. No result in [0, 1] can depend on them."""
+    on dead filters, and the CPU runs products with subnormal results on a slow path (several times slower:
+    docs/performance.md). No result in [0, 1] can depend on them."""
     if not t.is_floating_point():
         return t
     return t.masked_fill(t.abs() < NEGLIGIBLE_WEIGHT, 0)
