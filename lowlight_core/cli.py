@@ -334,7 +334,8 @@ def _enhance_clip(args, device: str, src: Path, dst: Path) -> None:
 INPUT_BASELINE = "input"  # pseudo-model: score the low-light image itself
 METRICS = ("psnr", "ssim", "clipped", "color_shift")
 METRICS_NOTE = ("clip%: output values at 255 where the reference is below 255 (blown highlights); cast: colour "
-                "shift, mean abs difference of the channel means over their average, output vs reference")
+                "shift, mean abs difference of the channel means over their average, output vs reference; dE00: "
+                "mean CIEDE2000 against the reference after scaling the output to the reference's mean brightness")
 
 
 def _eval_arguments(p: argparse.ArgumentParser) -> None:
@@ -382,8 +383,8 @@ def _eval_run(args) -> int:
 
     from .inference import enhance
     from .io import read_image
-    from .metrics import (PROTOCOL, REAL_PHOTO_NOTE, clipped_beyond_uint8, color_shift_uint8, psnr_uint8,
-                          real_photo_scores, ssim_uint8)
+    from .metrics import (PROTOCOL, REAL_PHOTO_NOTE, ciede2000_uint8, clipped_beyond_uint8, color_shift_uint8,
+                          psnr_uint8, real_photo_scores, ssim_uint8)
     from .models.registry import has_weights, list_models
 
     if args.json is not None:
@@ -420,7 +421,8 @@ def _eval_run(args) -> int:
                 row[name] = {} if high is None else {
                     "psnr": psnr_uint8(out, high), "ssim": ssim_uint8(out, high),
                     "clipped": clipped_beyond_uint8(out, high),
-                    "color_shift": color_shift_uint8(out, high) if out.ndim == 3 else math.nan}
+                    "color_shift": color_shift_uint8(out, high) if out.ndim == 3 else math.nan,
+                    "ciede2000": ciede2000_uint8(out, high) if out.ndim == 3 else math.nan}
                 if out.ndim == 3:  # the real-photo checks need colour
                     row[name]["photo"] = real_photo_scores(low_rgb, out)
             scores[key] = row
@@ -479,11 +481,11 @@ def _print_table(models, scores, means, args, protocol) -> None:
         width = max([len("mean")] + [len(k) for k in scores]) + 2
         col = max(30, max(len(m) for m in models) + 2)
         print(" " * width + "".join(m.rjust(col) for m in models))
-        print(" " * width + "".join("PSNR dB   SSIM  clip%   cast".rjust(col) for _ in models))
+        print(" " * width + "".join("PSNR dB   SSIM  clip%   cast   dE00".rjust(col) for _ in models))
 
         def line(label, row):
             cells = "".join(f"{row[m]['psnr']:7.2f}  {row[m]['ssim']:.4f} {row[m]['clipped']:6.2f}  "
-                            f"{row[m]['color_shift']:.3f}".rjust(col) for m in models)
+                            f"{row[m]['color_shift']:.3f} {row[m]['ciede2000']:6.2f}".rjust(col) for m in models)
             print(label.ljust(width) + cells)
 
         for key, row in scores.items():

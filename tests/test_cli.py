@@ -9,7 +9,7 @@ from PIL import Image
 
 from lowlight_core import cli
 from lowlight_core.io import read_image, write_image
-from lowlight_core.metrics import PROTOCOL, psnr_uint8, ssim_uint8
+from lowlight_core.metrics import PROTOCOL, ciede2000_uint8, psnr_uint8, ssim_uint8
 
 RNG = np.random.default_rng(0)
 
@@ -166,6 +166,8 @@ def test_eval_scores_models_side_by_side(pairs, tmp_path, capsys):
         assert data["images"][name]["gamma"]["psnr"] > data["images"][name]["input"]["psnr"]
         assert data["images"][name]["input"]["clipped"] == 0.0  # the input never exceeds its own reference here
         assert 0 <= data["images"][name]["gamma"]["color_shift"] < 1
+        assert data["images"][name]["input"]["ciede2000"] == pytest.approx(ciede2000_uint8(a, b))
+    assert "dE00" in printed
     mean_psnr = np.mean([data["images"][n]["gamma"]["psnr"] for n in ("1", "2")])
     assert data["mean"]["gamma"]["psnr"] == pytest.approx(mean_psnr)
 

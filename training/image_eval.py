@@ -16,7 +16,7 @@ import time
 import numpy as np
 import torch
 
-from lowlight_core.metrics import (PROTOCOL, clipped_beyond_uint8, color_shift_uint8, psnr_uint8, ssim_uint8,
+from lowlight_core.metrics import (PROTOCOL, ciede2000_uint8, clipped_beyond_uint8, color_shift_uint8, psnr_uint8, ssim_uint8,
                                    to_uint8)
 
 from . import data as data_mod
@@ -28,7 +28,7 @@ def pair_scores(y: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
     """The reported numbers of one enhanced image y against its target, both (1, 3, H, W), as saved (uint8)."""
     a, b = to_uint8(y[0]), to_uint8(target[0])
     return {"psnr": psnr_uint8(a, b), "ssim": ssim_uint8(a, b), "clipped": clipped_beyond_uint8(a, b),
-            "color_shift": color_shift_uint8(a, b)}
+            "color_shift": color_shift_uint8(a, b), "ciede2000": ciede2000_uint8(a, b)}
 
 
 def _mean(v) -> float:

@@ -28,14 +28,14 @@ import numpy as np
 from PIL import Image
 
 from lowlight_core.controls import DEFAULT_MODEL, EXPOSURE_DEFAULT, ITERATIONS_DEFAULT, parse_denoise
-from lowlight_core.metrics import (PROTOCOL, REAL_PHOTO_NOTE, clipped_beyond_uint8, psnr_uint8, real_photo_scores,
-                                   ssim_uint8)
+from lowlight_core.metrics import (PROTOCOL, REAL_PHOTO_NOTE, ciede2000_uint8, clipped_beyond_uint8, psnr_uint8,
+                                   real_photo_scores, ssim_uint8)
 
 from . import data as data_mod
 from . import sice_scenes
 from .split import is_validation
 
-PAIR_KEYS = ("psnr", "ssim", "clipped_ref")
+PAIR_KEYS = ("psnr", "ssim", "clipped_ref", "ciede2000")
 PHOTO_KEYS = ("brightness", "clipped", "color_shift", "saturation", "noise")
 SHEET_PHOTOS = 8
 
@@ -69,9 +69,10 @@ def evaluate(enhance_fn, data_dir=None, fraction: float = data_mod.VALIDATION_FR
         x, ref = read_rgb(dark), read_rgb(target)
         y = enhance_fn(x)
         pair_rows.append({"psnr": psnr_uint8(y, ref), "ssim": ssim_uint8(y, ref),
-                          "clipped_ref": clipped_beyond_uint8(y, ref)})
+                          "clipped_ref": clipped_beyond_uint8(y, ref), "ciede2000": ciede2000_uint8(y, ref)})
+        # the input's ciede2000 is what keeping the input's colour scores (brightness matched to the reference)
         in_rows.append({"psnr": psnr_uint8(x, ref), "ssim": ssim_uint8(x, ref), "clipped_ref": 0.0,
-                        **real_photo_scores(x, x)})
+                        "ciede2000": ciede2000_uint8(x, ref), **real_photo_scores(x, x)})
         sice_rows.append(real_photo_scores(x, y))
         ref_rows.append(real_photo_scores(x, ref))  # what the real well-exposed frame itself scores
     for path in lol:
@@ -110,19 +111,20 @@ def fmt(v, nd=3) -> str:
 
 def table_rows(results: dict[str, dict]) -> list[str]:
     """Markdown table: one row per model (and the input), real pairs then real photos."""
-    lines = ["| model | PSNR (dB) | SSIM | brightness | clipped beyond input (%) | colour shift | saturation ratio "
-             "| flat noise (%) |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | PSNR (dB) | SSIM | CIEDE2000 | brightness | clipped beyond input (%) | colour shift "
+             "| saturation ratio | flat noise (%) |", "|---|---|---|---|---|---|---|---|---|"]
     first = next(iter(results.values()))
     i = first["input"]
-    lines.append(f"| input | {fmt(i['psnr'], 2)} | {fmt(i['ssim'])} | {fmt(i['brightness'])} | – | 0 | 1 | "
-                 f"{fmt(i['noise'], 2)} |")
+    lines.append(f"| input | {fmt(i['psnr'], 2)} | {fmt(i['ssim'])} | {fmt(i.get('ciede2000'), 2)} | "
+                 f"{fmt(i['brightness'])} | – | 0 | 1 | {fmt(i['noise'], 2)} |")
     if "reference" in first:  # the colour checks are against the input: the real target frames are not at 0 / 1
         f = first["reference"]
-        lines.append(f"| reference frame (SICE pairs only) | ∞ | 1 | {fmt(f['brightness'])} | {fmt(f['clipped'], 2)} | "
+        lines.append(f"| reference frame (SICE pairs only) | ∞ | 1 | 0 | {fmt(f['brightness'])} | {fmt(f['clipped'], 2)} | "
                      f"{fmt(f['color_shift'])} | {fmt(f['saturation'])} | {fmt(f['noise'], 2)} |")
     for name, r in results.items():
         p, q = r["pairs"], r["photos"]
-        lines.append(f"| {name} | {fmt(p['psnr'], 2)} | {fmt(p['ssim'])} | {fmt(q['brightness'])} | "
+        lines.append(f"| {name} | {fmt(p['psnr'], 2)} | {fmt(p['ssim'])} | {fmt(p.get('ciede2000'), 2)} | "
+                     f"{fmt(q['brightness'])} | "
                      f"{fmt(q['clipped'], 2)} | {fmt(q['color_shift'])} | {fmt(q['saturation'])} | "
                      f"{fmt(q['noise'], 2)} |")
     return lines
@@ -142,15 +144,19 @@ def card_section(r: dict, denoised: dict | None = None) -> list[str]:
     rows = [
         "", f"## Real photos (held out: {c['scenes']} SICE scenes, {c['pairs']} dark frames with their scene's "
         f"well-exposed frame; {c['lol']} LOL low-light photos)",
-        "| | PSNR (dB) | SSIM | brightness | clipped beyond input (%) | colour shift | saturation ratio "
-        "| flat noise (%) |", "|---|---|---|---|---|---|---|---|",
-        f"| input | {fmt(i['psnr'], 2)} | {fmt(i['ssim'])} | {fmt(i['brightness'])} | – | 0 | 1 | {fmt(i['noise'], 2)} |",
+        "| | PSNR (dB) | SSIM | CIEDE2000 | brightness | clipped beyond input (%) | colour shift | saturation ratio "
+        "| flat noise (%) |", "|---|---|---|---|---|---|---|---|---|",
+        f"| input | {fmt(i['psnr'], 2)} | {fmt(i['ssim'])} | {fmt(i.get('ciede2000'), 2)} | {fmt(i['brightness'])} | "
+        f"– | 0 | 1 | {fmt(i['noise'], 2)} |",
     ]
     for label, q in (("all dark photos", r["photos"]), ("SICE dark frames", r["sice"]), ("LOL photos", r["lol"])):
-        pp = p if label == "all dark photos" else {"psnr": math.nan, "ssim": math.nan}
-        rows.append(f"| {label} | {fmt(pp['psnr'], 2)} | {fmt(pp['ssim'])} | {fmt(q['brightness'])} | "
-                    f"{fmt(q['clipped'], 2)} | {fmt(q['color_shift'])} | {fmt(q['saturation'])} | {fmt(q['noise'], 2)} |")
-    rows += ["", f"PSNR/SSIM on the real pairs: {r['protocol']}. Photos: {r['note']}. Worst single photo: colour "
+        pp = p if label == "all dark photos" else {}
+        rows.append(f"| {label} | {fmt(pp.get('psnr'), 2)} | {fmt(pp.get('ssim'))} | {fmt(pp.get('ciede2000'), 2)} | "
+                    f"{fmt(q['brightness'])} | {fmt(q['clipped'], 2)} | {fmt(q['color_shift'])} | "
+                    f"{fmt(q['saturation'])} | {fmt(q['noise'], 2)} |")
+    rows += ["", f"PSNR/SSIM on the real pairs: {r['protocol']}. CIEDE2000: mean colour difference against the "
+             "reference frame after scaling the output to its mean brightness (the input's row: keeping the dark "
+             f"frame's colour). Photos: {r['note']}. Worst single photo: colour "
              f"shift {fmt(r['worst_photo']['color_shift'])}, clipped {fmt(r['worst_photo']['clipped'], 2)} %. "
              f"Inference as shipped (`lowlight_core.enhance`, E = {EXPOSURE_DEFAULT:g}, {ITERATIONS_DEFAULT} iterations "
              "where they apply)."]
