@@ -10,7 +10,8 @@ from napari.types import ImageData
 
 from lowlight_core.inference import enhance as core_enhance
 from napari_lowlight import PLUGIN_NAME, _function
-from test_napari_plugin import dark_rgb, viewer  # noqa: F401  (the viewer fixture registers the manifest)
+from napari_support import dark_rgb
+from napari_viewer_support import viewer  # noqa: F401 (fixtures)
 
 GEOMETRY = dict(scale=(0.5, 2.0), translate=(10.0, -4.0), units=("um", "mm"), axis_labels=("row", "col"))
 

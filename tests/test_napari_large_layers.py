@@ -10,7 +10,8 @@ import numpy as np
 
 from lowlight_core.inference import enhance
 from napari_lowlight import _large
-from test_napari_plugin import dark_rgb, make_widget, output, pick_model, settle, viewer  # noqa: F401
+from napari_support import dark_rgb
+from napari_viewer_support import make_widget, output, pick_model, settle, viewer  # noqa: F401 (fixtures)
 
 
 def pyramid(h=1536, w=2048, levels=4):

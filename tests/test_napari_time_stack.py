@@ -10,7 +10,7 @@ from _clips import dark_clip
 from lowlight_core import enhance
 from lowlight_core.sequence import enhance_sequence
 from napari_lowlight._sequence import time_axis
-from test_napari_plugin import make_widget, output, settle, viewer  # noqa: F401 (fixtures)
+from napari_viewer_support import make_widget, output, settle, viewer  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ has no reason to brighten with E), and a randomly initialised Zero-DCE.
 """
 from __future__ import annotations
 
-import importlib.metadata
 import subprocess
 import sys
 import threading
@@ -31,42 +30,10 @@ from napari_lowlight import PLUGIN_NAME, WIDGET_NAME, _compute
 from napari_lowlight._sample_data import SAMPLE_NAME
 from napari_support import (SMALL_CONFIGS, as_float, dark_rgb, empty_weights_dir, heavy_weights,  # noqa: F401
                             noisy_dark_rgb, weights_dir)
+from napari_viewer_support import (MANIFEST, TIMEOUT_MS, make_widget, output, pick_model,  # noqa: F401
+                                   plugin_installed, settle, viewer)
 
 pytestmark = pytest.mark.usefixtures("empty_weights_dir")  # tests choose their weights
-
-
-MANIFEST = Path(napari_lowlight.__file__).parent / "napari.yaml"
-TIMEOUT_MS = 60_000
-
-
-def plugin_installed() -> bool:
-    return any(ep.value == "napari_lowlight:napari.yaml"
-               for ep in importlib.metadata.entry_points(group="napari.manifest"))
-
-
-@pytest.fixture
-def viewer(make_napari_viewer):
-    v = make_napari_viewer()
-    pm = npe2.PluginManager.instance()
-    if PLUGIN_NAME not in pm:  # not pip-installed: register this checkout's manifest
-        assert not plugin_installed()
-        pm.register(npe2.PluginManifest.from_file(MANIFEST))
-    return v
-
-
-@pytest.fixture
-def make_widget(viewer, qtbot):
-    made = []
-
-    def make():
-        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN_NAME, WIDGET_NAME)
-        made.append(widget)
-        settle(qtbot, widget)
-        return widget
-
-    yield make
-    for widget in made:  # no worker may outlive the viewer
-        settle(qtbot, widget)
 
 
 @pytest.fixture
@@ -74,14 +41,6 @@ def notes():
     """The notifications dispatched during the test: notes() -> list of (severity, message)."""
     start = len(notification_manager.records)
     return lambda: [(n.severity, str(n.message)) for n in notification_manager.records[start:]]
-
-
-def settle(qtbot, widget):
-    qtbot.waitUntil(widget.is_idle, timeout=TIMEOUT_MS)
-
-
-def output(viewer, name):
-    return viewer.layers[name + " enhanced"]
 
 
 def sweep(qtbot, widget, viewer, slider, values, expected) -> list:
@@ -104,11 +63,6 @@ def gamma_on_rgb_stack_without_preview(viewer, make_widget, qtbot, stack):
     pick_model(qtbot, widget, "gamma")
     widget.live.setChecked(False)
     return widget
-
-
-def pick_model(qtbot, widget, name):
-    widget.model_combo.setCurrentIndex(widget.model_combo.findData(name))
-    settle(qtbot, widget)
 
 
 # ---------------------------------------------------------------- manifest, imports, sample data
