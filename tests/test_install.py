@@ -103,7 +103,8 @@ def test_napari_discovers_the_installed_plugin(installed):
             "data, meta, kind = pm.get_command('napari-lowlight.dark_photo').exec()[0]\n"
             "print(data.shape, data.dtype, kind)\n")
     out = run([bin_dir / "python", "-c", code], work, env).stdout
-    assert "['Low-light enhancement']" in out and "(512, 512, 3) uint8 image" in out, out
+    assert "['Low-light enhancement', 'Enhance (function)', 'Enhance layer (function)']" in out, out
+    assert "(512, 512, 3) uint8 image" in out, out
 
 
 @pytest.mark.slow

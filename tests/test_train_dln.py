@@ -103,7 +103,7 @@ def test_scores_see_clipping_and_colour_casts():
     assert clipped_beyond_uint8(a, a) == 0.0 and clipped_beyond_uint8(bright, a) > 10
     assert clipped_beyond_uint8(bright, bright) == 0.0  # the reference's own highlights do not count
     s = pair_scores(t, t)
-    assert s == {"psnr": float("inf"), "ssim": 1.0, "clipped": 0.0, "color_shift": 0.0}
+    assert s == {"psnr": float("inf"), "ssim": 1.0, "clipped": 0.0, "color_shift": 0.0, "ciede2000": 0.0}
 
 
 def test_tiny_dln_run_beats_its_input_and_writes_a_card(paired_dir, tmp_path):
