@@ -668,7 +668,7 @@ def write_image(path, array: np.ndarray, info: dict | None = None) -> Path:
     elif fmt == "TIFF":
         array = array.astype(np.float32, copy=False) if array.dtype.kind == "f" else array
 
-    tmp = path.with_name(_temp_name())  # (mkstemp would make it mode 0600)
+    tmp = path.with_name(temp_name())  # (mkstemp would make it mode 0600)
     try:
         if fmt == "TIFF":
             _write_tiff(tmp, array, icc, dpi)
@@ -697,7 +697,7 @@ def _host_tag() -> str:
     return f"{zlib.crc32(socket.gethostname().encode()) & 0xFFFFFF:06x}"
 
 
-def _temp_name() -> str:
+def temp_name() -> str:
     """.lowlight-<pid>-<host>-<random>.tmp: the owner, so that a later start can remove it once the owner is
     gone. Short: the final name may be as long as the file system allows, the temp one must fit too."""
     return f".lowlight-{os.getpid()}-{_host_tag()}-{uuid.uuid4().hex[:8]}.tmp"

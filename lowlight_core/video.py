@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numbers
 import os
-import tempfile
 from collections import deque
 from pathlib import Path
 from typing import Callable
@@ -25,6 +24,7 @@ import numpy as np
 
 from .controls import (DEFAULT_MODEL, DENOISE_DEFAULT, EXPOSURE_DEFAULT, ITERATIONS_DEFAULT, TEMPORAL_RADIUS,
                        VIDEO_EXTENSIONS, VIDEO_MUXERS, VIDEO_QUALITY_DEFAULT, VIDEO_QUALITY_RANGE)
+from .io import temp_name
 
 DEFAULT_CODEC = "h264"
 SOURCE_CODEC = "source"
@@ -129,8 +129,8 @@ def enhance_video(src, dst, model=DEFAULT_MODEL, iterations: int = ITERATIONS_DE
         expected = stream.frames or None
         deep = stream.format is not None and any(b in stream.format.name for b in ("10", "12", "16"))
         pix = "rgb48le" if deep else "rgb24"
-        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.stem}.", suffix=f".partial{dst.suffix}")
-        os.close(fd)
+        # named with its owner's pid (io.temp_name): a run killed mid-clip leaves a file the next run removes
+        tmp = str(dst.with_name(temp_name()))
         try:
             n = _transcode(av, inp, stream, audio, src, tmp, VIDEO_MUXERS[dst.suffix.lower()], pix, expected, codec,
                            quality, progress,
@@ -138,9 +138,6 @@ def enhance_video(src, dst, model=DEFAULT_MODEL, iterations: int = ITERATIONS_DE
                                                            exposure=exposure, device=device, tile=tile,
                                                            weights=weights, denoise=denoise, temporal=temporal,
                                                            radius=radius))
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it private; the result is an ordinary file
             os.replace(tmp, dst)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 
 from lowlight_core import cli
-from lowlight_core.io import _temp_name, write_image
+from lowlight_core.io import temp_name, write_image
 
 
 def test_a_dead_owners_temp_file_is_removed_a_live_ones_kept(tmp_path, capsys):
@@ -22,7 +22,7 @@ def test_a_dead_owners_temp_file_is_removed_a_live_ones_kept(tmp_path, capsys):
     dead_pid = int(gone.communicate()[0])
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        mine = _temp_name()  # this process's name pattern, with another owner's pid put in
+        mine = temp_name()  # this process's name pattern, with another owner's pid put in
         dead = out / "sub" / mine.replace(f"-{os.getpid()}-", f"-{dead_pid}-", 1)
         kept = out / "sub" / mine.replace(f"-{os.getpid()}-", f"-{live.pid}-", 1)
         other = out / "sub" / ".lowlight-0123456789abcdef.tmp"  # an older name: owner unknown, kept

@@ -168,3 +168,21 @@ def test_without_pyav_the_error_names_the_extra(tmp_path, clip):
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
     assert "napari-lowlight[video]" in run.stdout
     assert run.returncode == 2 and "napari-lowlight[video]" in run.stderr
+
+
+def test_a_clip_is_written_under_a_temp_name_a_later_run_can_clean(clip, tmp_path, monkeypatch):
+    """While a clip is written, its file carries the owner's pid (io.temp_name), so the leftovers of a killed run
+    are removed at the next run into that folder (io.remove_stale_temps)."""
+    from lowlight_core import io, video
+
+    seen = []
+    transcode = video._transcode
+
+    def spy(av, inp, stream, audio, src, tmp, *rest, **kw):
+        seen.append(Path(tmp))
+        return transcode(av, inp, stream, audio, src, tmp, *rest, **kw)
+
+    monkeypatch.setattr(video, "_transcode", spy)
+    enhance_video(clip, tmp_path / "out.mp4", device="cpu")
+    assert len(seen) == 1 and seen[0].parent == tmp_path and seen[0].match(io.TEMP_GLOB)
+    assert (tmp_path / "out.mp4").is_file() and not seen[0].exists()
