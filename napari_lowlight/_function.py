@@ -9,7 +9,6 @@ Stacks (time, z, ...) are enhanced plane by plane, each plane read on its own (a
 whole); the output is an in-memory array of the input's shape and dtype.
 """
 # No `from __future__ import annotations`: napari-assistant and napari-workflows read the annotations as types.
-import itertools
 from typing import Annotated
 
 import numpy as np
@@ -41,12 +40,11 @@ def enhance_planes(data, rgb: bool, **controls) -> np.ndarray:
     with np.asarray(data[index]) on its own; the result is a numpy array of data's shape and dtype."""
     import lowlight_core
 
-    shape = tuple(data.shape)
-    plane_ndim = 3 if rgb else 2
-    if len(shape) < plane_ndim:
-        raise ValueError(f"image of shape {shape} has no {'H x W x C' if rgb else 'H x W'} plane")
-    out = np.empty(shape, np.dtype(data.dtype))
-    for index in itertools.product(*(range(n) for n in shape[:len(shape) - plane_ndim])):
+    from ._compute import check_layer, plane_indices
+
+    check_layer(data.shape, data.dtype, rgb)
+    out = np.empty(tuple(data.shape), np.dtype(data.dtype))
+    for index in plane_indices(data.shape, rgb):
         out[index] = lowlight_core.enhance(np.asarray(data[index]), **controls)
     return out
 

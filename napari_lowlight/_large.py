@@ -10,22 +10,17 @@ single-plane level's result is lowlight_core.enhance's own output array, never c
 """
 from __future__ import annotations
 
-import itertools
 
 import numpy as np
 
-from ._compute import Failure
+from ._compute import Failure, plane_axes, plane_indices
 
 DEFAULT_CANVAS = (1080, 1920)  # (rows, cols) assumed when the viewer does not report its canvas
 
 
-def plane_ndim(rgb: bool) -> int:
-    return 3 if rgb else 2
-
-
 def plane_hw(shape, rgb: bool) -> tuple[int, int]:
     """(H, W) of one plane of a layer of this shape."""
-    return tuple(shape[len(shape) - plane_ndim(rgb):][:2])
+    return tuple(shape[len(shape) - plane_axes(rgb):][:2])
 
 
 def preview_level(shapes, rgb: bool, canvas=None) -> int:
@@ -45,7 +40,7 @@ def preview_level(shapes, rgb: bool, canvas=None) -> int:
 def level_plane(index: tuple, shape0, shape, rgb: bool) -> tuple:
     """The plane of a level (shape) that holds plane `index` of the finest level (shape0): stack axes a pyramid
     downsamples map proportionally."""
-    lead = len(shape) - plane_ndim(rgb)
+    lead = len(shape) - plane_axes(rgb)
     return tuple(min(i * n // n0, n - 1) for i, n0, n in zip(index, shape0[:lead], shape[:lead]))
 
 
@@ -57,8 +52,7 @@ def apply_levels(levels, rgb: bool, settings):
     try:
         controls = dict(model=settings.model, iterations=settings.iterations, exposure=settings.exposure,
                         denoise=settings.denoise, device=settings.device, weights=settings.weights)
-        planes = [list(itertools.product(*(range(n) for n in level.shape[:level.ndim - plane_ndim(rgb)])))
-                  for level in levels]
+        planes = [plane_indices(level.shape, rgb) for level in levels]
         total, done, out = sum(map(len, planes)), 0, []
         for level, indices in zip(levels, planes):
             single = indices == [()]  # one plane: enhance's own output array is the level

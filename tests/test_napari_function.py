@@ -76,7 +76,7 @@ def test_plain_call_on_a_dask_stack_reads_one_plane_at_a_time():
 
 
 @pytest.mark.parametrize("data, error, match", [
-    (np.zeros((8, 8), np.int16), TypeError, "unsupported dtype int16"),
+    (np.zeros((8, 8), np.int16), TypeError, "unsupported layer dtype int16"),
     (np.full((8, 8), 3.0, np.float32), ValueError, r"must be in \[0, 1\]"),
     (None, ValueError, "no image"),
 ])
