@@ -13,7 +13,7 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -47,6 +47,10 @@ class Settings:
     denoise: float | str = DENOISE_DEFAULT  # 0 (off), a strength in [0, 1] or "auto"
     device: str = "cpu"
     weights: str | None = None  # None: the registry's file for `model`
+
+    def controls(self) -> dict:
+        """These settings as keyword arguments of lowlight_core.enhance (and enhance_sequence): the same names."""
+        return asdict(self)
 
 
 @dataclass

@@ -50,8 +50,7 @@ def apply_levels(levels, rgb: bool, settings):
     import lowlight_core
 
     try:
-        controls = dict(model=settings.model, iterations=settings.iterations, exposure=settings.exposure,
-                        denoise=settings.denoise, device=settings.device, weights=settings.weights)
+        controls = settings.controls()
         planes = [plane_indices(level.shape, rgb) for level in levels]
         total, done, out = sum(map(len, planes)), 0, []
         for level, indices in zip(levels, planes):

@@ -35,11 +35,6 @@ def check_time_axis(shape, rgb: bool, axis: int) -> None:
         raise ValueError(f"time axis {axis} is not a stack axis of a layer of shape {tuple(shape)}")
 
 
-def _controls(settings: Settings) -> dict:
-    return dict(model=settings.model, iterations=settings.iterations, exposure=settings.exposure,
-                device=settings.device, weights=settings.weights, denoise=settings.denoise)
-
-
 def _series(data, rgb: bool, axis: int):
     """(index of the other leading axes with slice(None) at the time axis) for every sequence of the stack."""
     leading = stack_shape(data.shape, rgb)
@@ -53,7 +48,7 @@ def preview_job(data, rgb: bool, index: tuple, settings: Settings, axis: int):
         check_layer(data.shape, data.dtype, rgb)
         check_time_axis(data.shape, rgb, axis)
         series = tuple(slice(None) if k == axis else i for k, i in enumerate(index))
-        return enhance_frame(np.asarray(data[series]), int(index[axis]), **_controls(settings))
+        return enhance_frame(np.asarray(data[series]), int(index[axis]), **settings.controls())
     except Exception as e:  # shown as a notification by the widget
         return Failure.from_exception(e)
 
@@ -69,7 +64,7 @@ def apply_job(data, rgb: bool, settings: Settings, axis: int):
         total, done = len(series) * frames, 0
         for index in series:
             view = out[index]
-            for t, y in enumerate(enhance_sequence(iter(np.asarray(data[index])), **_controls(settings))):
+            for t, y in enumerate(enhance_sequence(iter(np.asarray(data[index])), **settings.controls())):
                 view[t] = y
                 done += 1
                 yield done, total
