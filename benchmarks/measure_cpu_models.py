@@ -3,7 +3,7 @@
 Each measurement runs `lowlight_core.enhance` once on a 4000 x 3000 uint8 RGB image (random, values < 60) in a
 fresh process and reports the call's wall time and the process's peak RSS (VmHWM, torch and the image
 included). "before" passes the registry's module (run as given: contiguous tensors, BatchNorm as its own
-layer), "after" the model name (lowlight_core.inference.inference_model: BatchNorm folded, channels_last).
+layer), "after" the model name (lowlight_core.models.base.inference_model: BatchNorm folded, channels_last).
 The two alternate per model, so both see the same load on a shared machine; the load average is printed.
 
     python benchmarks/measure_cpu_models.py [MODELS] [REPEATS]   # default: zero_dce,iqe_dcgan,enlightengan,dln 1

@@ -21,7 +21,7 @@ Curve models take the photo path: the curve runs in one pass from and to the ima
 full-size float copy); Zero-DCE++ also estimates from block means of the integer image
 (ZeroDCEPP.estimate_alpha_photo) and runs on the whole batch at once under torch.no_grad. Everything else runs
 under torch.inference_mode, one image of a batch at a time; registered networks run on the CPU as a copy made
-for inference (inference_model: BatchNorm folded into its convolution, channels_last weights and inputs), which
+for inference (models.base.inference_model: BatchNorm folded into its convolution, channels_last weights and inputs), which
 gives the model's output within float rounding, measured 1.2-1.6x faster (benchmarks/RESULTS.md, issue 15).
 """
 from __future__ import annotations
@@ -34,7 +34,6 @@ import torch
 from .controls import (DEFAULT_MODEL, DENOISE_DEFAULT, EXPOSURE_DEFAULT, EXPOSURE_RANGE, ITERATIONS_DEFAULT,
                        MAX_ITERATIONS)
 from .frames import to_frames
-from .models.base import inference_model  # noqa: F401  (the CPU inference copy, for callers of this module)
 from .noise import check_denoise
 from .plan import Engine
 

@@ -368,7 +368,7 @@ def varied_norm_weights(tmp_path_factory):
 
 @pytest.mark.parametrize("name", ["dln", "iqe_dcgan", "enlightengan", "zero_dce"])
 def test_inference_copy_gives_the_models_output(varied_norm_weights, name):
-    from lowlight_core.inference import inference_model
+    from lowlight_core.models.base import inference_model
     from lowlight_core.models.registry import load_model
 
     net = load_model(name, weights=varied_norm_weights[name])
