@@ -514,3 +514,31 @@ def _guided_denoise_fake(x, guide, noise_a, noise_b, luma, chroma, luma_radius, 
     torch._check(math.isfinite(luma) and luma >= 0, lambda: f"{op}: luma must be finite and >= 0, got {luma}")
     torch._check(0 <= chroma <= 1, lambda: f"{op}: chroma must be in [0, 1], got {chroma}")
     return _contiguous_like(x)
+
+
+# ---------------------------------------------------------------- bilateral_apply (the bilateral-grid model's apply)
+
+def check_bilateral_apply(image, grid, guide) -> None:
+    op = "bilateral_apply"
+    _check_photo_image(op, image)
+    for name, t in (("grid", grid), ("guide", guide)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if not t.is_floating_point():
+            raise TypeError(f"{op}: {name} must be floating point, got {t.dtype}")
+        if t.device != image.device:
+            raise ValueError(f"{op}: {name} is on {t.device} but image is on {image.device}")
+    if grid.dim() != 5 or grid.shape[0] != image.shape[0] or grid.shape[1] != reference.GRID_COEFFS \
+            or min(grid.shape[2:]) < 1:
+        raise ValueError(f"{op}: grid must be (B, {reference.GRID_COEFFS}, D, Gh, Gw) with B = the image's "
+                         f"{image.shape[0]}, got shape {tuple(grid.shape)}")
+    if guide.shape != (4,):
+        raise ValueError(f"{op}: guide must be (4,) (w_r, w_g, w_b, bias), got shape {tuple(guide.shape)}")
+
+
+def bilateral_apply(image: torch.Tensor, grid: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+    """A bilateral grid of affine colour transforms applied to an image in its own dtype and layout (the
+    bilateral-grid model's full-resolution pass): see reference.bilateral_apply. Returns a tensor like
+    torch.empty_like(image)."""
+    check_bilateral_apply(image, grid, guide)
+    return reference.bilateral_apply(image, grid, guide)

@@ -143,6 +143,46 @@ def photo_value_curve(image: torch.Tensor, alpha: torch.Tensor, iterations: int)
     return _photo_result(image, (x * (le_curve(v, alpha, iterations) / v.clamp_min(1e-6))).clamp(0, 1))
 
 
+GRID_COEFFS = 12  # bilateral_apply: a 3 x 4 affine colour matrix per grid cell (row-major)
+
+
+def bilateral_guide(x: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+    """The guidance map (B, 1, H, W) of bilateral_apply: clamp(w_r r + w_g g + w_b b + bias, 0, 1) of the RGB
+    float image x (B, 3, H, W); guide = (w_r, w_g, w_b, bias) float32."""
+    return (x * guide[:3].view(1, 3, 1, 1)).sum(1, keepdim=True).add(guide[3]).clamp(0, 1)
+
+
+def bilateral_slice(grid: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """The grid's coefficients (B, 12, H, W) at every pixel: trilinear interpolation of grid (B, 12, D, Gh, Gw)
+    at depth g * D - 0.5 (g the guidance map, (B, 1, H, W) in [0, 1]) and at the pixel centre scaled to the
+    grid, (y + 0.5) Gh / H - 0.5 (x likewise), every coordinate clamped to the grid's first..last cell centre."""
+    b, _, h, w = g.shape
+    ys = (torch.arange(h, dtype=g.dtype, device=g.device) * 2 + 1) / h - 1
+    xs = (torch.arange(w, dtype=g.dtype, device=g.device) * 2 + 1) / w - 1
+    coords = torch.stack(torch.broadcast_tensors(xs.view(1, 1, w), ys.view(1, h, 1), g[:, 0] * 2 - 1), dim=-1)
+    return F.grid_sample(grid.to(g.dtype), coords.unsqueeze(1), mode="bilinear", padding_mode="border",
+                         align_corners=False)[:, :, 0]
+
+
+def bilateral_apply(image: torch.Tensor, grid: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+    """A bilateral grid of affine colour transforms (HDRNet) applied to an image in its own dtype and layout.
+
+    image: (B, C, H, W) as photo_curve's (C in 1-4, uint8 / uint16 / float; gray is enhanced as R = G = B and
+    gets the mean of the three results; alpha channels are copied). grid: (B, 12, D, Gh, Gw) float32, per cell
+    the matrix A (3 x 4, row-major): out_c = A[c, 0] r + A[c, 1] g + A[c, 2] b + A[c, 3]. guide: (4,) float32,
+    the guidance map's weights (bilateral_guide). Every pixel: A sliced at (its guidance, its position)
+    (bilateral_slice), out = clamp(A [r, g, b, 1], 0, 1), integers rounded to nearest (ties to even).
+    Differentiable in grid and guide (and a float image) through autograd: the training path."""
+    color = photo_color_channels(image.shape[1])
+    # float64 stays float64 (gradcheck); every other dtype is computed in float32 like the kernels
+    x = image[:, :color].clamp(0, 1) if image.dtype == torch.float64 else _photo_colors(image)
+    x = x.expand(-1, CURVE_CHANNELS, -1, -1)
+    a = bilateral_slice(grid, bilateral_guide(x, guide.to(x.dtype)))
+    a = a.view(a.shape[0], 3, 4, *a.shape[2:])
+    y = ((a[:, :, :3] * x.unsqueeze(1)).sum(2) + a[:, :, 3]).clamp(0, 1)
+    return _photo_result(image, y.mean(dim=1, keepdim=True) if color == 1 else y)
+
+
 def area_reduce(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """float32 (B, C, height, width): the mean of each output pixel's block of `image` (B, C, H, W) in the
     image's own units (adaptive average pooling: block i of H rows is [floor(i H / h), ceil((i + 1) H / h)))."""
