@@ -8,7 +8,9 @@ from __future__ import annotations
 
 # ---------------------------------------------------------------- user controls
 DEFAULT_MODEL = "zero_dce_pp"      # the model enhance(), the CLI, the demo and the napari widget pick by default
-EXPOSURE_DEFAULT = 0.6             # target exposure E (mean brightness of the result)
+EXPOSURE_AUTO = "auto"             # exposure: predicted from the whole photo (lowlight_core.exposure)
+EXPOSURE_DEFAULT = EXPOSURE_AUTO   # target exposure E (mean brightness of the result) of enhance, CLI, napari
+EXPOSURE_NOMINAL = 0.6             # E of a model called directly (model.enhance) and of training without one
 EXPOSURE_RANGE = (0.3, 0.9)        # accepted by enhance(), the CLI and the widget's slider
 EXPOSURE_TRAIN_RANGE = (0.3, 0.8)  # E ~ U(lo, hi) per training sample of the E-conditioned curve models
 EXPOSURE_GRID = (0.4, 0.5, 0.6, 0.7)  # the E columns of training grids and model cards
@@ -21,16 +23,26 @@ DENOISE_SLIDER_STEPS = 20          # the napari slider: 0, 0.05, ..., 1 (plus an
 
 
 
-def parse_denoise(text: str):
-    """A denoise value from text (CLI, scripts): 'auto' or a number (its range is checked by enhance)."""
+def _parse_auto(text: str, name: str, bounds: tuple[float, float]):
     text = str(text).strip().lower()
-    if text == DENOISE_AUTO:
-        return DENOISE_AUTO
+    if text == "auto":
+        return "auto"
     try:
         return float(text)
     except ValueError:
-        raise ValueError(f"denoise must be a number in [{DENOISE_RANGE[0]:g}, {DENOISE_RANGE[1]:g}] or "
-                         f"{DENOISE_AUTO!r}, got {text!r}") from None
+        raise ValueError(f"{name} must be a number in [{bounds[0]:g}, {bounds[1]:g}] or 'auto', "
+                         f"got {text!r}") from None
+
+
+def parse_denoise(text: str):
+    """A denoise value from text (CLI, scripts): 'auto' or a number (its range is checked by enhance)."""
+    return _parse_auto(text, "denoise", DENOISE_RANGE)
+
+
+def parse_exposure(text: str):
+    """An exposure value from text (CLI, scripts): 'auto' or a number (its range is checked by enhance)."""
+    return _parse_auto(text, "exposure", EXPOSURE_RANGE)
+
 
 
 # ---------------------------------------------------------------- denoise (lowlight_core.noise, ops.guided_denoise)

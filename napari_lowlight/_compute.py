@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from lowlight_core.controls import DEFAULT_MODEL, DENOISE_DEFAULT, EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
+from lowlight_core.controls import DEFAULT_MODEL, DENOISE_DEFAULT, EXPOSURE_AUTO, EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
 from lowlight_core.frames import NUMPY_DTYPES
 from lowlight_core.inference import check_controls, resolve_device
 from lowlight_core.models import registry
@@ -43,7 +43,7 @@ class Settings:
     """What to run: a registered model, its controls, the device, optionally a weights file."""
     model: str = DEFAULT_MODEL
     iterations: int = ITERATIONS_DEFAULT
-    exposure: float = EXPOSURE_DEFAULT
+    exposure: float | str = EXPOSURE_DEFAULT  # a target E or "auto"
     denoise: float | str = DENOISE_DEFAULT  # 0 (off), a strength in [0, 1] or "auto"
     device: str = "cpu"
     weights: str | None = None  # None: the registry's file for `model`
@@ -239,7 +239,7 @@ class Enhancer:
         engine = self.engine(settings)
         curve = engine.contract.curve_maps
         # rounded: the maps of one slider position are found again in the cache
-        exposure = round(float(settings.exposure), 6) if curve else settings.exposure
+        exposure = settings.exposure if settings.exposure == EXPOSURE_AUTO else round(float(settings.exposure), 6)
         plan = engine.plan(plane, exposure, PREVIEW_TILE if tile is None else tile)
         if curve:
             def make_maps():

@@ -14,10 +14,11 @@ CUT = 20
 
 @pytest.fixture(scope="module")
 def static_clip():
-    """The static scene (no square): per-frame and temporal results with denoise 'auto'."""
+    """The static scene (no square): per-frame and temporal results with denoise 'auto' and a fixed exposure
+    (auto exposure would give the two scenes about one brightness: the cut test follows the jump between them)."""
     frames, mask = dark_clip(square=False, cut=CUT)
-    per = np.stack([enhance(f, denoise="auto", device="cpu") for f in frames])
-    return frames, mask, per, enhance_sequence(frames, denoise="auto", device="cpu")
+    per = np.stack([enhance(f, denoise="auto", exposure=0.6, device="cpu") for f in frames])
+    return frames, mask, per, enhance_sequence(frames, denoise="auto", exposure=0.6, device="cpu")
 
 
 def test_cuts_are_found_and_the_ramp_noise_and_moving_square_are_not_cuts():
@@ -43,7 +44,7 @@ def test_a_cut_resets_everything(static_clip):
     """From the cut on, the result is that of the new scene alone (nothing decided before it carries over),
     and the output's brightness makes its whole jump at the cut."""
     frames, _, per, tem = static_clip
-    alone = enhance_sequence(frames[CUT:], denoise="auto", device="cpu")
+    alone = enhance_sequence(frames[CUT:], denoise="auto", exposure=0.6, device="cpu")
     np.testing.assert_array_equal(tem[CUT:], alone)
     m = frame_means(tem)
     jump = abs(m[CUT] - m[CUT - 1])
@@ -134,8 +135,8 @@ def test_plan_applies_given_curve_maps():
         plan.apply_curve(maps, 8)
         return plan.result()
 
-    np.testing.assert_array_equal(applied(alpha), enhance(frame, device="cpu"))
-    assert not np.array_equal(applied(alpha * 0.5), enhance(frame, device="cpu"))
+    np.testing.assert_array_equal(applied(alpha), enhance(frame, exposure=0.6, device="cpu"))
+    assert not np.array_equal(applied(alpha * 0.5), enhance(frame, exposure=0.6, device="cpu"))
     with pytest.raises(TypeError, match="curve maps"):
         Engine("gamma", torch.device("cpu")).plan(frame, 0.6).apply_curve(alpha, 8)
 

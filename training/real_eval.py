@@ -97,7 +97,7 @@ def evaluate(enhance_fn, data_dir=None, fraction: float = data_mod.VALIDATION_FR
     }
 
 
-def model_enhancer(name: str, weights=None, exposure: float = EXPOSURE_DEFAULT, iterations: int = ITERATIONS_DEFAULT,
+def model_enhancer(name: str, weights=None, exposure=EXPOSURE_DEFAULT, iterations: int = ITERATIONS_DEFAULT,
                    denoise=0):
     from lowlight_core import enhance
 
@@ -158,7 +158,7 @@ def card_section(r: dict, denoised: dict | None = None) -> list[str]:
              "reference frame after scaling the output to its mean brightness (the input's row: keeping the dark "
              f"frame's colour). Photos: {r['note']}. Worst single photo: colour "
              f"shift {fmt(r['worst_photo']['color_shift'])}, clipped {fmt(r['worst_photo']['clipped'], 2)} %. "
-             f"Inference as shipped (`lowlight_core.enhance`, E = {EXPOSURE_DEFAULT:g}, {ITERATIONS_DEFAULT} iterations "
+             f"Inference as shipped (`lowlight_core.enhance`, exposure {EXPOSURE_DEFAULT}, {ITERATIONS_DEFAULT} iterations "
              "where they apply)."]
     if denoised:
         rows += ["", "### With `denoise=\"auto\"` (lowlight_core.noise: strength from the photo's estimated noise)",

@@ -7,6 +7,8 @@ from its config in __init__:
   low resolution); r > 0 when each output pixel depends only on inputs within r pixels, so the plan may run it
   in tiles with a halo of r pixels and get the untiled result.
 - `inference_tile`: the core tile size the plan uses for it when the caller gives none (DEFAULT_TILE).
+- `exposure_mode`: how the plan makes the result hit the target E (EXPOSURE_MODES; by default "calibrate" for
+  models with the exposure control, "tone" for the others).
 - `cpu_copy`: whether a registered model runs on the CPU as its inference copy (`inference_model`: BatchNorm
   folded into the convolution before it, channels_last weights and inputs).
 Curve models (`CurveModel`) also declare `curve_space` ("rgb" or "value": the photo op that applies the curve
@@ -31,6 +33,10 @@ import torch.nn as nn
 
 CONTROLS = frozenset({"iterations", "exposure"})
 CURVE_SPACES = ("rgb", "value")
+# How the plan makes a model's result hit the target exposure E (lowlight_core.exposure): "input" the model's E
+# input is the target (it hits it itself), "calibrate" its E input is calibrated on the probe, "tone" a tone
+# stage on the value after the model (models without an E input).
+EXPOSURE_MODES = ("input", "calibrate", "tone")
 DEFAULT_TILE = 512  # core tile of full-resolution networks unless their class declares its own
 
 
@@ -44,6 +50,7 @@ class Contract:
     curve_maps: bool = False         # estimate_alpha / apply_curve / photo_curve
     photo_estimate: bool = False     # estimate_alpha_photo
     cpu_copy: bool = False
+    exposure: str = "input"
 
     def __post_init__(self):
         if not isinstance(self.controls, frozenset) or not self.controls <= CONTROLS:
@@ -52,6 +59,8 @@ class Contract:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < (name == "tile"):
                 raise TypeError(f"{name} must be an int >= {int(name == 'tile')}, got {value!r}")
+        if self.exposure not in EXPOSURE_MODES:
+            raise TypeError(f"exposure must be one of {EXPOSURE_MODES}, got {self.exposure!r}")
         if self.curve_space not in CURVE_SPACES + (None,):
             raise TypeError(f"curve_space must be one of {CURVE_SPACES} or None, got {self.curve_space!r}")
 
@@ -66,6 +75,7 @@ class Model(nn.Module):
     curve_space: str | None = None
     curve_maps: bool = False
     photo_estimate: bool = False
+    exposure_mode: str | None = None  # None: "calibrate" for models with the exposure control, else "tone"
 
     def enhance(self, x: torch.Tensor, exposure, iterations: int) -> torch.Tensor:
         """(B, 3, H, W) float in [0, 1] -> enhanced, same shape, in [0, 1]; inference only."""
@@ -75,7 +85,8 @@ class Model(nn.Module):
     def contract(self) -> Contract:
         return Contract(controls=frozenset(self.controls), receptive_radius=self.receptive_radius,
                         tile=self.inference_tile, curve_space=self.curve_space, curve_maps=self.curve_maps,
-                        photo_estimate=self.photo_estimate, cpu_copy=self.cpu_copy)
+                        photo_estimate=self.photo_estimate, cpu_copy=self.cpu_copy,
+                        exposure=self.exposure_mode or ("calibrate" if "exposure" in self.controls else "tone"))
 
 
 class CurveModel(Model):

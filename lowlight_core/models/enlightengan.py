@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
+from ..controls import EXPOSURE_NOMINAL, ITERATIONS_DEFAULT
 from .base import Model
 from ._common import check_output, check_rgb, luminance
 
@@ -105,7 +105,7 @@ class EnlightenGANGenerator(Model):
         return ((y + 1) / 2)[:, :, :H, :W]
 
     @torch.no_grad()
-    def enhance(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT, iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
+    def enhance(self, x: torch.Tensor, exposure=EXPOSURE_NOMINAL, iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
         """Inference only (no autograd); exposure and iterations are ignored."""
         return self(x).clamp(0, 1)
 
