@@ -61,7 +61,7 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
                         f"or {EXPOSURE_AUTO} (predicted from the whole photo; default {EXPOSURE_DEFAULT})")
     p.add_argument("--denoise", type=argument(parse_denoise), default=DENOISE_DEFAULT, metavar="S|auto",
                    help=f"noise-aware denoising strength {DENOISE_RANGE[0]:g}-{DENOISE_RANGE[1]:g}, or {DENOISE_AUTO} "
-                        f"(from the photo's estimated noise and the enhancement's gain; default {DENOISE_DEFAULT}: off)")
+                        f"(from the photo's estimated noise and the enhancement's gain; default {DENOISE_DEFAULT}); 0: off")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--tile", type=int, default=None,
                    help="tile size in pixels for full-resolution networks (default: automatic; 0: never tile)")

@@ -16,10 +16,11 @@ EXPOSURE_TRAIN_RANGE = (0.3, 0.8)  # E ~ U(lo, hi) per training sample of the E-
 EXPOSURE_GRID = (0.4, 0.5, 0.6, 0.7)  # the E columns of training grids and model cards
 ITERATIONS_DEFAULT = 8             # curve steps
 MAX_ITERATIONS = 64                # curve steps allowed (also the size of the kernels' per-pixel step arrays)
-DENOISE_DEFAULT = 0                # denoise strength: 0 (off: output bit-identical to no denoising), a number in
+DENOISE_AUTO = "auto"              # denoise strength: 0 (off: output bit-identical to no denoising), a number in
 DENOISE_RANGE = (0.0, 1.0)         # DENOISE_RANGE, or DENOISE_AUTO (picked from the input's estimated noise)
-DENOISE_AUTO = "auto"
+DENOISE_DEFAULT = DENOISE_AUTO
 DENOISE_SLIDER_STEPS = 20          # the napari slider: 0, 0.05, ..., 1 (plus an "auto" box)
+DENOISE_SLIDER_START = 0.5         # where the napari sliders start while their "auto" box is on
 
 
 

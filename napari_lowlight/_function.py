@@ -15,7 +15,8 @@ import numpy as np
 from napari.layers import Image
 from napari.types import ImageData, LayerDataTuple
 
-from lowlight_core.controls import (DEFAULT_MODEL, DENOISE_AUTO, DENOISE_DEFAULT, DENOISE_RANGE, EXPOSURE_AUTO,
+from lowlight_core.controls import (DEFAULT_MODEL, DENOISE_AUTO, DENOISE_DEFAULT, DENOISE_RANGE, DENOISE_SLIDER_START,
+                                    EXPOSURE_AUTO,
                                     EXPOSURE_DEFAULT, EXPOSURE_NOMINAL, EXPOSURE_RANGE, ITERATIONS_DEFAULT,
                                     MAX_ITERATIONS)
 from lowlight_core.models.registry import list_models
@@ -38,7 +39,7 @@ def is_rgb(shape) -> bool:
 
 # The sliders hold numbers; an "auto" box beside each (on when the core's default is auto) stands for 'auto'.
 EXPOSURE_SLIDER = EXPOSURE_NOMINAL if EXPOSURE_DEFAULT == EXPOSURE_AUTO else EXPOSURE_DEFAULT
-DENOISE_SLIDER = 0.5 if DENOISE_DEFAULT == DENOISE_AUTO else DENOISE_DEFAULT
+DENOISE_SLIDER = DENOISE_SLIDER_START if DENOISE_DEFAULT == DENOISE_AUTO else DENOISE_DEFAULT
 
 
 def controls(exposure, auto_exposure: bool, iterations, denoise, auto_denoise: bool) -> dict:

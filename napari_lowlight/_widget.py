@@ -46,8 +46,8 @@ from qtpy.QtWidgets import (
 from superqt import QLabeledDoubleSlider, QLabeledSlider
 
 from lowlight_core.controls import (DEFAULT_MODEL, DENOISE_AUTO, DENOISE_DEFAULT, DENOISE_RANGE,
-                                    DENOISE_SLIDER_STEPS, EXPOSURE_AUTO, EXPOSURE_DEFAULT, EXPOSURE_NOMINAL,
-                                    EXPOSURE_RANGE, ITERATIONS_DEFAULT)
+                                    DENOISE_SLIDER_START, DENOISE_SLIDER_STEPS, EXPOSURE_AUTO, EXPOSURE_DEFAULT,
+                                    EXPOSURE_NOMINAL, EXPOSURE_RANGE, ITERATIONS_DEFAULT)
 
 OUTPUT_SUFFIX = " enhanced"
 # metadata key on the layers this widget made: the input's unique_id. For the user to see only: Duplicate
@@ -190,11 +190,13 @@ class LowlightWidget(QWidget):
         self.denoise = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
         self.denoise.setRange(*DENOISE_RANGE)
         self.denoise.setSingleStep((DENOISE_RANGE[1] - DENOISE_RANGE[0]) / DENOISE_SLIDER_STEPS)
-        self.denoise.setValue(float(DENOISE_DEFAULT))
+        self.denoise.setValue(DENOISE_SLIDER_START if DENOISE_DEFAULT == DENOISE_AUTO else DENOISE_DEFAULT)
         self.denoise.setToolTip("Noise-aware denoising strength (0: off): a guided filter on the result, stronger "
                                 "where the enhancement brightens more (every model)")
         self.denoise_auto = QCheckBox("auto")
         self.denoise_auto.setToolTip("Pick the strength from the image's estimated noise and the enhancement's gain")
+        self.denoise_auto.setChecked(DENOISE_DEFAULT == DENOISE_AUTO)
+        self.denoise.setEnabled(not self.denoise_auto.isChecked())
 
         import torch
 

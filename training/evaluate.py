@@ -230,7 +230,7 @@ def model_card(name: str, meta: dict, ev: dict, weights_file: Path, figure: str 
     if ev.get("real_photos"):
         from .real_eval import card_section
 
-        lines += card_section(ev["real_photos"], ev.get("real_photos_denoise"))
+        lines += card_section(ev["real_photos"], ev.get("real_photos_denoise_off"))
     if figure:
         grid = ", ".join(f"{e:g}" for e in EXPOSURES)
         lines += ["", f"![before/after at E = {grid}]({figure})",

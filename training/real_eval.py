@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lowlight_core.controls import DEFAULT_MODEL, EXPOSURE_DEFAULT, ITERATIONS_DEFAULT, parse_denoise
+from lowlight_core.controls import DEFAULT_MODEL, DENOISE_DEFAULT, EXPOSURE_DEFAULT, ITERATIONS_DEFAULT, parse_denoise
 from lowlight_core.metrics import (PROTOCOL, REAL_PHOTO_NOTE, ciede2000_uint8, clipped_beyond_uint8, psnr_uint8,
                                    real_photo_scores, ssim_uint8)
 
@@ -35,7 +35,7 @@ from . import data as data_mod
 from . import sice_scenes
 from .split import is_validation
 
-PAIR_KEYS = ("psnr", "ssim", "clipped_ref", "ciede2000")
+PAIR_KEYS = ("psnr", "ssim", "clipped_ref", "ciede2000", "exposure_error")
 PHOTO_KEYS = ("brightness", "clipped", "color_shift", "saturation", "noise")
 SHEET_PHOTOS = 8
 
@@ -57,6 +57,11 @@ def _mean(rows: list[dict], key: str) -> float:
     return float(np.mean(v)) if v else math.nan
 
 
+def exposure_error(y: np.ndarray, ref: np.ndarray) -> float:
+    """|mean brightness of y - the reference frame's|, in [0, 1]: how far the exposure is from the real one."""
+    return abs(float(y.mean()) - float(ref.mean())) / 255.0
+
+
 def evaluate(enhance_fn, data_dir=None, fraction: float = data_mod.VALIDATION_FRACTION) -> dict:
     """Scores of enhance_fn (uint8 (H, W, 3) -> uint8 (H, W, 3)) on the held-out real pairs and photos.
 
@@ -69,10 +74,12 @@ def evaluate(enhance_fn, data_dir=None, fraction: float = data_mod.VALIDATION_FR
         x, ref = read_rgb(dark), read_rgb(target)
         y = enhance_fn(x)
         pair_rows.append({"psnr": psnr_uint8(y, ref), "ssim": ssim_uint8(y, ref),
-                          "clipped_ref": clipped_beyond_uint8(y, ref), "ciede2000": ciede2000_uint8(y, ref)})
+                          "clipped_ref": clipped_beyond_uint8(y, ref), "ciede2000": ciede2000_uint8(y, ref),
+                          "exposure_error": exposure_error(y, ref)})
         # the input's ciede2000 is what keeping the input's colour scores (brightness matched to the reference)
         in_rows.append({"psnr": psnr_uint8(x, ref), "ssim": ssim_uint8(x, ref), "clipped_ref": 0.0,
-                        "ciede2000": ciede2000_uint8(x, ref), **real_photo_scores(x, x)})
+                        "ciede2000": ciede2000_uint8(x, ref), "exposure_error": exposure_error(x, ref),
+                        **real_photo_scores(x, x)})
         sice_rows.append(real_photo_scores(x, y))
         ref_rows.append(real_photo_scores(x, ref))  # what the real well-exposed frame itself scores
     for path in lol:
@@ -98,7 +105,7 @@ def evaluate(enhance_fn, data_dir=None, fraction: float = data_mod.VALIDATION_FR
 
 
 def model_enhancer(name: str, weights=None, exposure=EXPOSURE_DEFAULT, iterations: int = ITERATIONS_DEFAULT,
-                   denoise=0):
+                   denoise=DENOISE_DEFAULT):
     from lowlight_core import enhance
 
     return lambda x: enhance(x, model=name, exposure=exposure, iterations=iterations, device="cpu", weights=weights,
@@ -111,60 +118,62 @@ def fmt(v, nd=3) -> str:
 
 def table_rows(results: dict[str, dict]) -> list[str]:
     """Markdown table: one row per model (and the input), real pairs then real photos."""
-    lines = ["| model | PSNR (dB) | SSIM | CIEDE2000 | brightness | clipped beyond input (%) | colour shift "
-             "| saturation ratio | flat noise (%) |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | PSNR (dB) | SSIM | CIEDE2000 | exposure error | brightness | clipped beyond input (%) "
+             "| colour shift | saturation ratio | flat noise (%) |", "|---|---|---|---|---|---|---|---|---|---|"]
     first = next(iter(results.values()))
     i = first["input"]
     lines.append(f"| input | {fmt(i['psnr'], 2)} | {fmt(i['ssim'])} | {fmt(i.get('ciede2000'), 2)} | "
-                 f"{fmt(i['brightness'])} | – | 0 | 1 | {fmt(i['noise'], 2)} |")
+                 f"{fmt(i.get('exposure_error'))} | {fmt(i['brightness'])} | – | 0 | 1 | {fmt(i['noise'], 2)} |")
     if "reference" in first:  # the colour checks are against the input: the real target frames are not at 0 / 1
         f = first["reference"]
-        lines.append(f"| reference frame (SICE pairs only) | ∞ | 1 | 0 | {fmt(f['brightness'])} | {fmt(f['clipped'], 2)} | "
+        lines.append(f"| reference frame (SICE pairs only) | ∞ | 1 | 0 | 0 | {fmt(f['brightness'])} | {fmt(f['clipped'], 2)} | "
                      f"{fmt(f['color_shift'])} | {fmt(f['saturation'])} | {fmt(f['noise'], 2)} |")
     for name, r in results.items():
         p, q = r["pairs"], r["photos"]
         lines.append(f"| {name} | {fmt(p['psnr'], 2)} | {fmt(p['ssim'])} | {fmt(p.get('ciede2000'), 2)} | "
-                     f"{fmt(q['brightness'])} | "
+                     f"{fmt(p.get('exposure_error'))} | {fmt(q['brightness'])} | "
                      f"{fmt(q['clipped'], 2)} | {fmt(q['color_shift'])} | {fmt(q['saturation'])} | "
                      f"{fmt(q['noise'], 2)} |")
     return lines
 
 
 def card_scores(name: str, weights=None, data_dir=None, fraction: float = data_mod.VALIDATION_FRACTION) -> dict:
-    """What a model card reports from this evaluation: {"real_photos": scores as shipped (denoise off),
-    "real_photos_denoise": the same with denoise auto}."""
+    """What a model card reports from this evaluation: {"real_photos": scores as shipped (default settings),
+    "real_photos_denoise_off": the same with denoise off}."""
     return {"real_photos": evaluate(model_enhancer(name, weights), data_dir, fraction),
-            "real_photos_denoise": evaluate(model_enhancer(name, weights, denoise="auto"), data_dir, fraction)}
+            "real_photos_denoise_off": evaluate(model_enhancer(name, weights, denoise=0), data_dir, fraction)}
 
 
-def card_section(r: dict, denoised: dict | None = None) -> list[str]:
-    """The model card's real-photo section (every model card has it); denoised: the same scores with
-    denoise auto (card_scores), shown as a second table."""
+def card_section(r: dict, off: dict | None = None) -> list[str]:
+    """The model card's real-photo section (every model card has it): r at default settings; off: the same
+    with denoise off (card_scores), shown as a second table."""
     c, p, i = r["counts"], r["pairs"], r["input"]
     rows = [
         "", f"## Real photos (held out: {c['scenes']} SICE scenes, {c['pairs']} dark frames with their scene's "
         f"well-exposed frame; {c['lol']} LOL low-light photos)",
-        "| | PSNR (dB) | SSIM | CIEDE2000 | brightness | clipped beyond input (%) | colour shift | saturation ratio "
-        "| flat noise (%) |", "|---|---|---|---|---|---|---|---|---|",
-        f"| input | {fmt(i['psnr'], 2)} | {fmt(i['ssim'])} | {fmt(i.get('ciede2000'), 2)} | {fmt(i['brightness'])} | "
-        f"– | 0 | 1 | {fmt(i['noise'], 2)} |",
+        "| | PSNR (dB) | SSIM | CIEDE2000 | exposure error | brightness | clipped beyond input (%) | colour shift "
+        "| saturation ratio | flat noise (%) |", "|---|---|---|---|---|---|---|---|---|---|",
+        f"| input | {fmt(i['psnr'], 2)} | {fmt(i['ssim'])} | {fmt(i.get('ciede2000'), 2)} | "
+        f"{fmt(i.get('exposure_error'))} | {fmt(i['brightness'])} | – | 0 | 1 | {fmt(i['noise'], 2)} |",
     ]
     for label, q in (("all dark photos", r["photos"]), ("SICE dark frames", r["sice"]), ("LOL photos", r["lol"])):
         pp = p if label == "all dark photos" else {}
         rows.append(f"| {label} | {fmt(pp.get('psnr'), 2)} | {fmt(pp.get('ssim'))} | {fmt(pp.get('ciede2000'), 2)} | "
-                    f"{fmt(q['brightness'])} | {fmt(q['clipped'], 2)} | {fmt(q['color_shift'])} | "
+                    f"{fmt(pp.get('exposure_error'))} | {fmt(q['brightness'])} | {fmt(q['clipped'], 2)} | {fmt(q['color_shift'])} | "
                     f"{fmt(q['saturation'])} | {fmt(q['noise'], 2)} |")
     rows += ["", f"PSNR/SSIM on the real pairs: {r['protocol']}. CIEDE2000: mean colour difference against the "
              "reference frame after scaling the output to its mean brightness (the input's row: keeping the dark "
-             f"frame's colour). Photos: {r['note']}. Worst single photo: colour "
+             f"frame's colour). Exposure error: |mean brightness - the reference frame's|. Photos: {r['note']}. Worst single photo: colour "
              f"shift {fmt(r['worst_photo']['color_shift'])}, clipped {fmt(r['worst_photo']['clipped'], 2)} %. "
-             f"Inference as shipped (`lowlight_core.enhance`, exposure {EXPOSURE_DEFAULT}, {ITERATIONS_DEFAULT} iterations "
+             f"Inference as shipped (`lowlight_core.enhance` at default settings: exposure {EXPOSURE_DEFAULT}, denoise "
+             f"{DENOISE_DEFAULT}, {ITERATIONS_DEFAULT} iterations "
              "where they apply)."]
-    if denoised:
-        rows += ["", "### With `denoise=\"auto\"` (lowlight_core.noise: strength from the photo's estimated noise)",
+    if off:
+        rows += ["", "### Denoise off and `denoise=\"auto\"` (the default; lowlight_core.noise: strength from the "
+                 "photo's estimated noise)",
                  "| denoise | PSNR (dB) | SSIM | brightness | clipped beyond input (%) | colour shift | saturation ratio "
                  "| flat noise (%): all / SICE / LOL |", "|---|---|---|---|---|---|---|---|"]
-        for label, e in (("0", r), ("auto", denoised)):
+        for label, e in (("0", off), ("auto", r)):
             q = e["photos"]
             rows.append(f"| {label} | {fmt(e['pairs']['psnr'], 2)} | {fmt(e['pairs']['ssim'])} | "
                         f"{fmt(q['brightness'])} | {fmt(q['clipped'], 2)} | {fmt(q['color_shift'])} | "
@@ -265,8 +274,8 @@ def main(argv=None) -> int:
     p.add_argument("--table", type=Path, help="write the markdown table here")
     p.add_argument("--sheet", type=Path, help="write the side-by-side sheet (PNG) here")
     p.add_argument("--write", type=Path, help="write the held-out sets as PNG folders here and stop")
-    p.add_argument("--denoise", type=parse_denoise, default=0, metavar="S|auto",
-                   help="enhance(..., denoise=S): a strength in [0, 1] or auto (default 0: off)")
+    p.add_argument("--denoise", type=parse_denoise, default=DENOISE_DEFAULT, metavar="S|auto",
+                   help=f"enhance(..., denoise=S): a strength in [0, 1] or auto (default {DENOISE_DEFAULT})")
     p.add_argument("--denoise-column", metavar="NAME", action="append", default=[],
                    help="add a column 'NAME + denoise auto' to the sheet (docs/real-photos.png has one for the default)")
     p.add_argument("--denoise-crop", type=Path, metavar="PNG",
@@ -291,7 +300,7 @@ def main(argv=None) -> int:
         for name in names:
             ev = card_scores(name, weights.get(name), args.data)
             card = Path(weights.get(name) or weights_path(name)).with_suffix(".md")
-            refresh_card(card, card_section(ev["real_photos"], ev["real_photos_denoise"]))
+            refresh_card(card, card_section(ev["real_photos"], ev["real_photos_denoise_off"]))
             print(f"{card}: real-photo section re-measured", file=sys.stderr)
         return 0
     fns = [(n, model_enhancer(n, weights.get(n), denoise=args.denoise)) for n in names]
