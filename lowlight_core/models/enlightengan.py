@@ -36,7 +36,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
-from ..reference import box_mean
 from .base import Model
 from ._common import check_output, check_rgb, luminance
 
@@ -65,6 +64,7 @@ _EPS = 1e-4
 # edges of more than about 10 % contrast keep their own gain, smoother ramps (a sky gradient, noise) do not.
 SHIFT_RADIUS = 16
 SHIFT_EPS = 0.01
+SHIFT_SCALE = 4  # the filter's coefficients are fitted at 1/4 resolution (smooth_shift)
 
 
 def value_gain(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -74,19 +74,33 @@ def value_gain(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return x * (torch.sigmoid(torch.logit(v) + shift) / v)
 
 
-def smooth_shift(shift: torch.Tensor, x: torch.Tensor, radius: int = SHIFT_RADIUS, eps: float = SHIFT_EPS) -> torch.Tensor:
+def _box(t: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean over the (2r+1)^2 window, clipped to the image (separable, padding not counted)."""
+    k = 2 * radius + 1
+    t = F.avg_pool2d(t, (k, 1), 1, (radius, 0), count_include_pad=False)
+    return F.avg_pool2d(t, (1, k), 1, (0, radius), count_include_pad=False)
+
+
+def smooth_shift(shift: torch.Tensor, x: torch.Tensor, radius: int = SHIFT_RADIUS, eps: float = SHIFT_EPS,
+                 scale: int = SHIFT_SCALE) -> torch.Tensor:
     """The generator's shift (B, 1, H, W) made a locally linear function of log V of x (B, 3, H, W) (He et al.'s
     guided filter): where the input is flat the shift is averaged over the window, at the input's edges it keeps
     its own step. Why: the U-Net's coarsest level (1/16 scale) decides regions of lower gain (around a bright
     horizon, say) whose borders, sharpened by the up path, follow no edge of the input: a dark wavy band or ring
-    across a uniform night sky. Those borders are gain edges where log V is flat, which this removes. float64:
-    the window sums are running sums over whole rows and columns."""
-    g, p = x.amax(1, keepdim=True).clamp_min(_EPS).log().double(), shift.double()
-    mg, mp = box_mean(g, radius), box_mean(p, radius)
-    var = (box_mean(g * g, radius) - mg * mg).clamp_min(0)
-    a = (box_mean(g * p, radius) - mg * mp) / (var + eps)
-    b = mp - a * mg
-    return (box_mean(a, radius) * g + box_mean(b, radius)).to(shift.dtype)
+    across a uniform night sky. Those borders are gain edges where log V is flat, which this removes.
+    The linear coefficients are fitted on `scale`x area-averaged maps and upsampled (He and Sun's fast guided
+    filter): 1 / scale^2 of the cost, and the shift is smooth at that scale where it matters."""
+    H, W = shift.shape[2:]
+    g = x.amax(1, keepdim=True).clamp_min(_EPS).log()
+    ph, pw = -H % scale, -W % scale
+    gp, pp = (F.pad(t, (0, pw, 0, ph), mode="replicate") for t in (g, shift))
+    gs, ps, r = F.avg_pool2d(gp, scale), F.avg_pool2d(pp, scale), max(1, radius // scale)
+    mg, mp = _box(gs, r), _box(ps, r)
+    var = (_box(gs * gs, r) - mg * mg).clamp_min(0)
+    a = (_box(gs * ps, r) - mg * mp) / (var + eps)
+    a, b = (F.interpolate(_box(t, r), scale_factor=scale, mode="bilinear", align_corners=False)[:, :, :H, :W]
+            for t in (a, mp - a * mg))
+    return a * g + b
 
 
 class EnlightenGANGenerator(Model):
