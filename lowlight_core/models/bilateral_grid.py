@@ -9,13 +9,16 @@ target E) fused into the grid. ops.bilateral_apply slices the grid at each full-
 guidance (a learned linear map of its R, G, B, `guide`) and applies the affine transform there, in the image's
 own dtype: the cost at full resolution is one fused pass, the network's a constant.
 
-E sets the output's mean brightness: the model is trained with E = the target's mean brightness (targets
-re-exposed to random E by a gamma on the value, which keeps hue: training.tasks.grid).
+E sets the output's mean brightness: the global path reads it, and (normalize_exposure) the grid is scaled so
+that the thumbnail's output has mean E, so the slider holds whatever the network learned. Trained with E = the
+target's mean brightness (targets re-exposed to random E by a gamma on the value, which keeps hue:
+training.tasks.grid).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..controls import EXPOSURE_DEFAULT
 from .. import ops, reference
@@ -29,6 +32,12 @@ DOWNSAMPLINGS = 4
 # The guide at start: 2 x Rec. 601 luma, so the grid's depth spans luma 0-0.5 where dark photos lie (learned)
 GUIDE_INIT = (0.598, 1.174, 0.228, 0.0)
 IDENTITY = torch.eye(3, 4).flatten()  # the grid's transform when the network outputs 0
+# normalize_exposure: the grid is scaled so that the thumbnail's output has mean E (twice: the second pass
+# corrects for what the clamp at 1 took), by a factor within these bounds (a black frame is not amplified
+# without limit; the network's own brightness is only corrected)
+EXPOSURE_PASSES = 2
+EXPOSURE_POOL = 4  # measured on the thumbnail's 4 x 4 block means (64 px): the mean needs no more
+GAIN_BOUNDS = (0.25, 4.0)
 
 
 def conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -43,12 +52,13 @@ class BilateralGrid(Model):
     receptive_radius = 0  # runs whole: one decision from the thumbnail
     photo_enhance = True
 
-    def __init__(self, depth: int = 8, width: int = 16, global_path: bool = True):
+    def __init__(self, depth: int = 8, width: int = 16, global_path: bool = True, normalize_exposure: bool = True):
         super().__init__()
         for name, v in (("depth", depth), ("width", width)):
             if isinstance(v, bool) or int(v) != v or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
-        self.config = {"depth": int(depth), "width": int(width), "global_path": bool(global_path)}
+        self.config = {"depth": int(depth), "width": int(width), "global_path": bool(global_path),
+                       "normalize_exposure": bool(normalize_exposure)}
         w = int(width)
         # input: the thumbnail and its square root (lifts the dark range the network must read); without the
         # global path E enters as a constant plane
@@ -81,8 +91,14 @@ class BilateralGrid(Model):
             fused = fused + self.global_mlp(torch.cat([g, e.view(-1, 1)], 1))[:, :, None, None]
         out = self.to_grid(torch.relu(fused))
         b, _, gh, gw = out.shape
-        out = out.view(b, reference.GRID_COEFFS, self.config["depth"], gh, gw)
-        return out + self.identity.view(1, -1, 1, 1, 1)
+        grid = out.view(b, reference.GRID_COEFFS, self.config["depth"], gh, gw) + self.identity.view(1, -1, 1, 1, 1)
+        if self.config["normalize_exposure"]:
+            small = F.avg_pool2d(thumb, EXPOSURE_POOL)
+            for _ in range(EXPOSURE_PASSES):
+                mean = reference.bilateral_apply(small, grid, self.guide).mean(dim=(1, 2, 3))
+                gain = (e / mean.clamp_min(1e-6)).clamp(*GAIN_BOUNDS)
+                grid = grid * gain.view(-1, 1, 1, 1, 1)
+        return grid
 
     def thumbnail(self, x: torch.Tensor) -> torch.Tensor:
         return resize_antialiased(x, (THUMBNAIL, THUMBNAIL))
