@@ -129,7 +129,7 @@ IMAGE_RECIPES: dict[str, dict[str, ImageRecipe]] = {
     # The bilateral grid (training.tasks.grid): 256 px crops of the 512 px real pairs (real noise), the network on their
     # 256 px thumbnail, the grid applied at the crop's resolution; half the targets re-exposed to E ~ U(0.3, 0.7).
     "bilateral_grid": {
-        "cpu": ImageRecipe("bilateral_grid", GridTask, steps=500, batch=4, crop=256, resize_long=None,
+        "cpu": ImageRecipe("bilateral_grid", GridTask, steps=380, batch=4, crop=256, resize_long=None,
                            model_config={"depth": 8, "width": 16},
                            options={"retarget": 0.5, "retarget_range": (0.3, 0.7), "l1_weight": 1.0},
                            lr=1e-3, lr_final=1e-5, grad_clip=1.0, val_resize_long=None),

@@ -14,6 +14,7 @@ import torch
 from lowlight_core.controls import EXPOSURE_DEFAULT
 from lowlight_core.losses import dln_loss
 
+from .. import real_eval
 from ..image_eval import pair_scores
 from .image import ImageTask
 
@@ -87,3 +88,26 @@ class GridTask(ImageTask):
     def grid_row(self, pair, exposures):
         low, normal = pair
         return [low, self.preview(low, normal.mean()), self.preview(low, EXPOSURE_DEFAULT), normal]
+
+    # ---- the card: the image models' card plus the real pairs at E = each reference's mean (an ideal auto E)
+    @classmethod
+    def evaluate(cls, model, run):
+        ev = super().evaluate(model, run)
+        enhancer = real_eval.model_enhancer(run.recipe.model, run.weights)
+        ev["real_pairs_reference_e"] = real_eval.evaluate(enhancer, run.data, run.val_fraction,
+                                                          exposure_from_reference=True)["pairs"]
+        return ev
+
+    @classmethod
+    def model_card(cls, name, meta, ev, weights, figure):
+        card = super().model_card(name, meta, ev, weights, figure)
+        p = ev.get("real_pairs_reference_e")
+        if not p:
+            return card
+        line = (f"At E = each reference frame's mean brightness (the exposure an ideal automatic E picks; "
+                f"`python -m training.real_eval --models {name} --exposure-from-reference`), the real pairs score "
+                f"PSNR {real_eval.fmt(p['psnr'], 2)} dB, SSIM {real_eval.fmt(p['ssim'])}, CIEDE2000 "
+                f"{real_eval.fmt(p['ciede2000'], 2)}.")
+        head, sep, rest = card.partition("\n## Synthetic pairs")
+        return head + "\n" + line + "\n" + sep + rest
+
