@@ -38,6 +38,14 @@ def test_contract_and_registry():
     assert grid.shape == (2, 12, model.config["depth"], GRID, GRID)
 
 
+def test_a_fresh_process_loads_it_through_the_registry():
+    """The registry first imports the module under torch.device("meta"): nothing made at import may be meta."""
+    code = ("import numpy as np; from lowlight_core import enhance; "
+            "print(enhance(np.full((8, 8, 3), 20, np.uint8), model='bilateral_grid').mean() > 20)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "True", r.stderr[-2000:]
+
+
 def test_exposure_sets_the_output_brightness(dark):
     means = [float(enhance(dark, model="bilateral_grid", exposure=e).mean()) / 255 for e in (0.3, 0.45, 0.6, 0.75)]
     assert means == sorted(means) and means[-1] - means[0] > 0.15, means

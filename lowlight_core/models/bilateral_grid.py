@@ -31,7 +31,6 @@ GRID = 16  # the grid's spatial cells per side: THUMBNAIL / 2**4 (four stride-2 
 DOWNSAMPLINGS = 4
 # The guide at start: 2 x Rec. 601 luma, so the grid's depth spans luma 0-0.5 where dark photos lie (learned)
 GUIDE_INIT = (0.598, 1.174, 0.228, 0.0)
-IDENTITY = torch.eye(3, 4).flatten()  # the grid's transform when the network outputs 0
 # normalize_exposure: the grid is scaled so that the thumbnail's output has mean E (twice: the second pass
 # corrects for what the clamp at 1 took), by a factor within these bounds (a black frame is not amplified
 # without limit; the network's own brightness is only corrected)
@@ -76,7 +75,9 @@ class BilateralGrid(Model):
             nn.init.normal_(self.to_grid.weight, 0.0, 1e-3)
             nn.init.zeros_(self.to_grid.bias)
         self.guide = nn.Parameter(torch.tensor(GUIDE_INIT))
-        self.register_buffer("identity", IDENTITY.clone(), persistent=False)
+        # the grid's transform when the network outputs 0 (made here: a tensor made at import would be a meta one
+        # when the registry first imports this module under torch.device("meta"))
+        self.register_buffer("identity", torch.eye(3, 4).flatten(), persistent=False)
 
     def grid(self, thumb: torch.Tensor, exposure=EXPOSURE_DEFAULT) -> torch.Tensor:
         """(B, 3, THUMBNAIL, THUMBNAIL) float thumbnail -> grid (B, 12, D, GRID, GRID)."""
