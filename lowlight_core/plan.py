@@ -67,7 +67,7 @@ class Engine:
     """A model ready to run on `device` (a torch.device): `model` a registered name (loaded through the
     registry, `weights` a file to use instead of the shipped one) or a caller's module (run as given).
     `model` is the loaded module, `net` what runs the windows (the CPU inference copy or `model`), `contract`
-    its declaration, `whole` whether it runs as one curve from a thumbnail's maps (no windows)."""
+    its declaration, `whole` whether it runs from one thumbnail's decision (curve maps, photo_enhance)."""
 
     def __init__(self, model, device: torch.device, weights=None):
         if isinstance(model, str):
@@ -79,8 +79,8 @@ class Engine:
             self.name, self.model = type(model).__name__, model.to(device).eval()
         self.device = device
         self.contract = contract_of(self.model)
-        # the copy serves the networks that run on full-resolution windows (not a thumbnail's curve maps)
-        self.whole = self.photo and self.contract.photo_estimate
+        # the copy serves the networks that run on full-resolution windows (not a thumbnail's decision)
+        self.whole = self.contract.photo_enhance or (self.photo and self.contract.photo_estimate)
         copy = isinstance(model, str) and self.contract.cpu_copy and not self.whole
         self.net = inference_model(self.model) if copy else self.model
         self.channels_last = self.net is not self.model  # the inference copy takes channels_last inputs
@@ -232,8 +232,16 @@ class Plan:
     # ---------------------------------------------------------------- running
     def run_windows(self, iterations: int):
         """Generator: runs the model window by window into `out`, yielding (done, total) after each window
-        (a photo-estimate model: once, the whole batch)."""
-        if self.engine.whole:
+        (a photo-estimate or photo-enhance model: once, the whole batch)."""
+        e = self.engine
+        if e.contract.photo_enhance:  # from and to the image's own dtype and layout, the whole batch at once
+            inputs, _ = self.decide()
+            with torch.no_grad():
+                self.out = e.model.enhance_photo(self.frames.pixels.to(e.device),
+                                                 torch.tensor(inputs, device=e.device))
+            yield 1, 1
+            return
+        if e.whole:
             self.apply_curve(self.curve_maps(), iterations)
             yield 1, 1
             return

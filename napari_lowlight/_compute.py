@@ -110,9 +110,9 @@ def plane_at(data_coords, shape, rgb: bool) -> tuple[int, ...]:
 # ---------------------------------------------------------------- reduced-resolution previews
 
 def is_heavy(engine: Engine) -> bool:
-    """Whether a preview of this model runs at reduced resolution: every model but the curve models with a
-    low-resolution estimate (Zero-DCE++: maps estimated on block means, one fused pass over the plane in its own
-    dtype, 87 ms for 12 MP, and exact at full resolution). The networks that run on every pixel (image-to-image
+    """Whether a preview of this model runs at reduced resolution: every model but those deciding on a thumbnail
+    (Zero-DCE++: maps estimated on block means, one fused pass over the plane in its own dtype, 87 ms for 12 MP,
+    and exact at full resolution; the bilateral grid likewise, its grid applied in one pass). The networks that run on every pixel (image-to-image
     networks, Zero-DCE's full-resolution maps, which depend on the resolution they are estimated at, so maps
     estimated on a preview would not give the full-resolution result) take seconds per megapixel; gamma and CLAHE
     run in float on the whole plane (1-4 s for 12 MP)."""

@@ -62,8 +62,11 @@ def exposure_error(y: np.ndarray, ref: np.ndarray) -> float:
     return abs(float(y.mean()) - float(ref.mean())) / 255.0
 
 
-def evaluate(enhance_fn, data_dir=None, fraction: float = data_mod.VALIDATION_FRACTION) -> dict:
+def evaluate(enhance_fn, data_dir=None, fraction: float = data_mod.VALIDATION_FRACTION,
+             exposure_from_reference: bool = False) -> dict:
     """Scores of enhance_fn (uint8 (H, W, 3) -> uint8 (H, W, 3)) on the held-out real pairs and photos.
+    exposure_from_reference: each pair is enhanced with enhance_fn(x, exposure=the reference's mean brightness),
+    the E an ideal automatic exposure would pick (the photos without a reference keep enhance_fn's own E).
 
     {"pairs": {...means}, "photos": {...means over the SICE dark frames and LOL photos}, "sice", "lol"
     (the photo means of each source), "input" (the same numbers for the unenhanced input), counts, seconds}."""
@@ -72,7 +75,7 @@ def evaluate(enhance_fn, data_dir=None, fraction: float = data_mod.VALIDATION_FR
     t0 = time.perf_counter()
     for dark, target in pairs:
         x, ref = read_rgb(dark), read_rgb(target)
-        y = enhance_fn(x)
+        y = enhance_fn(x, exposure=float(ref.mean()) / 255) if exposure_from_reference else enhance_fn(x)
         pair_rows.append({"psnr": psnr_uint8(y, ref), "ssim": ssim_uint8(y, ref),
                           "clipped_ref": clipped_beyond_uint8(y, ref), "ciede2000": ciede2000_uint8(y, ref),
                           "exposure_error": exposure_error(y, ref)})
@@ -108,8 +111,10 @@ def model_enhancer(name: str, weights=None, exposure=EXPOSURE_DEFAULT, iteration
                    denoise=DENOISE_DEFAULT):
     from lowlight_core import enhance
 
-    return lambda x: enhance(x, model=name, exposure=exposure, iterations=iterations, device="cpu", weights=weights,
-                             denoise=denoise)
+    def enhance_fn(x, exposure=exposure):
+        return enhance(x, model=name, exposure=exposure, iterations=iterations, device="cpu", weights=weights,
+                       denoise=denoise)
+    return enhance_fn
 
 
 def fmt(v, nd=3) -> str:
@@ -276,6 +281,9 @@ def main(argv=None) -> int:
     p.add_argument("--write", type=Path, help="write the held-out sets as PNG folders here and stop")
     p.add_argument("--denoise", type=parse_denoise, default=DENOISE_DEFAULT, metavar="S|auto",
                    help=f"enhance(..., denoise=S): a strength in [0, 1] or auto (default {DENOISE_DEFAULT})")
+    p.add_argument("--exposure-from-reference", action="store_true",
+                   help="enhance each real pair at E = its reference's mean brightness (what an ideal automatic "
+                        "exposure picks) instead of the default E")
     p.add_argument("--denoise-column", metavar="NAME", action="append", default=[],
                    help="add a column 'NAME + denoise auto' to the sheet (docs/real-photos.png has one for the default)")
     p.add_argument("--denoise-crop", type=Path, metavar="PNG",
@@ -306,9 +314,9 @@ def main(argv=None) -> int:
     fns = [(n, model_enhancer(n, weights.get(n), denoise=args.denoise)) for n in names]
     results = {}
     for name, fn in (fns if args.json or args.table or not args.sheet else []):  # --sheet alone only draws
-        results[name] = evaluate(fn, args.data)
+        results[name] = evaluate(fn, args.data, exposure_from_reference=args.exposure_from_reference)
         r = results[name]
-        r["denoise"] = args.denoise
+        r["denoise"], r["exposure_from_reference"] = args.denoise, args.exposure_from_reference
         print(f"{name} (denoise {args.denoise}): {r['pairs']['psnr']:.2f} dB / SSIM {r['pairs']['ssim']:.3f}; photos: "
               + ", ".join(f"{k} {v:.3f}" for k, v in r["photos"].items()) + f" ({r['seconds']:.0f} s)",
               file=sys.stderr)

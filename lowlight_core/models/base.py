@@ -15,6 +15,9 @@ Curve models (`CurveModel`) also declare `curve_space` ("rgb" or "value": the ph
 in the image's own dtype; None: the float path), have curve maps (`estimate_alpha`, `apply_curve`,
 `photo_curve`; the denoiser then calibrates on the input) and, with `photo_estimate = True`,
 `estimate_alpha_photo`: maps estimated at low resolution straight from the integer image.
+- `photo_enhance`: the model enhances the image in its own dtype from one whole-image decision,
+  `enhance_photo(image, exposure)` ((B, C, H, W) uint8 / uint16 / float, C in 1-4 -> the same; the bilateral
+  grid: the grid from the thumbnail, applied in one pass); the plan then runs it whole, with no float copy.
 
 A caller's own nn.Module passed to `enhance(model=module)` needs only `enhance(x, exposure, iterations)`
 ((B, 3, H, W) float in [0, 1] -> the same); it may set an int `receptive_radius` (default 0: run whole), or
@@ -50,6 +53,7 @@ class Contract:
     curve_maps: bool = False         # estimate_alpha / apply_curve / photo_curve
     photo_estimate: bool = False     # estimate_alpha_photo
     cpu_copy: bool = False
+    photo_enhance: bool = False      # enhance_photo
     exposure: str = "input"
 
     def __post_init__(self):
@@ -75,17 +79,23 @@ class Model(nn.Module):
     curve_space: str | None = None
     curve_maps: bool = False
     photo_estimate: bool = False
+    photo_enhance: bool = False
     exposure_mode: str | None = None  # None: "calibrate" for models with the exposure control, else "tone"
 
     def enhance(self, x: torch.Tensor, exposure, iterations: int) -> torch.Tensor:
         """(B, 3, H, W) float in [0, 1] -> enhanced, same shape, in [0, 1]; inference only."""
         raise NotImplementedError
 
+    def enhance_photo(self, image: torch.Tensor, exposure) -> torch.Tensor:
+        """Models with photo_enhance = True: enhance on the image in its own dtype and layout."""
+        raise NotImplementedError(f"{type(self).__name__} declares no photo enhance")
+
     @property
     def contract(self) -> Contract:
         return Contract(controls=frozenset(self.controls), receptive_radius=self.receptive_radius,
                         tile=self.inference_tile, curve_space=self.curve_space, curve_maps=self.curve_maps,
                         photo_estimate=self.photo_estimate, cpu_copy=self.cpu_copy,
+                        photo_enhance=self.photo_enhance,
                         exposure=self.exposure_mode or ("calibrate" if "exposure" in self.controls else "tone"))
 
 
