@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from lowlight_core.controls import EXPOSURE_DEFAULT
+from lowlight_core.controls import EXPOSURE_NOMINAL
 from lowlight_core.losses import dln_loss
 
 from .. import real_eval
@@ -83,11 +83,11 @@ class GridTask(ImageTask):
         return self.model(x) if exposure is None else self.model(x, exposure)
 
     def grid_labels(self, exposures):
-        return ["low (real, held out)", "E = the target's mean", f"E = {EXPOSURE_DEFAULT:g}", "normal (target)"]
+        return ["low (real, held out)", "E = the target's mean", f"E = {EXPOSURE_NOMINAL:g}", "normal (target)"]
 
     def grid_row(self, pair, exposures):
         low, normal = pair
-        return [low, self.preview(low, normal.mean()), self.preview(low, EXPOSURE_DEFAULT), normal]
+        return [low, self.preview(low, normal.mean()), self.preview(low, EXPOSURE_NOMINAL), normal]
 
     # ---- the card: the image models' card plus the real pairs at E = each reference's mean (an ideal auto E)
     @classmethod
