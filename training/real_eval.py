@@ -288,6 +288,9 @@ def main(argv=None) -> int:
                    help="add a column 'NAME + denoise auto' to the sheet (docs/real-photos.png has one for the default)")
     p.add_argument("--denoise-crop", type=Path, metavar="PNG",
                    help="write the 100 %% crop figure of denoise auto (docs/denoise-crop.png) and stop")
+    p.add_argument("--cards-from", type=Path, metavar="JSON",
+                   help="with --refresh-cards: take each model's default-settings scores from this --json output "
+                        "instead of measuring again (the card then has no denoise-off table)")
     p.add_argument("--refresh-cards", action="store_true",
                    help="re-measure the real-photo section (denoise off and auto) of each model's shipped card "
                         "(lowlight_core/weights/NAME.md) and stop")
@@ -305,8 +308,12 @@ def main(argv=None) -> int:
     if args.refresh_cards:
         from lowlight_core.models.registry import weights_path
 
+        measured = json.loads(args.cards_from.read_text()) if args.cards_from else {}
         for name in names:
-            ev = card_scores(name, weights.get(name), args.data)
+            if name in measured:
+                ev = {"real_photos": measured[name], "real_photos_denoise_off": None}
+            else:
+                ev = card_scores(name, weights.get(name), args.data)
             card = Path(weights.get(name) or weights_path(name)).with_suffix(".md")
             refresh_card(card, card_section(ev["real_photos"], ev["real_photos_denoise_off"]))
             print(f"{card}: real-photo section re-measured", file=sys.stderr)
