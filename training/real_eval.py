@@ -11,7 +11,7 @@ and iterations for the curve models), so `lowlight eval` on the folders written 
 
     python -m training.real_eval --write runs/real_val      # low/, high/ (pairs) and dark/ (LOL) as PNG
     python -m training.real_eval --models all --table docs/real-eval.md --sheet docs/real-photos.png \
-        --denoise-column zero_dce_pp
+        --old-defaults-column zero_dce_pp
     python -m training.real_eval --models zero_dce_pp dln --denoise auto --json runs/denoise_auto.json
     python -m training.real_eval --denoise-crop docs/denoise-crop.png     # 100 % crops, denoise off / auto
 """
@@ -239,7 +239,7 @@ def denoise_crop_figure(out_png: Path, data_dir=None, model: str = DEFAULT_MODEL
     scored = []
     for target, dark in darkest.items():
         x = read_rgb(dark)
-        scored.append((flat_noise(enhance(x, model=model, device="cpu")), dark, target))
+        scored.append((flat_noise(enhance(x, model=model, device="cpu", denoise=0)), dark, target))
     scored = sorted((s for s in scored if math.isfinite(s[0])), key=lambda s: s[0], reverse=True)[:k]
 
     def tile(a):
@@ -250,9 +250,10 @@ def denoise_crop_figure(out_png: Path, data_dir=None, model: str = DEFAULT_MODEL
     rows = []
     for _, dark, target in scored:
         x = read_rgb(dark)
-        rows.append([tile(x), tile(enhance(x, model=model, device="cpu")),
+        rows.append([tile(x), tile(enhance(x, model=model, device="cpu", denoise=0)),
                      tile(enhance(x, model=model, device="cpu", denoise="auto")), tile(read_rgb(target))])
-    plots.image_grid(rows, ["input", model, "+ denoise auto", "bright frame"], out_png, tile=crop)
+    plots.image_grid(rows, ["input", f"{model}, denoise off", "denoise auto (default)", "bright frame"], out_png,
+                     tile=crop)
     return [(d.name, t.name, n) for n, d, t in scored]
 
 
@@ -284,8 +285,9 @@ def main(argv=None) -> int:
     p.add_argument("--exposure-from-reference", action="store_true",
                    help="enhance each real pair at E = its reference's mean brightness (what an ideal automatic "
                         "exposure picks) instead of the default E")
-    p.add_argument("--denoise-column", metavar="NAME", action="append", default=[],
-                   help="add a column 'NAME + denoise auto' to the sheet (docs/real-photos.png has one for the default)")
+    p.add_argument("--old-defaults-column", metavar="NAME", action="append", default=[],
+                   help="add a column 'NAME E 0.6, no denoise' to the sheet (the defaults before exposure and "
+                        "denoise were auto; docs/real-photos.png has one for the default model)")
     p.add_argument("--denoise-crop", type=Path, metavar="PNG",
                    help="write the 100 %% crop figure of denoise auto (docs/denoise-crop.png) and stop")
     p.add_argument("--cards-from", type=Path, metavar="JSON",
@@ -333,7 +335,8 @@ def main(argv=None) -> int:
     if args.table and results:
         args.table.write_text("\n".join(table_rows(results)) + "\n")
     if args.sheet:
-        extra = [(f"{n} +denoise", model_enhancer(n, weights.get(n), denoise="auto")) for n in args.denoise_column]
+        extra = [(f"{n} E 0.6, no denoise", model_enhancer(n, weights.get(n), exposure=0.6, denoise=0))
+                 for n in args.old_defaults_column]
         real_photo_sheet(fns + extra, args.sheet, args.data)
     return 0
 
