@@ -275,6 +275,25 @@ def test_photo_value_curve_every_integer_value(native, dtype):
     assert torch.equal(native.photo_value_curve(image, torch.zeros_like(alpha), 8), image)
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.uint16])
+@pytest.mark.parametrize("color", [1, 3])
+def test_photo_value_curve_keeps_every_alpha_value(native, dtype, color):
+    """Interleaved gray + alpha and RGBA integer photos (their row kernel stores alpha with the colour values):
+    every uint8 / uint16 value of the alpha channel comes back unchanged, in the vector body of the row and in
+    its scalar tail (the last 7 pixels)."""
+    top = 255 if dtype == torch.uint8 else 65535
+    values = torch.arange(top + 1)
+    alpha_channel = torch.cat([values, values[:7]])
+    width = alpha_channel.numel()
+    colour = torch.arange(width).remainder(top // 2).expand(color, width)
+    image = torch.cat([colour, alpha_channel[None]]).to(dtype).view(1, color + 1, 1, width)
+    image = image.contiguous(memory_format=torch.channels_last)
+    alpha = torch.full((1, 1, 1, width), 0.7)
+    got = native.photo_value_curve(image, alpha, 8)
+    assert torch.equal(got[:, color:], image[:, color:])
+    assert_photo_equal(got, reference.photo_value_curve(image, alpha, 8), exact=True)
+
+
 def test_photo_value_curve_is_the_models_value_curve(native):
     """The reference is value_curve (what the models train with) with each step's maps averaged over RGB,
     clamped: on float images they agree to float rounding, so the op is the model's curve."""
