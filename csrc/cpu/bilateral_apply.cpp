@@ -24,6 +24,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../bilateral_apply.h"
 #include "simd.h"  // LOWLIGHT_CLONES, LL_INLINE
 
 // The reference's IEEE operations one by one: a fused multiply-add would move integer results across a rounding
@@ -33,7 +34,7 @@
 
 namespace {
 
-constexpr int64_t kCoeffs = 12;          // a 3 x 4 affine matrix per grid cell (reference.GRID_COEFFS)
+constexpr int64_t kCoeffs = lowlight::kGridCoeffs;
 constexpr int kLanes = 16;               // pixels per vector (one AVX-512 register of floats)
 constexpr int64_t kChunk = 256;          // pixels staged per step: 3 float arrays of 1 KB stay in L1
 constexpr int64_t kRowGrainValues = 65536;  // values per parallel task: amortizes the thread hand-off
@@ -333,33 +334,8 @@ void bilateral_forward(const Shape& s, const at::Tensor& image, at::Tensor& out,
   });
 }
 
-void check_bilateral_inputs(const at::Tensor& image, const at::Tensor& grid, const at::Tensor& guide) {
-  const char* op = "bilateral_apply";
-  TORCH_CHECK(image.dim() == 4, op, ": image must be 4-D (B, C, H, W), got ", image.dim(), "-D");
-  const auto t = image.scalar_type();
-  TORCH_CHECK(t == at::kByte || t == at::kUInt16 || t == at::kHalf || t == at::kBFloat16 || t == at::kFloat ||
-                  t == at::kDouble,
-              op, ": image must be uint8, uint16, float16, bfloat16, float32 or float64, got ", t);
-  TORCH_CHECK(image.size(1) >= 1 && image.size(1) <= 4, op, ": image must have 1-4 channels, got ", image.size(1));
-  TORCH_CHECK(image.size(2) >= 1 && image.size(3) >= 1, op, ": image has an empty dimension: ", image.sizes());
-  TORCH_CHECK(grid.dim() == 5, op, ": grid must be 5-D (B, ", kCoeffs, ", D, Gh, Gw), got ", grid.dim(), "-D");
-  TORCH_CHECK(grid.scalar_type() == at::kFloat, op, ": grid must be float32, got ", grid.scalar_type());
-  TORCH_CHECK(grid.device() == image.device(), op, ": grid is on ", grid.device(), " but image is on ",
-              image.device());
-  TORCH_CHECK(grid.size(0) == image.size(0), op, ": grid batch ", grid.size(0), " != image batch ", image.size(0));
-  TORCH_CHECK(grid.size(1) == kCoeffs, op, ": grid must have ", kCoeffs, " coefficients (a 3 x 4 matrix) per cell, got ",
-              grid.size(1));
-  TORCH_CHECK(grid.size(2) >= 1 && grid.size(3) >= 1 && grid.size(4) >= 1, op, ": grid has an empty dimension: ",
-              grid.sizes());
-  TORCH_CHECK(guide.dim() == 1 && guide.size(0) == 4, op, ": guide must be (4,) (w_r, w_g, w_b, bias), got shape ",
-              guide.sizes());
-  TORCH_CHECK(guide.scalar_type() == at::kFloat, op, ": guide must be float32, got ", guide.scalar_type());
-  TORCH_CHECK(guide.device() == image.device(), op, ": guide is on ", guide.device(), " but image is on ",
-              image.device());
-}
-
 at::Tensor bilateral_apply_cpu(const at::Tensor& image, const at::Tensor& grid_in, const at::Tensor& guide_in) {
-  check_bilateral_inputs(image, grid_in, guide_in);
+  lowlight::check_bilateral_inputs(image, grid_in, guide_in);
   at::Tensor out = at::empty_like(image);  // the fake kernel's rule: same dtype and memory layout
   if (out.numel() == 0) return out;
   const at::Tensor grid = grid_in.contiguous();

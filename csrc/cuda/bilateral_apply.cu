@@ -9,12 +9,13 @@
 
 #include <cstdint>
 
+#include "../bilateral_apply.h"
 #include "common.cuh"
 
 namespace lowlight_cuda {
 namespace {
 
-constexpr int kCoeffs = 12;  // a 3 x 4 affine matrix per grid cell (reference.GRID_COEFFS)
+constexpr int kCoeffs = static_cast<int>(lowlight::kGridCoeffs);
 
 struct BilateralArgs {
   int64_t B, C, H, W;
@@ -122,28 +123,8 @@ void launch_bilateral(const at::Tensor& image, const at::Tensor& grid, const at:
 at::Tensor bilateral_apply_cuda(const at::Tensor& image, const at::Tensor& grid_in, const at::Tensor& guide_in) {
   const char* op = "bilateral_apply";
   TORCH_CHECK(image.is_cuda(), op, ": image must be a CUDA tensor, got one on ", image.device());
-  TORCH_CHECK(image.dim() == 4, op, ": image must be 4-D (B, C, H, W), got ", image.dim(), "-D");
+  lowlight::check_bilateral_inputs(image, grid_in, guide_in);
   const auto t = image.scalar_type();
-  TORCH_CHECK(t == at::kByte || t == at::kUInt16 || t == at::kHalf || t == at::kBFloat16 || t == at::kFloat ||
-                  t == at::kDouble,
-              op, ": image must be uint8, uint16, float16, bfloat16, float32 or float64, got ", t);
-  TORCH_CHECK(image.size(1) >= 1 && image.size(1) <= 4, op, ": image must have 1-4 channels, got ", image.size(1));
-  TORCH_CHECK(image.size(2) >= 1 && image.size(3) >= 1, op, ": image has an empty dimension: ", image.sizes());
-  TORCH_CHECK(grid_in.dim() == 5, op, ": grid must be 5-D (B, ", kCoeffs, ", D, Gh, Gw), got ", grid_in.dim(), "-D");
-  TORCH_CHECK(grid_in.scalar_type() == at::kFloat, op, ": grid must be float32, got ", grid_in.scalar_type());
-  TORCH_CHECK(grid_in.device() == image.device(), op, ": grid is on ", grid_in.device(), " but image is on ",
-              image.device());
-  TORCH_CHECK(grid_in.size(0) == image.size(0), op, ": grid batch ", grid_in.size(0), " != image batch ",
-              image.size(0));
-  TORCH_CHECK(grid_in.size(1) == kCoeffs, op, ": grid must have ", kCoeffs,
-              " coefficients (a 3 x 4 matrix) per cell, got ", grid_in.size(1));
-  TORCH_CHECK(grid_in.size(2) >= 1 && grid_in.size(3) >= 1 && grid_in.size(4) >= 1, op,
-              ": grid has an empty dimension: ", grid_in.sizes());
-  TORCH_CHECK(guide_in.dim() == 1 && guide_in.size(0) == 4, op,
-              ": guide must be (4,) (w_r, w_g, w_b, bias), got shape ", guide_in.sizes());
-  TORCH_CHECK(guide_in.scalar_type() == at::kFloat, op, ": guide must be float32, got ", guide_in.scalar_type());
-  TORCH_CHECK(guide_in.device() == image.device(), op, ": guide is on ", guide_in.device(), " but image is on ",
-              image.device());
   const c10::cuda::CUDAGuard device_guard(image.device());
   at::Tensor out = at::empty_like(image);  // the fake kernel's rule: same dtype and memory layout
   if (out.numel() == 0) return out;
