@@ -54,6 +54,7 @@ DENOISE_EPS_SCALE = 3.0            # strength 1: eps = 3 x the window's luminanc
 DENOISE_AUTO_NOISE = 0.02          # auto: full strength when the amplified noise std reaches 2 % of full scale
 DENOISE_GAIN_FLOOR = 1.0 / 255     # gain = mean(out) / max(mean(in), floor) (guided_denoise; a compiled-in macro)
 DENOISE_EPS_FLOOR = 1.0 / (12 * 255 ** 2)  # least eps of the chroma estimate: 8-bit rounding noise (a macro too)
+DENOISE_STRIP_PIXELS = 2 ** 21     # the filter runs on strips of about this many pixels (memory: a few strips)
 
 # ---------------------------------------------------------------- sequences and video (lowlight_core.sequence, .video)
 TEMPORAL_RADIUS = 4                # frames either side of a frame whose decisions and pixels its result may use
