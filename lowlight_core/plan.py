@@ -137,7 +137,9 @@ class Plan:
         if self.engine.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            return self.engine.net.enhance(x, exposure=e, iterations=iterations)
+            y = self.engine.net.enhance(x, exposure=e, iterations=iterations)
+        self.engine.check_finite(y, _NAN_IMAGE)  # else its NaN brightness would surface as a NaN exposure
+        return y
 
     def decide(self) -> tuple[list[float], list[float]]:
         """(the E input the model gets, the tone stage's alpha) per image, so that each result's brightness is
