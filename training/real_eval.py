@@ -308,10 +308,10 @@ def main(argv=None) -> int:
     weights = dict(w.split("=", 1) for w in args.weights)
     names = [m.name for m in list_models() if has_weights(m.name)] if args.models == ["all"] else args.models
     if args.refresh_cards:
-        from lowlight_core.models.registry import weights_path
+        from lowlight_core.models.registry import get_model_info, weights_path
 
         measured = json.loads(args.cards_from.read_text()) if args.cards_from else {}
-        for name in names:
+        for name in [n for n in names if get_model_info(n).kind != "classical"]:  # classical models: no card
             if name in measured:
                 ev = {"real_photos": measured[name], "real_photos_denoise_off": None}
             else:
