@@ -49,13 +49,12 @@ def check_controls(iterations, exposure=EXPOSURE_DEFAULT, tile=None, denoise=DEN
         raise TypeError(f"iterations must be an integer, got {iterations!r}")
     if not 1 <= iterations <= MAX_ITERATIONS:
         raise ValueError(f"iterations must be in [1, {MAX_ITERATIONS}], got {iterations}")
-    if isinstance(exposure, str) and exposure == EXPOSURE_AUTO:
-        exposure = EXPOSURE_RANGE[0]  # valid
-    if isinstance(exposure, bool) or not isinstance(exposure, numbers.Real):
-        raise TypeError(f"exposure must be a number or {EXPOSURE_AUTO!r}, got {exposure!r}")
-    lo, hi = EXPOSURE_RANGE
-    if not (math.isfinite(exposure) and lo <= exposure <= hi):
-        raise ValueError(f"exposure must be in [{lo}, {hi}], got {exposure}")
+    if not (isinstance(exposure, str) and exposure == EXPOSURE_AUTO):
+        if isinstance(exposure, bool) or not isinstance(exposure, numbers.Real):
+            raise TypeError(f"exposure must be a number or {EXPOSURE_AUTO!r}, got {exposure!r}")
+        lo, hi = EXPOSURE_RANGE
+        if not (math.isfinite(exposure) and lo <= exposure <= hi):
+            raise ValueError(f"exposure must be in [{lo}, {hi}], got {exposure}")
     if tile is not None and (isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or tile < 0):
         raise ValueError(f"tile must be None (automatic), 0 (never tile) or a positive size in pixels, got {tile!r}")
 

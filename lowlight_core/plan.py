@@ -19,7 +19,6 @@ import torch
 
 from . import exposure as exposure_mod
 from .controls import EXPOSURE_AUTO, EXPOSURE_NOMINAL, ITERATIONS_DEFAULT, MAX_ITERATIONS
-from .exposure import CALIBRATE_TOLERANCE
 from .frames import Frames, to_frames
 from .models.base import contract_of, inference_model
 
@@ -148,18 +147,25 @@ class Plan:
         their maps serve every iteration count (more steps brighten more), so a caller may keep them
         (curve_maps) and re-apply the curve only."""
         if self._decided is None:
-            mode, n, steps = self.engine.contract.exposure, len(self.targets), ITERATIONS_DEFAULT
-            inputs, tones = list(self.targets), [0.0] * n
-            if mode == "calibrate":
-                inputs = [exposure_mod.calibrate(lambda e, b=b: exposure_mod.brightness(self._probe_result(b, e, steps)),
-                                                 self.targets[b]) for b in range(n)]
-            if mode != "input":
-                for b in range(n):
-                    if mode == "tone":
-                        inputs[b] = EXPOSURE_NOMINAL
-                    y = self._probe_result(b, inputs[b], steps)
-                    if mode == "tone" or abs(exposure_mod.brightness(y) - self.targets[b]) > 2 * CALIBRATE_TOLERANCE:
-                        tones[b] = exposure_mod.fit_tone(y, self.targets[b])
+            mode, steps = self.engine.contract.exposure, ITERATIONS_DEFAULT
+            inputs, tones = [], []
+            for b, target in enumerate(self.targets):
+                e, tone = target, 0.0
+                if mode == "tone":
+                    e = EXPOSURE_NOMINAL
+                    tone = exposure_mod.fit_tone(self._probe_result(b, e, steps), target)
+                elif mode == "calibrate":
+                    results = {}  # every E input tried: calibrate returns one of them, so its result is here
+
+                    def result_brightness(e_in, b=b):
+                        results[e_in] = self._probe_result(b, e_in, steps)
+                        return exposure_mod.brightness(results[e_in])
+
+                    e = exposure_mod.calibrate(result_brightness, target)
+                    if abs(exposure_mod.brightness(results[e]) - target) > 2 * exposure_mod.CALIBRATE_TOLERANCE:
+                        tone = exposure_mod.fit_tone(results[e], target)  # beyond the E input's reach
+                inputs.append(e)
+                tones.append(tone)
             self._decided = (inputs, tones)
         return self._decided
 
