@@ -54,26 +54,12 @@ __device__ __forceinline__ A load_value(const T* p, float scale) {
   return scale > 0.f ? v / static_cast<A>(scale) : clamp01(v);
 }
 
-template <typename T, typename A>
-__device__ __forceinline__ T store_value(A y, float scale) {
-  if constexpr (std::is_integral_v<T>) {
-    return static_cast<T>(__float2int_rn(static_cast<float>(y) * scale));  // round half to even, like torch.round
-  } else {
-    return static_cast<T>(y);
-  }
-}
-
 template <typename T, typename A, typename index_t>
 __global__ void __launch_bounds__(kThreads)
     bilateral_apply_kernel(const T* __restrict__ x, T* __restrict__ y, const float* __restrict__ grid,
                            const float* __restrict__ guide, BilateralArgs a, index_t total) {
   LOWLIGHT_GRID_STRIDE(index_t, p, total) {
-    const index_t X = p % a.W;
-    const index_t row = p / a.W;
-    const index_t Y = row % a.H;
-    const index_t b = row / a.H;
-    const T* xp = x + b * a.xs[0] + Y * a.xs[2] + X * a.xs[3];
-    T* yp = y + b * a.ys[0] + Y * a.ys[2] + X * a.ys[3];
+    const auto [b, Y, X, xp, yp] = strided_pixel(p, a.H, a.W, x, a.xs, y, a.ys);
     A v[3];
     for (int c = 0; c < 3; ++c) v[c] = c < a.color ? load_value<T, A>(xp + c * a.xs[1], a.scale) : v[0];
     const A gd = clamp01(((v[0] * A(guide[0]) + v[1] * A(guide[1])) + v[2] * A(guide[2])) + A(guide[3]));

@@ -107,6 +107,40 @@ __device__ T block_sum(T v) {
   return v;
 }
 
+// Pixel p (in b, y, x order) of a B x H x W image read and written in place through its own strides (b, c, y, x),
+// so that any memory layout (an H x W x C photo is channels_last) needs no copy. in / out: its channel 0.
+template <typename T, typename index_t>
+struct StridedPixel {
+  index_t b, Y, X;
+  const T* in;
+  T* out;
+};
+
+template <typename T, typename index_t>
+__device__ __forceinline__ StridedPixel<T, index_t> strided_pixel(index_t p, int64_t H, int64_t W, const T* x,
+                                                                  const int64_t (&xs)[4], T* y,
+                                                                  const int64_t (&ys)[4]) {
+  StridedPixel<T, index_t> q;
+  q.X = p % W;
+  const index_t row = p / W;
+  q.Y = row % H;
+  q.b = row / H;
+  q.in = x + q.b * xs[0] + q.Y * xs[2] + q.X * xs[3];
+  q.out = y + q.b * ys[0] + q.Y * ys[2] + q.X * ys[3];
+  return q;
+}
+
+// A result y in [0, 1] stored as T: integer images scaled by `scale` (255, 65535) and rounded half to even, like
+// torch.round; floating-point images converted.
+template <typename T, typename A>
+__device__ __forceinline__ T store_value(A y, float scale) {
+  if constexpr (std::is_integral_v<T>) {
+    return static_cast<T>(__float2int_rn(static_cast<float>(y) * scale));
+  } else {
+    return static_cast<T>(y);
+  }
+}
+
 template <typename scalar_t>
 __device__ __forceinline__ scalar_t from_double(double v) {
   if constexpr (std::is_same_v<scalar_t, double>) {

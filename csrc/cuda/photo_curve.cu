@@ -49,26 +49,12 @@ __device__ __forceinline__ float load_value(const T* p, float scale) {
   return scale > 0.f ? v / scale : fminf(fmaxf(v, 0.f), 1.f);
 }
 
-template <typename T>
-__device__ __forceinline__ T store_value(float y, float scale) {
-  if constexpr (std::is_integral_v<T>) {
-    return static_cast<T>(__float2int_rn(y * scale));  // round half to even, like torch.round
-  } else {
-    return static_cast<T>(y);
-  }
-}
-
 template <typename T, typename index_t>
 __global__ void __launch_bounds__(kThreads)
     photo_curve_kernel(const T* __restrict__ x, T* __restrict__ y, const float* __restrict__ alpha, PhotoArgs a,
                        index_t total) {
   LOWLIGHT_GRID_STRIDE(index_t, p, total) {
-    const index_t X = p % a.W;
-    const index_t row = p / a.W;
-    const index_t Y = row % a.H;
-    const index_t b = row / a.H;
-    const T* xp = x + b * a.xs[0] + Y * a.xs[2] + X * a.xs[3];
-    T* yp = y + b * a.ys[0] + Y * a.ys[2] + X * a.ys[3];
+    const auto [b, Y, X, xp, yp] = strided_pixel(p, a.H, a.W, x, a.xs, y, a.ys);
     const Tap ty = tap(static_cast<int>(Y), a.scale_h, a.h), tx = tap(static_cast<int>(X), a.scale_w, a.w);
     const int64_t plane = static_cast<int64_t>(a.h) * a.w;
     const int64_t o00 = static_cast<int64_t>(ty.i0) * a.w + tx.i0, o01 = static_cast<int64_t>(ty.i0) * a.w + tx.i1;
@@ -101,12 +87,7 @@ __global__ void __launch_bounds__(kThreads)
     photo_value_curve_kernel(const T* __restrict__ x, T* __restrict__ y, const float* __restrict__ alpha,
                              PhotoArgs a, index_t total) {
   LOWLIGHT_GRID_STRIDE(index_t, p, total) {
-    const index_t X = p % a.W;
-    const index_t row = p / a.W;
-    const index_t Y = row % a.H;
-    const index_t b = row / a.H;
-    const T* xp = x + b * a.xs[0] + Y * a.xs[2] + X * a.xs[3];
-    T* yp = y + b * a.ys[0] + Y * a.ys[2] + X * a.ys[3];
+    const auto [b, Y, X, xp, yp] = strided_pixel(p, a.H, a.W, x, a.xs, y, a.ys);
     const Tap ty = tap(static_cast<int>(Y), a.scale_h, a.h), tx = tap(static_cast<int>(X), a.scale_w, a.w);
     const int64_t plane = static_cast<int64_t>(a.h) * a.w;
     const int64_t o00 = static_cast<int64_t>(ty.i0) * a.w + tx.i0, o01 = static_cast<int64_t>(ty.i0) * a.w + tx.i1;
