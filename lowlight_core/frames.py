@@ -70,9 +70,51 @@ class Frames:
                 z = z.mul_(self.scale).round_().clamp_(0, self.scale)
             out[b:b + 1, :self.color].copy_(z)
 
+    def denoise_learned(self, out: torch.Tensor, net, windows, measure_output: bool = False, model=None) -> None:
+        """Denoises the colour channels of out in place with a learned denoiser `net` (lowlight_core.denoise_net),
+        image by image, window by window (`windows`: plan.windows with an even core and the net's receptive
+        radius as halo, so the result is the untiled one): each window reads the input and out with its halo
+        and writes its core into a copy of the image's channels (later windows read undenoised halos), which
+        then replaces them. measure_output and model as in denoise()."""
+        from . import denoise_net
+        from .noise import calibrate, estimate_noise
+
+        for b in range(out.shape[0]):
+            m = model if model is not None else estimate_noise(self._float(self.pixels[b:b + 1, :self.color]))
+            if measure_output:
+                m = calibrate(m, self._float(self.pixels[b:b + 1, :self.color]), self._float(out[b:b + 1, :self.color]))
+            if m.a == 0 and m.b == 0:
+                continue  # no measurable noise: nothing to remove
+            res = torch.empty_like(out[b:b + 1, :self.color])
+            for w in windows:
+                rows, cols = _even_start(w.in_rows), _even_start(w.in_cols)
+                x = self._window(self.pixels, b, rows, cols)
+                y = self._window(out, b, rows, cols)
+                z = denoise_net.apply(net, x, y, m.a, m.b)
+                z = z[:, :, w.rows.start - rows.start:w.rows.stop - rows.start,
+                      w.cols.start - cols.start:w.cols.stop - cols.start]
+                if self.color == 1:
+                    z = z.mean(dim=1, keepdim=True)
+                if self.scale:
+                    z = z.mul(self.scale).round_().clamp_(0, self.scale)
+                res[:, :, w.rows, w.cols].copy_(z)
+            out[b:b + 1, :self.color].copy_(res)
+
+    def _window(self, t: torch.Tensor, b: int, rows: slice, cols: slice) -> torch.Tensor:
+        """float32 (1, 3, h, w) in [0, 1] on the CPU: the colour channels of a window of t (pixels or out)."""
+        x = t[b:b + 1, :self.color, rows, cols].to("cpu", torch.float32)
+        x = x / self.scale if self.scale else x.clamp(0, 1)
+        return x.repeat(1, 3, 1, 1) if self.color == 1 else x
+
     def copy_alpha(self) -> None:
         if self.pixels.shape[1] > self.color:
             self.out[:, self.color:].copy_(self.pixels[:, self.color:])
+
+
+def _even_start(s: slice) -> slice:
+    """The window one pixel larger at its start when that is odd: the denoiser's 2 x 2 blocks then fall on the
+    image's own grid in every window (the extra pixel is context, within the halo's reach)."""
+    return slice(s.start - s.start % 2, s.stop)
 
 
 def _check_shape(shape, channels: int, layout: str) -> None:
