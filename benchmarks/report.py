@@ -17,7 +17,7 @@ from collections import defaultdict
 def impl_of(name: str) -> str:
     if name.startswith("test_copy_rate"):
         return "copy"
-    m = re.search(r"[-\[](native|eager|compiled)[-\]]", name)
+    m = re.search(r"[-\[](native|eager|compiled|copy)[-\]]", name)
     return m.group(1) if m else name
 
 

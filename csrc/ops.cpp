@@ -23,6 +23,11 @@ TORCH_LIBRARY(lowlight, m) {
   // clamped. A separate op rather than a flag of photo_curve: alpha's channels mean something else (k maps,
   // not 3k) and the fake kernel and checks stay per op. See reference.photo_value_curve.
   m.def("photo_value_curve(Tensor image, Tensor alpha, int iterations) -> Tensor");
+  // A bilateral grid of affine colour transforms (HDRNet) applied to image (as photo_curve's, also float16 /
+  // bfloat16) in its own dtype and layout: grid (B, 12, D, Gh, Gw) float32, a 3 x 4 matrix per cell, sliced
+  // trilinearly at each pixel's position and guidance clamp(w . rgb + bias, 0, 1), guide = (w_r, w_g, w_b, bias)
+  // float32; out = clamp(A [r, g, b, 1], 0, 1). Forward only (inference). See reference.bilateral_apply.
+  m.def("bilateral_apply(Tensor image, Tensor grid, Tensor guide) -> Tensor");
   // float32 (B, C, height, width) block means of image (adaptive average pooling) in its own units.
   m.def("area_reduce(Tensor image, int height, int width) -> Tensor");
   // Noise-aware self-guided filter of an enhanced image x (B, 1|3, H, W) given the image it was enhanced from

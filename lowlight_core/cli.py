@@ -1,6 +1,6 @@
 """The `lowlight` command: enhance files and folders, evaluate models against references, list models.
 
-    lowlight enhance INPUT... -o OUTDIR [--model NAME] [--iterations N] [--exposure E] [--denoise S|auto]
+    lowlight enhance INPUT... -o OUTDIR [--model NAME] [--iterations N] [--exposure E|auto] [--denoise S|auto]
                      [--device D] [--tile T] [--per-frame] [--video-codec C] [--quality CRF]
                      (images, and video clips: .mp4 .mov .mkv .avi .webm, through lowlight_core.video)
     lowlight eval --low DIR --high DIR [--model NAME ...] [--denoise S|auto] [--json FILE]
@@ -43,22 +43,25 @@ def _error(message: str) -> None:
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     # Ranges are checked (and stated in the error) by lowlight_core.inference; controls is torch-free, so
     # --help stays fast.
-    from .controls import (DENOISE_AUTO, DENOISE_DEFAULT, DENOISE_RANGE, EXPOSURE_DEFAULT, EXPOSURE_RANGE,
-                           ITERATIONS_DEFAULT, MAX_ITERATIONS, parse_denoise)
+    from .controls import (DENOISE_AUTO, DENOISE_DEFAULT, DENOISE_RANGE, EXPOSURE_AUTO, EXPOSURE_DEFAULT,
+                           EXPOSURE_RANGE, ITERATIONS_DEFAULT, MAX_ITERATIONS, parse_denoise, parse_exposure)
 
-    def denoise_arg(text):
-        try:
-            return parse_denoise(text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
+    def argument(parse):
+        def parsed(text):
+            try:
+                return parse(text)
+            except ValueError as e:
+                raise argparse.ArgumentTypeError(str(e)) from None
+        return parsed
 
     p.add_argument("--iterations", type=int, default=ITERATIONS_DEFAULT,
                    help=f"curve steps, 1-{MAX_ITERATIONS} (default {ITERATIONS_DEFAULT})")
-    p.add_argument("--exposure", type=float, default=EXPOSURE_DEFAULT,
-                   help=f"target exposure E, {EXPOSURE_RANGE[0]}-{EXPOSURE_RANGE[1]} (default {EXPOSURE_DEFAULT})")
-    p.add_argument("--denoise", type=denoise_arg, default=DENOISE_DEFAULT, metavar="S|auto",
+    p.add_argument("--exposure", type=argument(parse_exposure), default=EXPOSURE_DEFAULT, metavar="E|auto",
+                   help=f"target exposure E (the result's mean brightness), {EXPOSURE_RANGE[0]}-{EXPOSURE_RANGE[1]}, "
+                        f"or {EXPOSURE_AUTO} (predicted from the whole photo; default {EXPOSURE_DEFAULT})")
+    p.add_argument("--denoise", type=argument(parse_denoise), default=DENOISE_DEFAULT, metavar="S|auto",
                    help=f"noise-aware denoising strength {DENOISE_RANGE[0]:g}-{DENOISE_RANGE[1]:g}, or {DENOISE_AUTO} "
-                        f"(from the photo's estimated noise and the enhancement's gain; default {DENOISE_DEFAULT}: off)")
+                        f"(from the photo's estimated noise and the enhancement's gain; default {DENOISE_DEFAULT}); 0: off")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--tile", type=int, default=None,
                    help="tile size in pixels for full-resolution networks (default: automatic; 0: never tile)")

@@ -8,29 +8,42 @@ from __future__ import annotations
 
 # ---------------------------------------------------------------- user controls
 DEFAULT_MODEL = "zero_dce_pp"      # the model enhance(), the CLI, the demo and the napari widget pick by default
-EXPOSURE_DEFAULT = 0.6             # target exposure E (mean brightness of the result)
+EXPOSURE_AUTO = "auto"             # exposure: predicted from the whole photo (lowlight_core.exposure)
+EXPOSURE_DEFAULT = EXPOSURE_AUTO   # target exposure E (mean brightness of the result) of enhance, CLI, napari
+EXPOSURE_NOMINAL = 0.6             # E of a model called directly (model.enhance) and of training without one
 EXPOSURE_RANGE = (0.3, 0.9)        # accepted by enhance(), the CLI and the widget's slider
 EXPOSURE_TRAIN_RANGE = (0.3, 0.8)  # E ~ U(lo, hi) per training sample of the E-conditioned curve models
 EXPOSURE_GRID = (0.4, 0.5, 0.6, 0.7)  # the E columns of training grids and model cards
 ITERATIONS_DEFAULT = 8             # curve steps
 MAX_ITERATIONS = 64                # curve steps allowed (also the size of the kernels' per-pixel step arrays)
-DENOISE_DEFAULT = 0                # denoise strength: 0 (off: output bit-identical to no denoising), a number in
+DENOISE_AUTO = "auto"              # denoise strength: 0 (off: output bit-identical to no denoising), a number in
 DENOISE_RANGE = (0.0, 1.0)         # DENOISE_RANGE, or DENOISE_AUTO (picked from the input's estimated noise)
-DENOISE_AUTO = "auto"
+DENOISE_DEFAULT = DENOISE_AUTO
 DENOISE_SLIDER_STEPS = 20          # the napari slider: 0, 0.05, ..., 1 (plus an "auto" box)
+DENOISE_SLIDER_START = 0.5         # where the napari sliders start while their "auto" box is on
 
+
+
+def _parse_auto(text: str, name: str, bounds: tuple[float, float]):
+    text = str(text).strip().lower()
+    if text == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a number in [{bounds[0]:g}, {bounds[1]:g}] or 'auto', "
+                         f"got {text!r}") from None
 
 
 def parse_denoise(text: str):
     """A denoise value from text (CLI, scripts): 'auto' or a number (its range is checked by enhance)."""
-    text = str(text).strip().lower()
-    if text == DENOISE_AUTO:
-        return DENOISE_AUTO
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"denoise must be a number in [{DENOISE_RANGE[0]:g}, {DENOISE_RANGE[1]:g}] or "
-                         f"{DENOISE_AUTO!r}, got {text!r}") from None
+    return _parse_auto(text, "denoise", DENOISE_RANGE)
+
+
+def parse_exposure(text: str):
+    """An exposure value from text (CLI, scripts): 'auto' or a number (its range is checked by enhance)."""
+    return _parse_auto(text, "exposure", EXPOSURE_RANGE)
+
 
 
 # ---------------------------------------------------------------- denoise (lowlight_core.noise, ops.guided_denoise)
@@ -41,6 +54,7 @@ DENOISE_EPS_SCALE = 3.0            # strength 1: eps = 3 x the window's luminanc
 DENOISE_AUTO_NOISE = 0.02          # auto: full strength when the amplified noise std reaches 2 % of full scale
 DENOISE_GAIN_FLOOR = 1.0 / 255     # gain = mean(out) / max(mean(in), floor) (guided_denoise; a compiled-in macro)
 DENOISE_EPS_FLOOR = 1.0 / (12 * 255 ** 2)  # least eps of the chroma estimate: 8-bit rounding noise (a macro too)
+DENOISE_STRIP_PIXELS = 2 ** 21     # the filter runs on strips of about this many pixels (memory: a few strips)
 
 # ---------------------------------------------------------------- sequences and video (lowlight_core.sequence, .video)
 TEMPORAL_RADIUS = 4                # frames either side of a frame whose decisions and pixels its result may use

@@ -1,6 +1,6 @@
 """`make demo`: enhance the bundled dark sample with the shipped Zero-DCE++ weights and write the result.
 
-python -m lowlight_core.demo [--out DIR] [--model NAME] [--exposure E]
+python -m lowlight_core.demo [--out DIR] [--model NAME] [--exposure E|auto]
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lowlight_core.controls import DEFAULT_MODEL, EXPOSURE_DEFAULT
+from lowlight_core.controls import DEFAULT_MODEL, EXPOSURE_DEFAULT, parse_exposure
 
 SAMPLE = Path(__file__).parent / "data" / "sample_dark.png"
 
@@ -19,7 +19,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
     parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--exposure", type=float, default=EXPOSURE_DEFAULT)
+    parser.add_argument("--exposure", type=parse_exposure, default=EXPOSURE_DEFAULT, help="E or auto (default)")
     args = parser.parse_args(argv)
 
     from lowlight_core import io, ops

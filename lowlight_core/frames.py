@@ -8,6 +8,8 @@ import warnings
 import numpy as np
 import torch
 
+from .controls import DENOISE_STRIP_PIXELS
+
 FLOAT_TOLERANCE = 1e-3
 PIL_MODES = ("L", "LA", "RGB", "RGBA", "I;16", "F")
 _SCALE = {torch.uint8: 255.0, torch.uint16: 65535.0}
@@ -58,17 +60,34 @@ class Frames:
         """Denoises the colour channels of out (B, C, H, W, the pixels' dtype and layout) in place, image by
         image, given the input pixels (lowlight_core.noise.denoise: guided filter scaled by the local gain;
         measure_output: the noise model calibrated on the output, for models without curve maps; model: the
-        input's noise model when already known (one image), else estimated)."""
-        from .noise import denoise
+        input's noise model when already known (one image), else estimated). The weights are decided on the
+        whole image, then the filter runs in strips of about DENOISE_STRIP_PIXELS with FILTER_RADIUS rows of
+        context (the untiled result, within a peak of a few strips' floats)."""
+        from .noise import FILTER_RADIUS, filter_weights, guided
 
+        height, width = out.shape[2:]
+        rows = max(FILTER_RADIUS, DENOISE_STRIP_PIXELS // width)
         for b in range(out.shape[0]):
             x, y = self._float(self.pixels[b:b + 1, :self.color]), self._float(out[b:b + 1, :self.color])
-            z = denoise(x, y, strength, model=model, measure_output=measure_output)
-            if z is y:
+            noise, luma, chroma = filter_weights(x, y, strength, model, measure_output)
+            del x, y
+            if luma == 0 and chroma == 0:
                 continue
-            if self.scale:
-                z = z.mul_(self.scale).round_().clamp_(0, self.scale)
-            out[b:b + 1, :self.color].copy_(z)
+            pending = None  # a strip's result is written after the next strip has read its context
+            for r0 in range(0, height, rows):
+                r1 = min(height, r0 + rows)
+                c0, c1 = max(0, r0 - FILTER_RADIUS), min(height, r1 + FILTER_RADIUS)
+                z = guided(self._float(self.pixels[b:b + 1, :self.color, c0:c1]),
+                           self._float(out[b:b + 1, :self.color, c0:c1]), noise, luma, chroma)[:, :, r0 - c0:r1 - c0]
+                if pending is not None:
+                    self._write(out, b, *pending)
+                pending = (r0, z)
+            self._write(out, b, *pending)
+
+    def _write(self, out: torch.Tensor, b: int, r0: int, z: torch.Tensor) -> None:
+        if self.scale:
+            z = z.mul_(self.scale).round_().clamp_(0, self.scale)
+        out[b:b + 1, :self.color, r0:r0 + z.shape[2]].copy_(z)
 
     def denoise_learned(self, out: torch.Tensor, net, windows, measure_output: bool = False, model=None) -> None:
         """Denoises the colour channels of out in place with a learned denoiser `net` (lowlight_core.denoise_net),

@@ -31,7 +31,8 @@ import numbers
 
 import torch
 
-from .controls import (DEFAULT_MODEL, DENOISE_DEFAULT, EXPOSURE_DEFAULT, EXPOSURE_RANGE, ITERATIONS_DEFAULT,
+from .controls import (DEFAULT_MODEL, DENOISE_DEFAULT, EXPOSURE_AUTO, EXPOSURE_DEFAULT, EXPOSURE_RANGE,
+                       ITERATIONS_DEFAULT,
                        MAX_ITERATIONS)
 from .frames import to_frames
 from .noise import check_denoise
@@ -40,19 +41,20 @@ from .plan import Engine
 
 # ---------------------------------------------------------------- arguments
 
-def check_controls(iterations, exposure, tile=None, denoise=DENOISE_DEFAULT) -> None:
-    """ValueError/TypeError for iterations outside [1, MAX_ITERATIONS], exposure outside EXPOSURE_RANGE, tile < 0,
-    denoise neither in DENOISE_RANGE nor 'auto'."""
+def check_controls(iterations, exposure=EXPOSURE_DEFAULT, tile=None, denoise=DENOISE_DEFAULT) -> None:
+    """ValueError/TypeError for iterations outside [1, MAX_ITERATIONS], exposure neither in EXPOSURE_RANGE nor
+    'auto', tile < 0, denoise neither in DENOISE_RANGE nor 'auto'."""
     check_denoise(denoise)
     if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral):
         raise TypeError(f"iterations must be an integer, got {iterations!r}")
     if not 1 <= iterations <= MAX_ITERATIONS:
         raise ValueError(f"iterations must be in [1, {MAX_ITERATIONS}], got {iterations}")
-    if isinstance(exposure, bool) or not isinstance(exposure, numbers.Real):
-        raise TypeError(f"exposure must be a number, got {exposure!r}")
-    lo, hi = EXPOSURE_RANGE
-    if not (math.isfinite(exposure) and lo <= exposure <= hi):
-        raise ValueError(f"exposure must be in [{lo}, {hi}], got {exposure}")
+    if not (isinstance(exposure, str) and exposure == EXPOSURE_AUTO):
+        if isinstance(exposure, bool) or not isinstance(exposure, numbers.Real):
+            raise TypeError(f"exposure must be a number or {EXPOSURE_AUTO!r}, got {exposure!r}")
+        lo, hi = EXPOSURE_RANGE
+        if not (math.isfinite(exposure) and lo <= exposure <= hi):
+            raise ValueError(f"exposure must be in [{lo}, {hi}], got {exposure}")
     if tile is not None and (isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or tile < 0):
         raise ValueError(f"tile must be None (automatic), 0 (never tile) or a positive size in pixels, got {tile!r}")
 
@@ -85,16 +87,18 @@ def resolve_device(device="auto", like: torch.Tensor | None = None) -> torch.dev
 
 # ---------------------------------------------------------------- running
 
-def enhance(image, model=DEFAULT_MODEL, iterations: int = ITERATIONS_DEFAULT, exposure: float = EXPOSURE_DEFAULT,
+def enhance(image, model=DEFAULT_MODEL, iterations: int = ITERATIONS_DEFAULT, exposure=EXPOSURE_DEFAULT,
             device="auto",
             tile: int | None = None, weights=None, denoise=DENOISE_DEFAULT):
     """Enhance a low-light image; returns the same kind, shape and dtype (see the module docstring).
 
     model: a registered name (see `lowlight models` / list_models()) or a model module with .enhance
     (lowlight_core.models.base says what such a module must declare).
-    iterations: curve steps, 1-MAX_ITERATIONS (curve models; others ignore it). exposure: target exposure E in
-    EXPOSURE_RANGE
-    (curve models trained with E-conditioning; others ignore it). device: 'auto', 'cpu', 'cuda', 'cuda:N'.
+    iterations: curve steps, 1-MAX_ITERATIONS (curve models; others ignore it).
+    exposure: 'auto' (default: the brightness a well-exposed frame of the scene would have, predicted from the
+    whole photo) or a target E in EXPOSURE_RANGE: the result's mean brightness, for every model
+    (lowlight_core.exposure: decided once on the whole image, so tiles agree).
+    device: 'auto', 'cpu', 'cuda', 'cuda:N'.
     tile: core tile size in pixels for full-resolution networks (None: the network's inference_tile, else 512;
     0: never tile).
     weights: a weights file to use instead of the shipped one.

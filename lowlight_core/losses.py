@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .controls import EXPOSURE_DEFAULT
+from .controls import EXPOSURE_NOMINAL
 from . import ops
 from .metrics import ssim
 
@@ -91,7 +91,7 @@ def _exposure_target(exposure, y: torch.Tensor) -> torch.Tensor:
 
 
 @_nonempty
-def exposure_loss(y: torch.Tensor, exposure=EXPOSURE_DEFAULT) -> torch.Tensor:
+def exposure_loss(y: torch.Tensor, exposure=EXPOSURE_NOMINAL) -> torch.Tensor:
     """L_exp: mean over B and 16x16 regions of (region mean of the channel-mean image - E)^2.
 
     y: (B, C, H, W), H, W >= 16. exposure E: float, 0-d tensor or (B,) tensor (one target per sample).
@@ -131,7 +131,7 @@ def illumination_smoothness_loss(alpha: torch.Tensor) -> torch.Tensor:
 
 
 @_nonempty
-def zero_reference_loss(x: torch.Tensor, y: torch.Tensor, alpha: torch.Tensor, exposure=EXPOSURE_DEFAULT,
+def zero_reference_loss(x: torch.Tensor, y: torch.Tensor, alpha: torch.Tensor, exposure=EXPOSURE_NOMINAL,
                         weights: dict | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Zero-DCE training loss: w_tv L_tv(alpha) + w_spa L_spa(x, y) + w_col L_col(y) + w_exp L_exp(y, E).
 

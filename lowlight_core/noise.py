@@ -167,21 +167,39 @@ def calibrate(model: NoiseModel, x: torch.Tensor, y: torch.Tensor) -> NoiseModel
     return NoiseModel(model.a * k, model.b * k)
 
 
-def denoise(x: torch.Tensor, y: torch.Tensor, strength, model: NoiseModel | None = None,
-            measure_output: bool = False) -> torch.Tensor:
-    """y (enhanced, float (1, C, H, W), C = 1 or 3, in [0, 1]) denoised given its input x (same shape):
-    strength a number in [0, 1] or 'auto'. measure_output: calibrate the noise model on y (`calibrate`; enhance
-    does it for models without curve maps). Returns y itself when the strength comes to 0."""
-    from . import ops
-
+def filter_weights(x: torch.Tensor, y: torch.Tensor, strength, model: NoiseModel | None = None,
+                   measure_output: bool = False) -> tuple[NoiseModel, float, float]:
+    """What denoise decides from the whole image: (the noise model, luma, chroma weights of guided_denoise)
+    for y (enhanced, float (1, C, H, W), C = 1 or 3, in [0, 1]) given its input x; see denoise."""
     check_denoise(strength)
     if model is None:
         model = estimate_noise(x)
     if measure_output:
         model = calibrate(model, x, y)
     s = auto_strength(model, x, y) if strength == DENOISE_AUTO else float(strength)
-    luma, chroma = denoise_weights(s, x.shape[1])
+    return (model, *denoise_weights(s, x.shape[1]))
+
+
+def denoise(x: torch.Tensor, y: torch.Tensor, strength, model: NoiseModel | None = None,
+            measure_output: bool = False) -> torch.Tensor:
+    """y (enhanced, float (1, C, H, W), C = 1 or 3, in [0, 1]) denoised given its input x (same shape):
+    strength a number in [0, 1] or 'auto'. measure_output: calibrate the noise model on y (`calibrate`; enhance
+    does it for models without curve maps). Returns y itself when the strength comes to 0."""
+    model, luma, chroma = filter_weights(x, y, strength, model, measure_output)
     if luma == 0 and chroma == 0:
         return y
+    return guided(x, y, model, luma, chroma)
+
+
+def guided(x: torch.Tensor, y: torch.Tensor, model: NoiseModel, luma: float, chroma: float) -> torch.Tensor:
+    """ops.guided_denoise of y given x with these weights (a part of the image gives that part of the result
+    when it carries FILTER_RADIUS rows of context on each side)."""
+    from . import ops
+
     return ops.guided_denoise(y, x.to(y.dtype), model.a, model.b, luma, chroma, DENOISE_LUMA_RADIUS,
                               DENOISE_CHROMA_RADIUS)
+
+
+# how far the filter reads: the luminance's coefficients and their box mean (2 x the luma radius), then the
+# chroma estimate's coefficients and their box mean on the filtered luminance (2 x the chroma radius)
+FILTER_RADIUS = 2 * DENOISE_LUMA_RADIUS + 2 * DENOISE_CHROMA_RADIUS

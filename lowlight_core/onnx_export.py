@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .controls import EXPOSURE_DEFAULT, EXPOSURE_RANGE, ITERATIONS_DEFAULT, MAX_ITERATIONS
+from .controls import EXPOSURE_NOMINAL, EXPOSURE_RANGE, ITERATIONS_DEFAULT, MAX_ITERATIONS
 
 OPSET = 18
 EXTRA = "pip install 'napari-lowlight[onnx]'"
@@ -247,7 +247,7 @@ def export_onnx(model: str, path: str | os.PathLike, weights: str | os.PathLike 
     module = (CurveMaps(net) if curve else PaddedUNet(net) if unet else ImageNet(net)).eval()
     example = torch.rand(2, 3, 37, 53)  # odd, non-square, batch > 1: no size gets specialized
     if curve:
-        args, names, shapes = (example, torch.tensor(EXPOSURE_DEFAULT)), [INPUT, EXPOSURE], (_dims(), None)
+        args, names, shapes = (example, torch.tensor(EXPOSURE_NOMINAL)), [INPUT, EXPOSURE], (_dims(), None)
         outputs = ["x", "base", "alpha"]
     else:
         args, names, shapes, outputs = (example,), [INPUT], (_dims(),), [OUTPUT]
@@ -273,7 +273,7 @@ def export_onnx(model: str, path: str | os.PathLike, weights: str | os.PathLike 
 def _inputs(info) -> list[str]:
     names = [f"{INPUT} (N x 3 x H x W float32 in [0, 1])"]
     if "exposure" in info.controls:
-        names.append(f"{EXPOSURE} (float32 scalar, default {EXPOSURE_DEFAULT})")
+        names.append(f"{EXPOSURE} (float32 scalar, default {EXPOSURE_NOMINAL})")
     if "iterations" in info.controls:
         names.append(f"{ITERATIONS} (int64 scalar, default {ITERATIONS_DEFAULT})")
     return names

@@ -7,7 +7,8 @@ Backend choice, fixed at import and changeable with `set_backend`:
 Native kernels: a prebuilt lowlight_core._C, or the bundled sources compiled on first use (see _native.py).
 Native kernels cover float32/float64 on CPU and float32/float16/bfloat16/float64 on CUDA (when built
 with CUDA), and uint8/uint16/float32/float64 images for the photo ops (photo_curve, photo_value_curve,
-area_reduce: CPU only); any other device/dtype pair runs the reference, which gives the same result.
+area_reduce: CPU only; bilateral_apply: also float16 / bfloat16, CPU and CUDA); any other device/dtype pair
+runs the reference, which gives the same result.
 """
 from __future__ import annotations
 
@@ -536,9 +537,50 @@ def check_bilateral_apply(image, grid, guide) -> None:
         raise ValueError(f"{op}: guide must be (4,) (w_r, w_g, w_b, bias), got shape {tuple(guide.shape)}")
 
 
+# The image dtypes of the native bilateral_apply kernels (photo dtypes and the half floats).
+BILATERAL_DTYPES = PHOTO_DTYPES + (torch.float16, torch.bfloat16)
+
+
 def bilateral_apply(image: torch.Tensor, grid: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
     """A bilateral grid of affine colour transforms applied to an image in its own dtype and layout (the
     bilateral-grid model's full-resolution pass): see reference.bilateral_apply. Returns a tensor like
-    torch.empty_like(image)."""
+    torch.empty_like(image).
+
+    The native kernel (CPU and CUDA) is forward only: one pass over the image, the grid sliced inside the kernel,
+    no float copy of the image. When autograd needs a gradient (grad mode on and image, grid or guide requiring
+    grad) the call runs the differentiable reference instead: training goes through the reference. Integer
+    results may differ from the reference by 1 level at a rounding tie (the trilinear weights are applied in
+    another order)."""
     check_bilateral_apply(image, grid, guide)
+    wants_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (image, grid, guide))
+    # the reference computes a non-float64 image in float32: a float32 copy of the tiny grid and guide is exact
+    narrow = image.dtype != torch.float64 or (grid.dtype == guide.dtype == torch.float32)
+    if (_backend == "native" and image.dtype in BILATERAL_DTYPES and narrow and not wants_grad
+            and (image.device.type == "cpu" or (image.device.type == "cuda" and cuda_built()))):
+        return torch.ops.lowlight.bilateral_apply(image, grid.to(torch.float32), guide.to(torch.float32))
     return reference.bilateral_apply(image, grid, guide)
+
+
+@_fake("bilateral_apply")
+def _bilateral_apply_fake(image, grid, guide):
+    op, coeffs = "bilateral_apply", reference.GRID_COEFFS
+    torch._check(image.dim() == 4, lambda: f"{op}: image must be 4-D (B, C, H, W), got {image.dim()}-D")
+    torch._check(image.dtype in BILATERAL_DTYPES,
+                 lambda: f"{op}: image must be one of {BILATERAL_DTYPES}, got {image.dtype}")
+    torch._check(1 <= image.shape[1] <= 4, lambda: f"{op}: image must have 1-4 channels, got {image.shape[1]}")
+    torch._check(image.shape[2] >= 1 and image.shape[3] >= 1,
+                 lambda: f"{op}: image has an empty dimension: shape {tuple(image.shape)}")
+    torch._check(grid.dim() == 5, lambda: f"{op}: grid must be 5-D (B, {coeffs}, D, Gh, Gw), got {grid.dim()}-D")
+    torch._check(grid.dtype == torch.float32, lambda: f"{op}: grid must be float32, got {grid.dtype}")
+    torch._check(grid.device == image.device, lambda: f"{op}: grid is on {grid.device} but image is on {image.device}")
+    torch._check(grid.shape[0] == image.shape[0],
+                 lambda: f"{op}: grid batch {grid.shape[0]} != image batch {image.shape[0]}")
+    torch._check(grid.shape[1] == coeffs,
+                 lambda: f"{op}: grid must have {coeffs} coefficients (a 3 x 4 matrix) per cell, got {grid.shape[1]}")
+    torch._check(min(grid.shape[2:]) >= 1, lambda: f"{op}: grid has an empty dimension: shape {tuple(grid.shape)}")
+    torch._check(guide.dim() == 1 and guide.shape[0] == 4,
+                 lambda: f"{op}: guide must be (4,) (w_r, w_g, w_b, bias), got shape {tuple(guide.shape)}")
+    torch._check(guide.dtype == torch.float32, lambda: f"{op}: guide must be float32, got {guide.dtype}")
+    torch._check(guide.device == image.device,
+                 lambda: f"{op}: guide is on {guide.device} but image is on {image.device}")
+    return torch.empty_like(image)

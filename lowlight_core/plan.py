@@ -17,6 +17,8 @@ from typing import NamedTuple
 
 import torch
 
+from . import exposure as exposure_mod
+from .controls import EXPOSURE_AUTO, EXPOSURE_NOMINAL, ITERATIONS_DEFAULT, MAX_ITERATIONS
 from .frames import Frames, to_frames
 from .models.base import contract_of, inference_model
 
@@ -64,7 +66,7 @@ class Engine:
     """A model ready to run on `device` (a torch.device): `model` a registered name (loaded through the
     registry, `weights` a file to use instead of the shipped one) or a caller's module (run as given).
     `model` is the loaded module, `net` what runs the windows (the CPU inference copy or `model`), `contract`
-    its declaration, `whole` whether it runs as one curve from a thumbnail's maps (no windows)."""
+    its declaration, `whole` whether it runs from one thumbnail's decision (curve maps, photo_enhance)."""
 
     def __init__(self, model, device: torch.device, weights=None):
         if isinstance(model, str):
@@ -76,8 +78,8 @@ class Engine:
             self.name, self.model = type(model).__name__, model.to(device).eval()
         self.device = device
         self.contract = contract_of(self.model)
-        # the copy serves the networks that run on full-resolution windows (not a thumbnail's curve maps)
-        self.whole = self.photo and self.contract.photo_estimate
+        # the copy serves the networks that run on full-resolution windows (not a thumbnail's decision)
+        self.whole = self.contract.photo_enhance or (self.photo and self.contract.photo_estimate)
         copy = isinstance(model, str) and self.contract.cpu_copy and not self.whole
         self.net = inference_model(self.model) if copy else self.model
         self.channels_last = self.net is not self.model  # the inference copy takes channels_last inputs
@@ -87,10 +89,11 @@ class Engine:
         """Whether the curve runs on the image in its own dtype (a photo op computes the model's curve)."""
         return self.contract.curve_space is not None
 
-    def plan(self, image, exposure: float, tile: int | None = None) -> Plan:
-        """The plan for one image (a batch of them for tensors; or its Frames); tile: as enhance's."""
+    def plan(self, image, exposure, tile: int | None = None) -> Plan:
+        """The plan for one image (a batch of them for tensors; or its Frames); exposure: a target E or
+        'auto'; tile: as enhance's."""
         frames = image if isinstance(image, Frames) else to_frames(image)
-        return Plan(self, frames, float(exposure), tile)
+        return Plan(self, frames, exposure if exposure == EXPOSURE_AUTO else float(exposure), tile)
 
     def check_curve_maps(self) -> None:
         if not self.contract.curve_maps:
@@ -108,31 +111,100 @@ _NAN_IMAGE = "values (its weights or its curve parameters alpha are not finite)"
 class Plan:
     """One image's run; see the module docstring. Results land in `out` (B, C, H, W, the image's dtype)."""
 
-    def __init__(self, engine: Engine, frames: Frames, exposure: float, tile: int | None):
-        self.engine, self.frames, self.exposure = engine, frames, exposure
+    def __init__(self, engine: Engine, frames: Frames, exposure, tile: int | None):
+        self.engine, self.frames = engine, frames
         self.out = frames.out
         contract = engine.contract
-        _, _, height, width = frames.pixels.shape
+        batch, _, height, width = frames.pixels.shape
         core = contract.tile if tile is None else tile
         halo = contract.receptive_radius
         self.windows = windows(height, width, core if halo else 0, halo)
+        self._probe = None
+        # the target brightness of each image (lowlight_core.exposure), decided on the whole image
+        self.targets = exposure_mod.auto_targets(self.probe()) if exposure == EXPOSURE_AUTO else [exposure] * batch
+        self._decided = None  # (the model's E input per image, the tone gain per image or None)
+
+    # ---------------------------------------------------------------- exposure (decided once per image)
+    def probe(self) -> torch.Tensor:
+        """The batch's probe (lowlight_core.exposure.probe), on the engine's device, made once."""
+        if self._probe is None:
+            self._probe = exposure_mod.probe(self.frames.pixels).to(self.engine.device)
+        return self._probe
+
+    def _probe_result(self, b: int, e: float, iterations: int) -> torch.Tensor:
+        x = self.probe()[b:b + 1]
+        if self.engine.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            y = self.engine.net.enhance(x, exposure=e, iterations=iterations)
+        self.engine.check_finite(y, _NAN_IMAGE)  # else its NaN brightness would surface as a NaN exposure
+        return y
+
+    def decide(self) -> tuple[list[float], list[float]]:
+        """(the E input the model gets, the tone stage's alpha) per image, so that each result's brightness is
+        its target (lowlight_core.exposure, by the contract's exposure mode), made once. Curve models are
+        calibrated for ITERATIONS_DEFAULT steps and get a tone stage only for what their E input cannot reach;
+        their maps serve every iteration count (more steps brighten more), so a caller may keep them
+        (curve_maps) and re-apply the curve only."""
+        if self._decided is None:
+            mode, steps = self.engine.contract.exposure, ITERATIONS_DEFAULT
+            inputs, tones = [], []
+            for b, target in enumerate(self.targets):
+                e, tone = target, 0.0
+                if mode == "tone":
+                    e = EXPOSURE_NOMINAL
+                    tone = exposure_mod.fit_tone(self._probe_result(b, e, steps), target)
+                elif mode == "calibrate":
+                    results = {}  # every E input tried: calibrate returns one of them, so its result is here
+
+                    def result_brightness(e_in, b=b):
+                        results[e_in] = self._probe_result(b, e_in, steps)
+                        return exposure_mod.brightness(results[e_in])
+
+                    e = exposure_mod.calibrate(result_brightness, target)
+                    if abs(exposure_mod.brightness(results[e]) - target) > 2 * exposure_mod.CALIBRATE_TOLERANCE:
+                        tone = exposure_mod.fit_tone(results[e], target)  # beyond the E input's reach
+                inputs.append(e)
+                tones.append(tone)
+            self._decided = (inputs, tones)
+        return self._decided
+
+    def set_tones(self, tones: list[float]) -> None:
+        """Use these tone-stage alphas (one per image; a tone-mode model) instead of deciding them: a sequence
+        smooths its frames' own decisions over time."""
+        if self.engine.contract.exposure != "tone" or len(tones) != len(self.targets):
+            raise ValueError(f"set_tones: model {self.engine.name!r} (exposure mode "
+                             f"{self.engine.contract.exposure!r}) takes no tone stage, or {len(tones)} values for "
+                             f"{len(self.targets)} images")
+        self._decided = ([EXPOSURE_NOMINAL] * len(tones), list(tones))
+
+    def _with_tone(self, maps: torch.Tensor, iterations: int, b: slice) -> tuple[torch.Tensor, int]:
+        """Curve maps and step count with the tone stage of images b appended (unchanged when none has one, or
+        when the steps would pass MAX_ITERATIONS)."""
+        tones = self.decide()[1][b]
+        if not any(tones) or iterations + exposure_mod.TONE_STEPS > MAX_ITERATIONS:
+            return maps, iterations
+        return exposure_mod.extend_maps(maps, iterations, tones)
 
     # ---------------------------------------------------------------- curve models
     def curve_maps(self) -> torch.Tensor:
-        """The curve maps of the whole image (curve models only): from the thumbnail of the integer image for
-        photo-estimate models, else estimated window by window and assembled (full resolution)."""
+        """The curve maps of the whole image (curve models only), for a result of the target brightness
+        (decide): from the thumbnail of the integer image for photo-estimate models, else estimated window by
+        window and assembled (full resolution)."""
         e = self.engine
         e.check_curve_maps()
+        inputs, _ = self.decide()
         if e.whole:  # read from the thumbnail, for the whole batch at once
             with torch.no_grad():
-                alpha = e.model.estimate_alpha_photo(self.frames.pixels.to(e.device), exposure=self.exposure)
+                alpha = e.model.estimate_alpha_photo(self.frames.pixels.to(e.device),
+                                                     exposure=torch.tensor(inputs, device=e.device))
             e.check_finite(alpha, _NAN_MAPS)
             return alpha
         maps = None
         with torch.inference_mode():
             for b in range(self.frames.pixels.shape[0]):
                 for w in self.windows:
-                    a = self._window_maps(b, w)
+                    a = self._window_maps(b, w, inputs[b])
                     if maps is None:
                         maps = a.new_empty((self.frames.pixels.shape[0], a.shape[1], *self.frames.pixels.shape[2:]))
                     maps[b:b + 1, :, w.rows, w.cols] = a
@@ -144,21 +216,23 @@ class Plan:
         e.check_curve_maps()
         if e.photo:  # one pass from and to the image's own dtype and layout: no full-size float copy
             with torch.no_grad():
-                self.out = e.model.photo_curve(self.frames.pixels.to(e.device), maps, int(iterations))
+                self.out = e.model.photo_curve(self.frames.pixels.to(e.device),
+                                               *self._with_tone(maps, int(iterations), slice(None)))
             return
         with torch.inference_mode():
             for b in range(self.frames.pixels.shape[0]):
                 x = self.frames.load(b, slice(None), slice(None), e.device)
-                self.frames.store(e.net.apply_curve(x, maps[b:b + 1], int(iterations)), b, slice(None), slice(None))
+                y = e.net.apply_curve(x, *self._with_tone(maps[b:b + 1], int(iterations), slice(b, b + 1)))
+                self.frames.store(y, b, slice(None), slice(None))
             self.frames.copy_alpha()
 
     def _load(self, b: int, w: Window) -> torch.Tensor:
         x = self.frames.load(b, w.in_rows, w.in_cols, self.engine.device)
         return x.contiguous(memory_format=torch.channels_last) if self.engine.channels_last else x
 
-    def _window_maps(self, b: int, w: Window) -> torch.Tensor:
-        """Full-resolution curve maps of a window's core, estimated on the float window with its halo."""
-        alpha = self.engine.net.estimate_alpha(self._load(b, w), exposure=self.exposure)
+    def _window_maps(self, b: int, w: Window, e: float) -> torch.Tensor:
+        """Full-resolution curve maps of a window's core, estimated on the float window with its halo, E input e."""
+        alpha = self.engine.net.estimate_alpha(self._load(b, w), exposure=e)
         alpha = alpha[:, :, w.crop_rows, w.crop_cols].contiguous()
         self.engine.check_finite(alpha, _NAN_MAPS)
         return alpha
@@ -166,11 +240,20 @@ class Plan:
     # ---------------------------------------------------------------- running
     def run_windows(self, iterations: int):
         """Generator: runs the model window by window into `out`, yielding (done, total) after each window
-        (a photo-estimate model: once, the whole batch)."""
-        if self.engine.whole:
+        (a photo-estimate or photo-enhance model: once, the whole batch)."""
+        e = self.engine
+        if e.contract.photo_enhance:  # from and to the image's own dtype and layout, the whole batch at once
+            inputs, _ = self.decide()
+            with torch.no_grad():
+                self.out = e.model.enhance_photo(self.frames.pixels.to(e.device),
+                                                 torch.tensor(inputs, device=e.device))
+            yield 1, 1
+            return
+        if e.whole:
             self.apply_curve(self.curve_maps(), iterations)
             yield 1, 1
             return
+        self.decide()
         total = self.frames.pixels.shape[0] * len(self.windows)
         self.frames.copy_alpha()
         for b in range(self.frames.pixels.shape[0]):
@@ -182,13 +265,16 @@ class Plan:
     def run_window(self, b: int, w: Window, iterations: int) -> None:
         """The model on one window of image b, its core written into `out` (alpha aside)."""
         e = self.engine
+        inputs, tones = self.decide()
         if e.photo:  # full-resolution maps (Zero-DCE): the curve straight from and to the image's dtype
+            maps = self._window_maps(b, w, inputs[b])
             y = e.model.photo_curve(self.frames.pixels[b:b + 1, :, w.rows, w.cols].to(e.device),
-                                    self._window_maps(b, w), int(iterations))
+                                    *self._with_tone(maps, int(iterations), slice(b, b + 1)))
             self.out[b:b + 1, :, w.rows, w.cols].copy_(y)
             return
-        y = e.net.enhance(self._load(b, w), exposure=self.exposure, iterations=int(iterations))
+        y = e.net.enhance(self._load(b, w), exposure=inputs[b], iterations=int(iterations))
         e.check_finite(y, _NAN_IMAGE)
+        y = exposure_mod.tone(y, tones[b])
         self.frames.store(y[:, :, w.crop_rows, w.crop_cols], b, w.rows, w.cols)
 
     def run(self, iterations: int) -> None:

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from .controls import (CUT_GAIN, CUT_GRID, CUT_STRUCTURE, DEFAULT_MODEL, DENOISE_DEFAULT, DENOISE_EPS_FLOOR,
-                       EXPOSURE_DEFAULT, ITERATIONS_DEFAULT, MOTION_NOISE_K, MOTION_RADIUS, TEMPORAL_RADIUS)
+                       EXPOSURE_DEFAULT, EXPOSURE_NOMINAL, ITERATIONS_DEFAULT, MOTION_NOISE_K, MOTION_RADIUS, TEMPORAL_RADIUS)
 from .inference import check_controls, enhance, resolve_device
 from .noise import NoiseModel, estimate_noise
 
@@ -49,6 +49,7 @@ class _Record:
     cut: bool                          # a scene cut between the frame before and this one
     signature: np.ndarray
     alpha: torch.Tensor | None = None  # the frame's own curve maps (Zero-DCE++)
+    tone: float | None = None          # the frame's own tone-stage alpha (models without curve maps)
     noise: NoiseModel | None = None    # the frame's own noise model (denoise on)
     luma: torch.Tensor | None = None   # box-filtered luma for the motion test (denoise on; made when needed)
 
@@ -134,8 +135,11 @@ class _Plan:
     def record(self, frame: np.ndarray, before: _Record | None) -> _Record:
         sig = signature(frame)
         rec = _Record(frame, before is None or is_cut(before.signature, sig), sig)
+        plan = self.engine.plan(frame, self.controls["exposure"])
         if self.curve_maps:
-            rec.alpha = self.engine.plan(frame, self.controls["exposure"]).curve_maps()
+            rec.alpha = plan.curve_maps()
+        elif self.engine.contract.exposure == "tone":
+            rec.tone = plan.decide()[1][0]
         if self.denoise != 0:
             rec.noise = estimate_noise(torch.from_numpy(_float(_noise_sample(frame))).permute(2, 0, 1))
         return rec
@@ -153,13 +157,15 @@ class _Plan:
         scene = window[lo:hi + 1]
         c = _line_weights([k - i for k in range(lo, hi + 1)])
         alpha = sum(w * r.alpha for w, r in zip(c, scene)) if self.curve_maps else None
+        # tone-mode models: the line through the frames' tone stages, like the maps
+        tone = sum(w * r.tone for w, r in zip(c, scene)) if window[i].tone is not None else None
         pixels = window[i].pixels
         if self.denoise == 0:
-            return self._enhance(pixels, alpha)
+            return self._enhance(pixels, alpha, tone=tone)
         noise = NoiseModel(max(sum(w * r.noise.a for w, r in zip(c, scene)), 0.0),
                            max(sum(w * r.noise.b for w, r in zip(c, scene)), 0.0))
         averaged, reduction = average_static(scene, i - lo, noise, _trend_gains(scene, i - lo))
-        out = self._enhance(averaged, alpha, NoiseModel(noise.a * reduction, noise.b * reduction))
+        out = self._enhance(averaged, alpha, NoiseModel(noise.a * reduction, noise.b * reduction), tone)
         scale = _SCALE.get(pixels.dtype)
         if scale:  # in place: a 1080p float frame is 25 MB a copy
             np.multiply(out, scale, out=out)
@@ -168,11 +174,14 @@ class _Plan:
         return out.astype(pixels.dtype)
 
 
-    def _enhance(self, image: np.ndarray, alpha: torch.Tensor | None, noise: NoiseModel | None = None) -> np.ndarray:
-        """enhance() of one image with the given curve maps (None: the model decides) and, when noise is given,
-        denoised with that noise model."""
+    def _enhance(self, image: np.ndarray, alpha: torch.Tensor | None, noise: NoiseModel | None = None,
+                 tone: float | None = None) -> np.ndarray:
+        """enhance() of one image with the given curve maps (None: the model decides) or tone stage (None: the
+        plan decides) and, when noise is given, denoised with that noise model."""
         c = self.controls
-        plan = self.engine.plan(image, c["exposure"], c["tile"])
+        plan = self.engine.plan(image, c["exposure"] if tone is None else EXPOSURE_NOMINAL, c["tile"])
+        if tone is not None:
+            plan.set_tones([tone])
         if alpha is None:
             plan.run(c["iterations"])
         else:
@@ -293,7 +302,7 @@ def _stream(frames: Iterable, plan: _Plan, only: int | None = None) -> Iterator[
 
 
 def enhance_sequence(frames, model=DEFAULT_MODEL, iterations: int = ITERATIONS_DEFAULT,
-                     exposure: float = EXPOSURE_DEFAULT, device="auto", tile: int | None = None, weights=None,
+                     exposure=EXPOSURE_DEFAULT, device="auto", tile: int | None = None, weights=None,
                      denoise=DENOISE_DEFAULT, temporal: bool = True, radius: int = TEMPORAL_RADIUS):
     """Enhance a sequence of frames: a T x H x W (x C) numpy array (returns one of the same shape and dtype)
     or an iterable of H x W (x C) frames (returns an iterator of frames, streaming). The controls are
@@ -313,7 +322,7 @@ def enhance_sequence(frames, model=DEFAULT_MODEL, iterations: int = ITERATIONS_D
 
 
 def enhance_frame(frames, index: int, model=DEFAULT_MODEL, iterations: int = ITERATIONS_DEFAULT,
-                  exposure: float = EXPOSURE_DEFAULT, device="auto", tile: int | None = None, weights=None,
+                  exposure=EXPOSURE_DEFAULT, device="auto", tile: int | None = None, weights=None,
                   denoise=DENOISE_DEFAULT, temporal: bool = True, radius: int = TEMPORAL_RADIUS) -> np.ndarray:
     """Frame `index` of enhance_sequence(frames, ...) (frames: a T x H x W (x C) array), computed from the
     frames it depends on only."""

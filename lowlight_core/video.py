@@ -103,7 +103,7 @@ def _open_output(av, out, stream, codec: str, quality: int, rotation):
 
 
 def enhance_video(src, dst, model=DEFAULT_MODEL, iterations: int = ITERATIONS_DEFAULT,
-                  exposure: float = EXPOSURE_DEFAULT, device="auto", tile: int | None = None, weights=None,
+                  exposure=EXPOSURE_DEFAULT, device="auto", tile: int | None = None, weights=None,
                   denoise=DENOISE_DEFAULT, temporal: bool = True, radius: int = TEMPORAL_RADIUS,
                   codec: str = DEFAULT_CODEC, quality: int = VIDEO_QUALITY_DEFAULT,
                   progress: Callable[[int, int | None], None] | None = None) -> int:

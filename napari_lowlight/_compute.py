@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from lowlight_core.controls import DEFAULT_MODEL, DENOISE_DEFAULT, EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
+from lowlight_core.controls import DEFAULT_MODEL, DENOISE_DEFAULT, EXPOSURE_AUTO, EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
 from lowlight_core.frames import NUMPY_DTYPES
 from lowlight_core.inference import check_controls, resolve_device
 from lowlight_core.models import registry
@@ -43,7 +43,7 @@ class Settings:
     """What to run: a registered model, its controls, the device, optionally a weights file."""
     model: str = DEFAULT_MODEL
     iterations: int = ITERATIONS_DEFAULT
-    exposure: float = EXPOSURE_DEFAULT
+    exposure: float | str = EXPOSURE_DEFAULT  # a target E or "auto"
     denoise: float | str = DENOISE_DEFAULT  # 0 (off), a strength in [0, 1] or "auto"
     device: str = "cpu"
     weights: str | None = None  # None: the registry's file for `model`
@@ -110,9 +110,9 @@ def plane_at(data_coords, shape, rgb: bool) -> tuple[int, ...]:
 # ---------------------------------------------------------------- reduced-resolution previews
 
 def is_heavy(engine: Engine) -> bool:
-    """Whether a preview of this model runs at reduced resolution: every model but the curve models with a
-    low-resolution estimate (Zero-DCE++: maps estimated on block means, one fused pass over the plane in its own
-    dtype, 87 ms for 12 MP, and exact at full resolution). The networks that run on every pixel (image-to-image
+    """Whether a preview of this model runs at reduced resolution: every model but those deciding on a thumbnail
+    (Zero-DCE++: maps estimated on block means, one fused pass over the plane in its own dtype, 87 ms for 12 MP,
+    and exact at full resolution; the bilateral grid likewise, its grid applied in one pass). The networks that run on every pixel (image-to-image
     networks, Zero-DCE's full-resolution maps, which depend on the resolution they are estimated at, so maps
     estimated on a preview would not give the full-resolution result) take seconds per megapixel; gamma and CLAHE
     run in float on the whole plane (1-4 s for 12 MP)."""
@@ -239,7 +239,7 @@ class Enhancer:
         engine = self.engine(settings)
         curve = engine.contract.curve_maps
         # rounded: the maps of one slider position are found again in the cache
-        exposure = round(float(settings.exposure), 6) if curve else settings.exposure
+        exposure = settings.exposure if settings.exposure == EXPOSURE_AUTO else round(float(settings.exposure), 6)
         plan = engine.plan(plane, exposure, PREVIEW_TILE if tile is None else tile)
         if curve:
             def make_maps():

@@ -15,8 +15,10 @@ import numpy as np
 from napari.layers import Image
 from napari.types import ImageData, LayerDataTuple
 
-from lowlight_core.controls import (DEFAULT_MODEL, DENOISE_DEFAULT, DENOISE_RANGE, EXPOSURE_DEFAULT, EXPOSURE_RANGE,
-                                    ITERATIONS_DEFAULT, MAX_ITERATIONS)
+from lowlight_core.controls import (DEFAULT_MODEL, DENOISE_AUTO, DENOISE_DEFAULT, DENOISE_RANGE, DENOISE_SLIDER_START,
+                                    EXPOSURE_AUTO,
+                                    EXPOSURE_DEFAULT, EXPOSURE_NOMINAL, EXPOSURE_RANGE, ITERATIONS_DEFAULT,
+                                    MAX_ITERATIONS)
 from lowlight_core.models.registry import list_models
 
 OUTPUT_SUFFIX = " enhanced"
@@ -35,6 +37,17 @@ def is_rgb(shape) -> bool:
     return len(shape) >= 3 and shape[-1] in (3, 4)
 
 
+# The sliders hold numbers; an "auto" box beside each (on when the core's default is auto) stands for 'auto'.
+EXPOSURE_SLIDER = EXPOSURE_NOMINAL if EXPOSURE_DEFAULT == EXPOSURE_AUTO else EXPOSURE_DEFAULT
+DENOISE_SLIDER = DENOISE_SLIDER_START if DENOISE_DEFAULT == DENOISE_AUTO else DENOISE_DEFAULT
+
+
+def controls(exposure, auto_exposure: bool, iterations, denoise, auto_denoise: bool) -> dict:
+    """enhance's keyword arguments from the command's widgets: an auto box wins over its slider."""
+    return {"exposure": EXPOSURE_AUTO if auto_exposure else exposure, "iterations": iterations,
+            "denoise": DENOISE_AUTO if auto_denoise else denoise}
+
+
 def enhance_planes(data, rgb: bool, **controls) -> np.ndarray:
     """lowlight_core.enhance of every plane of `data` (N-D, gray H x W or colour H x W x C planes), each read
     with np.asarray(data[index]) on its own; the result is a numpy array of data's shape and dtype."""
@@ -49,28 +62,31 @@ def enhance_planes(data, rgb: bool, **controls) -> np.ndarray:
     return out
 
 
-def enhance(image: ImageData, model: Model = DEFAULT_MODEL, exposure: Exposure = EXPOSURE_DEFAULT,
-            iterations: Iterations = ITERATIONS_DEFAULT, denoise: Denoise = DENOISE_DEFAULT) -> ImageData:
+def enhance(image: ImageData, model: Model = DEFAULT_MODEL, exposure: Exposure = EXPOSURE_SLIDER,
+            auto_exposure: bool = EXPOSURE_DEFAULT == EXPOSURE_AUTO, iterations: Iterations = ITERATIONS_DEFAULT,
+            denoise: Denoise = DENOISE_SLIDER, auto_denoise: bool = DENOISE_DEFAULT == DENOISE_AUTO) -> ImageData:
     """Enhance a low-light image (every plane of a stack) with a lowlight model; returns the same shape and dtype.
 
-    exposure: target mean brightness (curve models); iterations: curve steps (curve models); denoise: 0 (off) to
-    1, or 'auto' when called from code."""
+    exposure: target mean brightness, or auto_exposure (predicted from the whole image); iterations: curve steps
+    (curve models); denoise: 0 (off) to 1, or auto_denoise (from the image's noise)."""
     if image is None:
         raise ValueError("no image: pick an image layer")
-    return enhance_planes(image, is_rgb(image.shape), model=model, exposure=exposure, iterations=iterations,
-                          denoise=denoise)
+    return enhance_planes(image, is_rgb(image.shape), model=model,
+                          **controls(exposure, auto_exposure, iterations, denoise, auto_denoise))
 
 
-def enhance_layer(image: Image, model: Model = DEFAULT_MODEL, exposure: Exposure = EXPOSURE_DEFAULT,
-                  iterations: Iterations = ITERATIONS_DEFAULT, denoise: Denoise = DENOISE_DEFAULT) -> LayerDataTuple:
+def enhance_layer(image: Image, model: Model = DEFAULT_MODEL, exposure: Exposure = EXPOSURE_SLIDER,
+                  auto_exposure: bool = EXPOSURE_DEFAULT == EXPOSURE_AUTO, iterations: Iterations = ITERATIONS_DEFAULT,
+                  denoise: Denoise = DENOISE_SLIDER,
+                  auto_denoise: bool = DENOISE_DEFAULT == DENOISE_AUTO) -> LayerDataTuple:
     """enhance() of an image layer into a new layer "<name> enhanced" with the input's scale, translate, rotation,
     shear, affine, units and axis labels."""
     if image is None:
         raise ValueError("no image layer: open or add one")
     if image.multiscale:
         raise ValueError(f"{image.name!r} is multiscale: use the Low-light enhancement dock widget's Apply")
-    data = enhance_planes(image.data, image.rgb, model=model, exposure=exposure, iterations=iterations,
-                          denoise=denoise)
+    data = enhance_planes(image.data, image.rgb, model=model,
+                          **controls(exposure, auto_exposure, iterations, denoise, auto_denoise))
     geometry = {key: getattr(image, key) for key in ("scale", "translate", "rotate", "shear", "units", "axis_labels")}
     style = {} if image.rgb else {"colormap": image.colormap.name}
     limits = (0, np.iinfo(data.dtype).max) if data.dtype.kind == "u" else (0.0, 1.0)  # the enhanced range

@@ -46,7 +46,8 @@ from qtpy.QtWidgets import (
 from superqt import QLabeledDoubleSlider, QLabeledSlider
 
 from lowlight_core.controls import (DEFAULT_MODEL, DENOISE_AUTO, DENOISE_DEFAULT, DENOISE_RANGE,
-                                    DENOISE_SLIDER_STEPS, EXPOSURE_DEFAULT, EXPOSURE_RANGE, ITERATIONS_DEFAULT)
+                                    DENOISE_SLIDER_START, DENOISE_SLIDER_STEPS, EXPOSURE_AUTO, EXPOSURE_DEFAULT,
+                                    EXPOSURE_NOMINAL, EXPOSURE_RANGE, ITERATIONS_DEFAULT)
 
 OUTPUT_SUFFIX = " enhanced"
 # metadata key on the layers this widget made: the input's unique_id. For the user to see only: Duplicate
@@ -179,16 +180,23 @@ class LowlightWidget(QWidget):
         self.exposure = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
         self.exposure.setRange(*EXPOSURE_RANGE)
         self.exposure.setSingleStep(0.01)
-        self.exposure.setValue(EXPOSURE_DEFAULT)
-        self.exposure.setToolTip("Target exposure E: the mean brightness the model aims for")
+        self.exposure.setValue(EXPOSURE_NOMINAL)
+        self.exposure.setToolTip("Target exposure E: the mean brightness of the result (every model)")
+        self.exposure_auto = QCheckBox("auto")
+        self.exposure_auto.setToolTip("The brightness a well-exposed photo of the scene would have, predicted from "
+                                      "the whole image")
+        self.exposure_auto.setChecked(EXPOSURE_DEFAULT == EXPOSURE_AUTO)
+        self.exposure.setEnabled(not self.exposure_auto.isChecked())
         self.denoise = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
         self.denoise.setRange(*DENOISE_RANGE)
         self.denoise.setSingleStep((DENOISE_RANGE[1] - DENOISE_RANGE[0]) / DENOISE_SLIDER_STEPS)
-        self.denoise.setValue(float(DENOISE_DEFAULT))
+        self.denoise.setValue(DENOISE_SLIDER_START if DENOISE_DEFAULT == DENOISE_AUTO else DENOISE_DEFAULT)
         self.denoise.setToolTip("Noise-aware denoising strength (0: off): a guided filter on the result, stronger "
                                 "where the enhancement brightens more (every model)")
         self.denoise_auto = QCheckBox("auto")
         self.denoise_auto.setToolTip("Pick the strength from the image's estimated noise and the enhancement's gain")
+        self.denoise_auto.setChecked(DENOISE_DEFAULT == DENOISE_AUTO)
+        self.denoise.setEnabled(not self.denoise_auto.isChecked())
 
         import torch
 
@@ -217,6 +225,7 @@ class LowlightWidget(QWidget):
         form.addRow(self.description)
         form.addRow("iterations", self.iterations)
         form.addRow("exposure E", self.exposure)
+        form.addRow(self.exposure_auto)
         form.addRow("denoise", self.denoise)
         form.addRow(self.denoise_auto)
         form.addRow("device", self.device_combo)
@@ -234,6 +243,7 @@ class LowlightWidget(QWidget):
         self.model_combo.currentIndexChanged.connect(lambda _: self._on_model_changed(warn=True))
         self.iterations.valueChanged.connect(self._request_preview)
         self.exposure.valueChanged.connect(self._request_preview)
+        self.exposure_auto.toggled.connect(self._on_exposure_auto)
         self.denoise.valueChanged.connect(self._request_preview)
         self.denoise_auto.toggled.connect(self._on_denoise_auto)
         self.device_combo.currentIndexChanged.connect(self._request_preview)
@@ -244,10 +254,15 @@ class LowlightWidget(QWidget):
     def settings(self):
         """The controls as a _compute.Settings."""
         return self._compute.Settings(model=self.model_combo.currentData(), iterations=int(self.iterations.value()),
-                                      exposure=round(float(self.exposure.value()), 4),
+                                      exposure=(EXPOSURE_AUTO if self.exposure_auto.isChecked()
+                                                else round(float(self.exposure.value()), 4)),
                                       denoise=(DENOISE_AUTO if self.denoise_auto.isChecked()
                                                else round(float(self.denoise.value()), 4)),
                                       device=self.device_combo.currentText())
+
+    def _on_exposure_auto(self, checked: bool) -> None:
+        self.exposure.setEnabled(not checked)
+        self._request_preview()
 
     def _on_denoise_auto(self, checked: bool) -> None:
         self.denoise.setEnabled(not checked)
@@ -263,7 +278,6 @@ class LowlightWidget(QWidget):
         self.description.setText(info.description)
         self.model_combo.setToolTip(info.description)
         self.iterations.setEnabled("iterations" in info.controls)
-        self.exposure.setEnabled("exposure" in info.controls)
         if warn and not self._weights_ready(name, notify=True):
             return
         self._request_preview()
@@ -567,6 +581,7 @@ class LowlightWidget(QWidget):
         reduced = (f" (preview {preview_hw[0]}×{preview_hw[1]} of {full_hw[0]}×{full_hw[1]}: Apply for full "
                    "resolution)") if preview_hw != full_hw else ""
         noise = "" if s.denoise == 0 else f", denoise {s.denoise}"
-        self.status.setText(f"{s.model}, {s.iterations} iterations, E = {s.exposure:.2f}{noise}: "
+        exposure = s.exposure if s.exposure == EXPOSURE_AUTO else f"{s.exposure:.2f}"
+        self.status.setText(f"{s.model}, {s.iterations} iterations, E = {exposure}{noise}: "
                             f"{1000 * self.last_elapsed:.0f} ms{reduced}")
         self.result_shown.emit(job.layer_name, s, self.last_elapsed)

@@ -3,6 +3,8 @@ the signatures (autogenerate in napari.yaml), as the Plugins menu does; napari-w
 the same plain function `enhance(image: ImageData, ...) -> ImageData`."""
 from __future__ import annotations
 
+import inspect
+
 import dask.array as da
 import numpy as np
 import pytest
@@ -24,14 +26,17 @@ def _function_widget(viewer, display_name):  # noqa: F811
 def test_signature_is_the_workflow_convention():
     hints = _function.enhance.__annotations__  # read as types (not strings) by napari-assistant / workflows
     assert hints["image"] is ImageData and hints["return"] is ImageData
-    assert list(hints) == ["image", "model", "exposure", "iterations", "denoise", "return"]
+    assert list(hints) == ["image", "model", "exposure", "auto_exposure", "iterations", "denoise", "auto_denoise",
+                           "return"]
+    defaults = inspect.signature(_function.enhance).parameters
+    assert defaults["auto_exposure"].default is True and defaults["auto_denoise"].default is True  # auto/auto
 
 
 def test_enhance_function_from_the_plugins_menu_keeps_scale_translate_units(viewer):  # noqa: F811
     data = dark_rgb(40, 56)
     viewer.add_image(data, name="dark", rgb=True, **GEOMETRY)
     gui = _function_widget(viewer, "Enhance (function)")
-    gui.model.value, gui.exposure.value = "gamma", 0.7
+    gui.model.value, gui.auto_exposure.value, gui.exposure.value = "gamma", False, 0.7
     before = set(viewer.layers)
     gui()
     (out,) = set(viewer.layers) - before
@@ -68,7 +73,7 @@ def test_plain_call_on_a_dask_stack_reads_one_plane_at_a_time():
         return block
 
     lazy = da.from_array(np.stack(planes), chunks=(1, 20, 24, 3)).map_blocks(load, dtype=np.uint8)
-    out = _function.enhance(lazy, model="zero_dce_pp", exposure=0.5, iterations=4)
+    out = _function.enhance(lazy, model="zero_dce_pp", exposure=0.5, auto_exposure=False, iterations=4)
     assert isinstance(out, np.ndarray) and out.shape == (5, 20, 24, 3) and out.dtype == np.uint8
     assert sorted(reads) == list(range(5))  # each plane read once, on its own
     for i, p in enumerate(planes):

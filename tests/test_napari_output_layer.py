@@ -26,6 +26,7 @@ def widget(make_napari_viewer, qtbot):
     viewer.layers.selection.active = viewer.add_image(image, name="img")
     _, w = viewer.window.add_plugin_dock_widget(PLUGIN_NAME, WIDGET_NAME)
     w.model_combo.setCurrentIndex(w.model_combo.findData("gamma"))
+    w.exposure_auto.setChecked(False)  # the exposure slider is what these tests move
     qtbot.waitUntil(w.is_idle, timeout=TIMEOUT_MS)
     yield viewer, w, image
     qtbot.waitUntil(w.is_idle, timeout=TIMEOUT_MS)  # no worker may outlive the viewer

@@ -127,12 +127,15 @@ def test_model_list_marks_missing_weights_and_greys_out_controls(viewer, make_wi
         assert tooltip == registry.get_model_info(name).description
     assert widget.model_combo.itemText(names.index("dln")) == "dln (no weights)"
     assert widget.model_combo.currentData() == "zero_dce_pp"  # trained weights exist here
-    expected = {"zero_dce_pp": (True, True), "gamma": (False, True), "clahe": (False, False),
-                "dln": (False, False)}
-    for name, (iterations, exposure) in expected.items():
-        pick_model(qtbot, widget, name)
-        assert (widget.iterations.isEnabled(), widget.exposure.isEnabled()) == (iterations, exposure), name
-        assert widget.description.text() == registry.get_model_info(name).description
+    expected = {"zero_dce_pp": True, "gamma": False, "clahe": False, "dln": False}  # iterations enabled
+    assert widget.exposure_auto.isChecked() and widget.denoise_auto.isChecked()  # the defaults are auto
+    for auto in (True, False):  # exposure applies to every model: its slider is greyed out by its auto box only
+        widget.exposure_auto.setChecked(auto)
+        for name, iterations in expected.items():
+            pick_model(qtbot, widget, name)
+            assert (widget.iterations.isEnabled(), widget.exposure.isEnabled()) == (iterations, not auto), name
+            assert widget.exposure_auto.isEnabled() and not widget.denoise.isEnabled()  # denoise: auto
+            assert widget.description.text() == registry.get_model_info(name).description
     devices = [widget.device_combo.itemText(i) for i in range(widget.device_combo.count())]
     assert devices == ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -142,6 +145,7 @@ def test_exposure_slider_brightens_with_gamma(viewer, make_widget, qtbot):
     viewer.add_image(image, name="img")
     widget = make_widget()
     pick_model(qtbot, widget, "gamma")
+    widget.exposure_auto.setChecked(False)  # the slider, not auto (the default)
     means = sweep(qtbot, widget, viewer, widget.exposure, (0.4, 0.6, 0.8),
                   lambda e: enhance(image, "gamma", exposure=e, device="cpu"))
     assert means[0] + 10 < means[1] < means[2] - 10, means
@@ -152,14 +156,13 @@ def test_curve_model_sliders_iterations_reuse_cached_alpha(viewer, make_widget, 
     viewer.add_image(image, name="img")
     widget = make_widget()
     assert widget.model_combo.currentData() == "zero_dce_pp"
-    net = registry.load_model("zero_dce_pp")
 
-    def expected(iterations, e, image=image):
-        x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
-        with torch.no_grad():
-            y = net.enhance(x, exposure=e, iterations=iterations)
-        return y[0].permute(1, 2, 0).mul(255).round().numpy()
+    def expected(iterations, e, image=image):  # E is the target brightness: enhance calibrates the E input
+        return enhance(image, "zero_dce_pp", exposure=e, iterations=iterations, denoise=0, device="cpu")
 
+    widget.exposure_auto.setChecked(False)  # E from the slider, denoise off
+    widget.denoise_auto.setChecked(False)
+    widget.denoise.setValue(0)
     widget.exposure.setValue(0.8)
     settle(qtbot, widget)
     estimates = widget.enhancer.alpha_estimates
@@ -251,6 +254,7 @@ def test_stack_previews_the_current_plane_and_applies_to_all(viewer, make_widget
 def test_rgb_stack_apply_without_live_preview(viewer, make_widget, qtbot):
     stack = np.stack([dark_rgb(24, 28, seed=i) for i in range(3)])
     widget = gamma_on_rgb_stack_without_preview(viewer, make_widget, qtbot, stack)
+    widget.exposure_auto.setChecked(False)
     widget.exposure.setValue(0.8)
     settle(qtbot, widget)
     before = output(viewer, "rgbstack").data.copy()
@@ -322,6 +326,7 @@ def test_exception_inside_the_worker_is_a_notification(viewer, make_widget, qtbo
         raise MemoryError("simulated allocation failure")
 
     monkeypatch.setattr(_compute.Enhancer, "enhance_plane", broken)
+    widget.exposure_auto.setChecked(False)
     widget.exposure.setValue(0.7)
     settle(qtbot, widget)
     errors = [m for s, m in notes() if s == NotificationSeverity.ERROR]
@@ -353,6 +358,8 @@ def test_stale_results_are_dropped(viewer, make_widget, qtbot, monkeypatch):
     viewer.add_image(dark_rgb(), name="img")
     widget = make_widget()
     pick_model(qtbot, widget, "gamma")
+    widget.exposure_auto.setChecked(False)
+    settle(qtbot, widget)
     entered, release = threading.Event(), threading.Event()
     calls = []
     real = _compute.preview_job
@@ -399,6 +406,7 @@ def test_a_users_layer_named_like_the_output_is_never_written(viewer, make_widge
     assert [layer.name for layer in ours] == ["img enhanced [1]"]
     assert np.abs(ours[0].data.astype(int) - enhance(image, "gamma", device="cpu")).max() <= 1
     ours[0].name = "renamed by the user"  # still ours: the next result goes there, not to a new layer
+    widget.exposure_auto.setChecked(False)
     widget.exposure.setValue(0.8)
     settle(qtbot, widget)
     assert len([layer for layer in viewer.layers if OUTPUT_MARK in layer.metadata]) == 1
@@ -586,8 +594,16 @@ def test_denoise_slider_and_auto_are_live(viewer, make_widget, weights_dir, qtbo
     widget = make_widget()
     pick_model(qtbot, widget, model)
     weights = str(weights_dir / "zero_dce_pp.pt") if model == "zero_dce_pp" else None
+    assert widget.denoise_auto.isChecked() and not widget.denoise.isEnabled()  # auto by default
+    assert widget.settings().denoise == "auto"
+    auto = enhance(image, model, device="cpu", weights=weights)
+    assert np.abs(output(viewer, "img").data.astype(int) - auto).max() <= 1
+    widget.denoise_auto.setChecked(False)
+    widget.denoise.setValue(0)
+    settle(qtbot, widget)
+    assert widget.denoise.isEnabled() and widget.settings().denoise == 0
     plain = output(viewer, "img").data.copy()
-    assert np.array_equal(plain, enhance(image, model, device="cpu", weights=weights))  # slider at 0: off
+    assert np.array_equal(plain, enhance(image, model, device="cpu", denoise=0, weights=weights))  # 0: off
     widget.denoise.setValue(0.8)
     settle(qtbot, widget)
     out = output(viewer, "img").data
@@ -611,6 +627,7 @@ def test_denoise_slider_and_auto_are_live(viewer, make_widget, weights_dir, qtbo
 def test_apply_on_a_stack_honours_denoise(viewer, make_widget, qtbot):
     stack = np.stack([noisy_dark_rgb(48, 64, seed=i) for i in range(3)])  # enough 8 x 8 blocks to measure noise
     widget = gamma_on_rgb_stack_without_preview(viewer, make_widget, qtbot, stack)
+    widget.denoise_auto.setChecked(False)
     widget.denoise.setValue(0.6)
     settle(qtbot, widget)
     widget.apply_button.click()
@@ -619,7 +636,7 @@ def test_apply_on_a_stack_honours_denoise(viewer, make_widget, qtbot):
     for i in range(3):
         expected = enhance(stack[i], "gamma", device="cpu", denoise=0.6)
         assert np.abs(out[i].astype(int) - expected).max() <= 1, i
-        assert not np.array_equal(expected, enhance(stack[i], "gamma", device="cpu"))
+        assert not np.array_equal(expected, enhance(stack[i], "gamma", device="cpu", denoise=0))
 
 
 def test_tiled_apply_denoises_the_whole_plane_once(viewer, make_widget, heavy_weights, qtbot):
@@ -630,6 +647,7 @@ def test_tiled_apply_denoises_the_whole_plane_once(viewer, make_widget, heavy_we
     widget = make_widget()
     pick_model(qtbot, widget, "dln")
     widget.live.setChecked(False)
+    widget.denoise_auto.setChecked(False)
     widget.denoise.setValue(0.7)
     widget.apply_button.click()
     settle(qtbot, widget)
@@ -638,4 +656,4 @@ def test_tiled_apply_denoises_the_whole_plane_once(viewer, make_widget, heavy_we
     expected = enhance(image, "dln", device="cpu", denoise=0.7, weights=weights)
     assert out.shape == image.shape
     assert np.abs(out.astype(int) - expected).max() <= 1
-    assert not np.array_equal(expected, enhance(image, "dln", device="cpu", weights=weights))
+    assert not np.array_equal(expected, enhance(image, "dln", device="cpu", denoise=0, weights=weights))

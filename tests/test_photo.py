@@ -12,6 +12,7 @@ from PIL import Image
 from conftest import DEVICES
 import lowlight_core
 from lowlight_core import ops, reference
+from lowlight_core.plan import Engine
 
 DTYPES = [torch.uint8, torch.uint16, torch.float32, torch.float64]
 SAMPLE = Path(__file__).parents[1] / "lowlight_core" / "data" / "sample_dark.png"
@@ -275,6 +276,25 @@ def test_photo_value_curve_every_integer_value(native, dtype):
     assert torch.equal(native.photo_value_curve(image, torch.zeros_like(alpha), 8), image)
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.uint16])
+@pytest.mark.parametrize("color", [1, 3])
+def test_photo_value_curve_keeps_every_alpha_value(native, dtype, color):
+    """Interleaved gray + alpha and RGBA integer photos (their row kernel stores alpha with the colour values):
+    every uint8 / uint16 value of the alpha channel comes back unchanged, in the vector body of the row and in
+    its scalar tail (the last 7 pixels)."""
+    top = 255 if dtype == torch.uint8 else 65535
+    values = torch.arange(top + 1)
+    alpha_channel = torch.cat([values, values[:7]])
+    width = alpha_channel.numel()
+    colour = torch.arange(width).remainder(top // 2).expand(color, width)
+    image = torch.cat([colour, alpha_channel[None]]).to(dtype).view(1, color + 1, 1, width)
+    image = image.contiguous(memory_format=torch.channels_last)
+    alpha = torch.full((1, 1, 1, width), 0.7)
+    got = native.photo_value_curve(image, alpha, 8)
+    assert torch.equal(got[:, color:], image[:, color:])
+    assert_photo_equal(got, reference.photo_value_curve(image, alpha, 8), exact=True)
+
+
 def test_photo_value_curve_is_the_models_value_curve(native):
     """The reference is value_curve (what the models train with) with each step's maps averaged over RGB,
     clamped: on float images they agree to float rounding, so the op is the model's curve."""
@@ -409,12 +429,20 @@ def test_enhance_refuses_nan_curve_maps_on_the_photo_path(native, curve_on):
     """Both curve spaces take the photo path (its own message: the float path says "NaN or Inf values")."""
     from lowlight_core.models.zero_dce_pp import ZeroDCEPP
 
+    image = np.zeros((6, 5, 3), np.uint8)
     net = ZeroDCEPP(curve_on=curve_on)
+    plan = Engine(net, torch.device("cpu")).plan(image, 0.6)
+    plan.decide()  # the E input is calibrated on the probe while the weights are finite ...
     with torch.no_grad():
         net.convs[-1].pointwise.bias.fill_(float("nan"))
     assert net.contract.curve_space == curve_on
-    with pytest.raises(ValueError, match="NaN or Inf curve maps"):
-        lowlight_core.enhance(np.zeros((6, 5, 3), np.uint8), model=net)
+    with pytest.raises(ValueError, match="NaN or Inf curve maps"):  # ... so the photo pass meets the NaN maps
+        plan.run(8)
+    # enhance calibrates every exposure (auto, the default, or a target E) on the probe before the photo path
+    # runs: the model's NaN result there is refused first, with the float path's message
+    for exposure in ("auto", 0.6):
+        with pytest.raises(ValueError, match="NaN or Inf values"):
+            lowlight_core.enhance(image, model=net, exposure=exposure)
     net.config["curve_on"] = "hsv"  # a curve the photo ops do not compute: not the photo path
     assert net.contract.curve_space is None
 
@@ -423,7 +451,9 @@ def test_enhance_refuses_nan_curve_maps_on_the_photo_path(native, curve_on):
 def test_photo_path_runs_the_models_curve(native, monkeypatch, curve_on, op):
     """enhance on a photo: the untiled (Zero-DCE++) and the tiled (Zero-DCE, full-resolution maps per tile)
     branches call the op of the model's curve space once per window, and give the float path's result
-    (net.apply_curve on the float image) within 1 level."""
+    (net.apply_curve on the float image, with the E input and tone stage the plan decides for E = 0.6) within
+    1 level."""
+    from lowlight_core.exposure import extend_maps
     from lowlight_core.models.zero_dce import ZeroDCE
     from lowlight_core.models.zero_dce_pp import ZeroDCEPP
 
@@ -436,11 +466,12 @@ def test_photo_path_runs_the_models_curve(native, monkeypatch, curve_on, op):
         for p in net.parameters():  # brightening maps that vary over the image and between channels
             p.data.uniform_(-0.2, 0.2)
         calls.clear()
-        got = lowlight_core.enhance(a, model=net, **kwargs)
+        got = lowlight_core.enhance(a, model=net, exposure=0.6, denoise=0, **kwargs)
         assert len(calls) == windows, type(net).__name__
+        inputs, tones = Engine(net, torch.device("cpu")).plan(a, 0.6).decide()
         x = torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255
         with torch.no_grad():
-            y = net.apply_curve(x, net.estimate_alpha(x, 0.6), 8)
+            y = net.apply_curve(x, *extend_maps(net.estimate_alpha(x, inputs[0]), 8, tones))
         expected = y[0].permute(1, 2, 0).mul(255).round().to(torch.uint8).numpy()
         diff = np.abs(got.astype(np.int64) - expected.astype(np.int64))
         assert diff.max() <= 1, type(net).__name__

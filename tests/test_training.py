@@ -271,20 +271,22 @@ def test_smooth_is_a_trailing_mean():
     np.testing.assert_allclose(plots.smooth(v, 2), [1.0, 2.0, 4.0, 6.0])
 
 
-def test_real_eval_tables_report_ciede2000_in_every_row():
+def test_real_eval_tables_report_ciede2000_and_exposure_error_in_every_row():
     """The card's real-photo section and the real-eval table carry the CIEDE2000 column (the input's row: the
-    dark frame's own colour), and every row has as many cells as the header."""
+    dark frame's own colour) and the exposure error against the reference, and every row has as many cells as
+    the header."""
     from training.real_eval import PAIR_KEYS, PHOTO_KEYS, card_section, table_rows
 
-    pairs = dict(zip(PAIR_KEYS, (18.5, 0.74, 0.1, 7.25)))
+    pairs = dict(zip(PAIR_KEYS, (18.5, 0.74, 0.1, 7.25, 0.043)))
     photos = dict(zip(PHOTO_KEYS, (0.45, 0.1, 0.05, 0.95, 0.7)))
     r = {"pairs": pairs, "photos": photos, "sice": photos, "lol": photos, "reference": photos,
-         "input": {**dict(zip(PAIR_KEYS, (8.0, 0.3, 0.0, 9.5))), **photos},
+         "input": {**dict(zip(PAIR_KEYS, (8.0, 0.3, 0.0, 9.5, 0.31))), **photos},
          "worst_photo": {"color_shift": 0.2, "clipped": 0.5},
          "counts": {"pairs": 100, "scenes": 34, "sice_dark": 100, "lol": 24}, "protocol": "p", "note": "n"}
     for table in (card_section(r), table_rows({"dln": r})):
         rows = [line for line in table if line.startswith("|")]
-        assert "CIEDE2000" in rows[0]
+        assert "CIEDE2000" in rows[0] and "exposure error" in rows[0]
         assert len({line.count("|") for line in rows}) == 1, rows
     card = "\n".join(card_section(r))
-    assert "| input | 8.00 | 0.300 | 9.50 |" in card and "| all dark photos | 18.50 | 0.740 | 7.25 |" in card
+    assert "| input | 8.00 | 0.300 | 9.50 | 0.310 |" in card
+    assert "| all dark photos | 18.50 | 0.740 | 7.25 | 0.043 |" in card

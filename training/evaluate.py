@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lowlight_core.controls import EXPOSURE_DEFAULT, EXPOSURE_GRID, EXPOSURE_RANGE, ITERATIONS_DEFAULT
+from lowlight_core.controls import EXPOSURE_NOMINAL, EXPOSURE_GRID, EXPOSURE_RANGE, ITERATIONS_DEFAULT
 
 from . import data as data_mod
 from . import plots
 
 EXPOSURES = EXPOSURE_GRID
-assert EXPOSURE_DEFAULT in EXPOSURES  # the iterations table re-uses that E's curve maps
+assert EXPOSURE_NOMINAL in EXPOSURES  # the iterations table re-uses that E's curve maps
 ITERATIONS_TABLE = (1, 2, 4, 8, 12, 16)
 CARD_FIGURE_BYTES = 300_000
 LICENCE = ("Trained on SICE Part 1 (Cai et al., TIP 2018; CC BY-NC 4.0 as distributed with Zero-DCE++) and the LOL "
@@ -68,7 +68,7 @@ def evaluate(model, paths, device="cpu", resize_long: int | None = None) -> dict
 
     Curve models: each image's curve maps are estimated once per E (with the inference copy, _scoring_alpha)
     and the curve applied to them, which is model.enhance; the iterations table re-uses the maps of
-    E = EXPOSURE_DEFAULT instead of estimating them again."""
+    E = EXPOSURE_NOMINAL instead of estimating them again."""
     model.eval()
     estimate = _scoring_alpha(model)
     per_e = {e: {"bright": [], "err": [], "clip": [], "gw": [], "group": []} for e in EXPOSURES}
@@ -103,7 +103,7 @@ def evaluate(model, paths, device="cpu", resize_long: int | None = None) -> dict
                  else model.apply_curve(x, estimate(x, e), ITERATIONS_DEFAULT))
             identity.append({"abs_change": float((y - x).abs().mean()), "bright_change": float(y.mean()) - b_in})
         if estimate is not None and group == "under":
-            alpha = maps[EXPOSURE_DEFAULT]  # EXPOSURE_DEFAULT is one of EXPOSURES (asserted below)
+            alpha = maps[EXPOSURE_NOMINAL]  # EXPOSURE_NOMINAL is one of EXPOSURES (asserted below)
             for n in ITERATIONS_TABLE:
                 iters[n].append(float(model.apply_curve(x, alpha, n).mean()))
 
@@ -191,7 +191,7 @@ def model_card(name: str, meta: dict, ev: dict, weights_file: Path, figure: str 
     val = t.get("final_validation", {})
     if val:
         lines += ["Zero-reference validation loss at the end of training (first "
-                  f"{t.get('val_images', '?')} validation images, E = {EXPOSURE_DEFAULT:g}): "
+                  f"{t.get('val_images', '?')} validation images, E = {EXPOSURE_NOMINAL:g}): "
                   + ", ".join(f"{k.removeprefix('val_')} {v:.4g}" for k, v in val.items()), ""]
     lines += [
         "### Exposure tracking",
@@ -224,13 +224,13 @@ def model_card(name: str, meta: dict, ev: dict, weights_file: Path, figure: str 
                   "whole scene is; prefer a model whose error above is small when the exposure control matters."]
     if ev.get("iterations_at_E06_under"):
         its = ev["iterations_at_E06_under"]
-        lines += ["", f"Iterations (E = {EXPOSURE_DEFAULT:g}, alpha estimated once, curve re-applied; under-exposed "
+        lines += ["", f"Iterations (E = {EXPOSURE_NOMINAL:g}, alpha estimated once, curve re-applied; under-exposed "
                   "images): mean "
                   "brightness " + ", ".join(f"n={n}: {fmt(v)}" for n, v in its.items()) + "."]
     if ev.get("real_photos"):
         from .real_eval import card_section
 
-        lines += card_section(ev["real_photos"], ev.get("real_photos_denoise"))
+        lines += card_section(ev["real_photos"], ev.get("real_photos_denoise_off"))
     if figure:
         grid = ", ".join(f"{e:g}" for e in EXPOSURES)
         lines += ["", f"![before/after at E = {grid}]({figure})",

@@ -75,7 +75,7 @@ def model_card(name: str, meta: dict, ev: dict, weights_file, figure: str | None
     if ev.get("real_photos"):
         from .real_eval import card_section
 
-        lines += card_section(ev["real_photos"], ev.get("real_photos_denoise"))
+        lines += card_section(ev["real_photos"], ev.get("real_photos_denoise_off"))
     lines += [
         "", "## Synthetic pairs (held out, never trained on)",
         f"### Synthetic pairs ({s['images']} held-out well-exposed SICE images, degraded once with fixed seeds "

@@ -11,7 +11,7 @@ and iterations for the curve models), so `lowlight eval` on the folders written 
 
     python -m training.real_eval --write runs/real_val      # low/, high/ (pairs) and dark/ (LOL) as PNG
     python -m training.real_eval --models all --table docs/real-eval.md --sheet docs/real-photos.png \
-        --denoise-column zero_dce_pp
+        --old-defaults-column zero_dce_pp
     python -m training.real_eval --models zero_dce_pp dln --denoise auto --json runs/denoise_auto.json
     python -m training.real_eval --denoise-crop docs/denoise-crop.png     # 100 % crops, denoise off / auto
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lowlight_core.controls import DEFAULT_MODEL, EXPOSURE_DEFAULT, ITERATIONS_DEFAULT, parse_denoise
+from lowlight_core.controls import DEFAULT_MODEL, DENOISE_DEFAULT, EXPOSURE_DEFAULT, ITERATIONS_DEFAULT, parse_denoise
 from lowlight_core.metrics import (PROTOCOL, REAL_PHOTO_NOTE, ciede2000_uint8, clipped_beyond_uint8, psnr_uint8,
                                    real_photo_scores, ssim_uint8)
 
@@ -35,7 +35,7 @@ from . import data as data_mod
 from . import sice_scenes
 from .split import is_validation
 
-PAIR_KEYS = ("psnr", "ssim", "clipped_ref", "ciede2000")
+PAIR_KEYS = ("psnr", "ssim", "clipped_ref", "ciede2000", "exposure_error")
 PHOTO_KEYS = ("brightness", "clipped", "color_shift", "saturation", "noise")
 SHEET_PHOTOS = 8
 
@@ -57,8 +57,16 @@ def _mean(rows: list[dict], key: str) -> float:
     return float(np.mean(v)) if v else math.nan
 
 
-def evaluate(enhance_fn, data_dir=None, fraction: float = data_mod.VALIDATION_FRACTION) -> dict:
+def exposure_error(y: np.ndarray, ref: np.ndarray) -> float:
+    """|mean brightness of y - the reference frame's|, in [0, 1]: how far the exposure is from the real one."""
+    return abs(float(y.mean()) - float(ref.mean())) / 255.0
+
+
+def evaluate(enhance_fn, data_dir=None, fraction: float = data_mod.VALIDATION_FRACTION,
+             exposure_from_reference: bool = False) -> dict:
     """Scores of enhance_fn (uint8 (H, W, 3) -> uint8 (H, W, 3)) on the held-out real pairs and photos.
+    exposure_from_reference: each pair is enhanced with enhance_fn(x, exposure=the reference's mean brightness),
+    the E an ideal automatic exposure would pick (the photos without a reference keep enhance_fn's own E).
 
     {"pairs": {...means}, "photos": {...means over the SICE dark frames and LOL photos}, "sice", "lol"
     (the photo means of each source), "input" (the same numbers for the unenhanced input), counts, seconds}."""
@@ -67,12 +75,14 @@ def evaluate(enhance_fn, data_dir=None, fraction: float = data_mod.VALIDATION_FR
     t0 = time.perf_counter()
     for dark, target in pairs:
         x, ref = read_rgb(dark), read_rgb(target)
-        y = enhance_fn(x)
+        y = enhance_fn(x, exposure=float(ref.mean()) / 255) if exposure_from_reference else enhance_fn(x)
         pair_rows.append({"psnr": psnr_uint8(y, ref), "ssim": ssim_uint8(y, ref),
-                          "clipped_ref": clipped_beyond_uint8(y, ref), "ciede2000": ciede2000_uint8(y, ref)})
+                          "clipped_ref": clipped_beyond_uint8(y, ref), "ciede2000": ciede2000_uint8(y, ref),
+                          "exposure_error": exposure_error(y, ref)})
         # the input's ciede2000 is what keeping the input's colour scores (brightness matched to the reference)
         in_rows.append({"psnr": psnr_uint8(x, ref), "ssim": ssim_uint8(x, ref), "clipped_ref": 0.0,
-                        "ciede2000": ciede2000_uint8(x, ref), **real_photo_scores(x, x)})
+                        "ciede2000": ciede2000_uint8(x, ref), "exposure_error": exposure_error(x, ref),
+                        **real_photo_scores(x, x)})
         sice_rows.append(real_photo_scores(x, y))
         ref_rows.append(real_photo_scores(x, ref))  # what the real well-exposed frame itself scores
     for path in lol:
@@ -97,12 +107,14 @@ def evaluate(enhance_fn, data_dir=None, fraction: float = data_mod.VALIDATION_FR
     }
 
 
-def model_enhancer(name: str, weights=None, exposure: float = EXPOSURE_DEFAULT, iterations: int = ITERATIONS_DEFAULT,
-                   denoise=0):
+def model_enhancer(name: str, weights=None, exposure=EXPOSURE_DEFAULT, iterations: int = ITERATIONS_DEFAULT,
+                   denoise=DENOISE_DEFAULT):
     from lowlight_core import enhance
 
-    return lambda x: enhance(x, model=name, exposure=exposure, iterations=iterations, device="cpu", weights=weights,
-                             denoise=denoise)
+    def enhance_fn(x, exposure=exposure):
+        return enhance(x, model=name, exposure=exposure, iterations=iterations, device="cpu", weights=weights,
+                       denoise=denoise)
+    return enhance_fn
 
 
 def fmt(v, nd=3) -> str:
@@ -111,60 +123,62 @@ def fmt(v, nd=3) -> str:
 
 def table_rows(results: dict[str, dict]) -> list[str]:
     """Markdown table: one row per model (and the input), real pairs then real photos."""
-    lines = ["| model | PSNR (dB) | SSIM | CIEDE2000 | brightness | clipped beyond input (%) | colour shift "
-             "| saturation ratio | flat noise (%) |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | PSNR (dB) | SSIM | CIEDE2000 | exposure error | brightness | clipped beyond input (%) "
+             "| colour shift | saturation ratio | flat noise (%) |", "|---|---|---|---|---|---|---|---|---|---|"]
     first = next(iter(results.values()))
     i = first["input"]
     lines.append(f"| input | {fmt(i['psnr'], 2)} | {fmt(i['ssim'])} | {fmt(i.get('ciede2000'), 2)} | "
-                 f"{fmt(i['brightness'])} | – | 0 | 1 | {fmt(i['noise'], 2)} |")
+                 f"{fmt(i.get('exposure_error'))} | {fmt(i['brightness'])} | – | 0 | 1 | {fmt(i['noise'], 2)} |")
     if "reference" in first:  # the colour checks are against the input: the real target frames are not at 0 / 1
         f = first["reference"]
-        lines.append(f"| reference frame (SICE pairs only) | ∞ | 1 | 0 | {fmt(f['brightness'])} | {fmt(f['clipped'], 2)} | "
+        lines.append(f"| reference frame (SICE pairs only) | ∞ | 1 | 0 | 0 | {fmt(f['brightness'])} | {fmt(f['clipped'], 2)} | "
                      f"{fmt(f['color_shift'])} | {fmt(f['saturation'])} | {fmt(f['noise'], 2)} |")
     for name, r in results.items():
         p, q = r["pairs"], r["photos"]
         lines.append(f"| {name} | {fmt(p['psnr'], 2)} | {fmt(p['ssim'])} | {fmt(p.get('ciede2000'), 2)} | "
-                     f"{fmt(q['brightness'])} | "
+                     f"{fmt(p.get('exposure_error'))} | {fmt(q['brightness'])} | "
                      f"{fmt(q['clipped'], 2)} | {fmt(q['color_shift'])} | {fmt(q['saturation'])} | "
                      f"{fmt(q['noise'], 2)} |")
     return lines
 
 
 def card_scores(name: str, weights=None, data_dir=None, fraction: float = data_mod.VALIDATION_FRACTION) -> dict:
-    """What a model card reports from this evaluation: {"real_photos": scores as shipped (denoise off),
-    "real_photos_denoise": the same with denoise auto}."""
+    """What a model card reports from this evaluation: {"real_photos": scores as shipped (default settings),
+    "real_photos_denoise_off": the same with denoise off}."""
     return {"real_photos": evaluate(model_enhancer(name, weights), data_dir, fraction),
-            "real_photos_denoise": evaluate(model_enhancer(name, weights, denoise="auto"), data_dir, fraction)}
+            "real_photos_denoise_off": evaluate(model_enhancer(name, weights, denoise=0), data_dir, fraction)}
 
 
-def card_section(r: dict, denoised: dict | None = None) -> list[str]:
-    """The model card's real-photo section (every model card has it); denoised: the same scores with
-    denoise auto (card_scores), shown as a second table."""
+def card_section(r: dict, off: dict | None = None) -> list[str]:
+    """The model card's real-photo section (every model card has it): r at default settings; off: the same
+    with denoise off (card_scores), shown as a second table."""
     c, p, i = r["counts"], r["pairs"], r["input"]
     rows = [
         "", f"## Real photos (held out: {c['scenes']} SICE scenes, {c['pairs']} dark frames with their scene's "
         f"well-exposed frame; {c['lol']} LOL low-light photos)",
-        "| | PSNR (dB) | SSIM | CIEDE2000 | brightness | clipped beyond input (%) | colour shift | saturation ratio "
-        "| flat noise (%) |", "|---|---|---|---|---|---|---|---|---|",
-        f"| input | {fmt(i['psnr'], 2)} | {fmt(i['ssim'])} | {fmt(i.get('ciede2000'), 2)} | {fmt(i['brightness'])} | "
-        f"– | 0 | 1 | {fmt(i['noise'], 2)} |",
+        "| | PSNR (dB) | SSIM | CIEDE2000 | exposure error | brightness | clipped beyond input (%) | colour shift "
+        "| saturation ratio | flat noise (%) |", "|---|---|---|---|---|---|---|---|---|---|",
+        f"| input | {fmt(i['psnr'], 2)} | {fmt(i['ssim'])} | {fmt(i.get('ciede2000'), 2)} | "
+        f"{fmt(i.get('exposure_error'))} | {fmt(i['brightness'])} | – | 0 | 1 | {fmt(i['noise'], 2)} |",
     ]
     for label, q in (("all dark photos", r["photos"]), ("SICE dark frames", r["sice"]), ("LOL photos", r["lol"])):
         pp = p if label == "all dark photos" else {}
         rows.append(f"| {label} | {fmt(pp.get('psnr'), 2)} | {fmt(pp.get('ssim'))} | {fmt(pp.get('ciede2000'), 2)} | "
-                    f"{fmt(q['brightness'])} | {fmt(q['clipped'], 2)} | {fmt(q['color_shift'])} | "
+                    f"{fmt(pp.get('exposure_error'))} | {fmt(q['brightness'])} | {fmt(q['clipped'], 2)} | {fmt(q['color_shift'])} | "
                     f"{fmt(q['saturation'])} | {fmt(q['noise'], 2)} |")
     rows += ["", f"PSNR/SSIM on the real pairs: {r['protocol']}. CIEDE2000: mean colour difference against the "
              "reference frame after scaling the output to its mean brightness (the input's row: keeping the dark "
-             f"frame's colour). Photos: {r['note']}. Worst single photo: colour "
+             f"frame's colour). Exposure error: |mean brightness - the reference frame's|. Photos: {r['note']}. Worst single photo: colour "
              f"shift {fmt(r['worst_photo']['color_shift'])}, clipped {fmt(r['worst_photo']['clipped'], 2)} %. "
-             f"Inference as shipped (`lowlight_core.enhance`, E = {EXPOSURE_DEFAULT:g}, {ITERATIONS_DEFAULT} iterations "
+             f"Inference as shipped (`lowlight_core.enhance` at default settings: exposure {EXPOSURE_DEFAULT}, denoise "
+             f"{DENOISE_DEFAULT}, {ITERATIONS_DEFAULT} iterations "
              "where they apply)."]
-    if denoised:
-        rows += ["", "### With `denoise=\"auto\"` (lowlight_core.noise: strength from the photo's estimated noise)",
+    if off:
+        rows += ["", "### Denoise off and `denoise=\"auto\"` (the default; lowlight_core.noise: strength from the "
+                 "photo's estimated noise)",
                  "| denoise | PSNR (dB) | SSIM | brightness | clipped beyond input (%) | colour shift | saturation ratio "
                  "| flat noise (%): all / SICE / LOL |", "|---|---|---|---|---|---|---|---|"]
-        for label, e in (("0", r), ("auto", denoised)):
+        for label, e in (("0", off), ("auto", r)):
             q = e["photos"]
             rows.append(f"| {label} | {fmt(e['pairs']['psnr'], 2)} | {fmt(e['pairs']['ssim'])} | "
                         f"{fmt(q['brightness'])} | {fmt(q['clipped'], 2)} | {fmt(q['color_shift'])} | "
@@ -225,7 +239,7 @@ def denoise_crop_figure(out_png: Path, data_dir=None, model: str = DEFAULT_MODEL
     scored = []
     for target, dark in darkest.items():
         x = read_rgb(dark)
-        scored.append((flat_noise(enhance(x, model=model, device="cpu")), dark, target))
+        scored.append((flat_noise(enhance(x, model=model, device="cpu", denoise=0)), dark, target))
     scored = sorted((s for s in scored if math.isfinite(s[0])), key=lambda s: s[0], reverse=True)[:k]
 
     def tile(a):
@@ -236,9 +250,10 @@ def denoise_crop_figure(out_png: Path, data_dir=None, model: str = DEFAULT_MODEL
     rows = []
     for _, dark, target in scored:
         x = read_rgb(dark)
-        rows.append([tile(x), tile(enhance(x, model=model, device="cpu")),
+        rows.append([tile(x), tile(enhance(x, model=model, device="cpu", denoise=0)),
                      tile(enhance(x, model=model, device="cpu", denoise="auto")), tile(read_rgb(target))])
-    plots.image_grid(rows, ["input", model, "+ denoise auto", "bright frame"], out_png, tile=crop)
+    plots.image_grid(rows, ["input", f"{model}, denoise off", "denoise auto (default)", "bright frame"], out_png,
+                     tile=crop)
     return [(d.name, t.name, n) for n, d, t in scored]
 
 
@@ -265,12 +280,19 @@ def main(argv=None) -> int:
     p.add_argument("--table", type=Path, help="write the markdown table here")
     p.add_argument("--sheet", type=Path, help="write the side-by-side sheet (PNG) here")
     p.add_argument("--write", type=Path, help="write the held-out sets as PNG folders here and stop")
-    p.add_argument("--denoise", type=parse_denoise, default=0, metavar="S|auto",
-                   help="enhance(..., denoise=S): a strength in [0, 1] or auto (default 0: off)")
-    p.add_argument("--denoise-column", metavar="NAME", action="append", default=[],
-                   help="add a column 'NAME + denoise auto' to the sheet (docs/real-photos.png has one for the default)")
+    p.add_argument("--denoise", type=parse_denoise, default=DENOISE_DEFAULT, metavar="S|auto",
+                   help=f"enhance(..., denoise=S): a strength in [0, 1] or auto (default {DENOISE_DEFAULT})")
+    p.add_argument("--exposure-from-reference", action="store_true",
+                   help="enhance each real pair at E = its reference's mean brightness (what an ideal automatic "
+                        "exposure picks) instead of the default E")
+    p.add_argument("--old-defaults-column", metavar="NAME", action="append", default=[],
+                   help="add a column 'NAME E 0.6, no denoise' to the sheet (the defaults before exposure and "
+                        "denoise were auto; docs/real-photos.png has one for the default model)")
     p.add_argument("--denoise-crop", type=Path, metavar="PNG",
                    help="write the 100 %% crop figure of denoise auto (docs/denoise-crop.png) and stop")
+    p.add_argument("--cards-from", type=Path, metavar="JSON",
+                   help="with --refresh-cards: take each model's default-settings scores from this --json output "
+                        "instead of measuring again (the card then has no denoise-off table)")
     p.add_argument("--refresh-cards", action="store_true",
                    help="re-measure the real-photo section (denoise off and auto) of each model's shipped card "
                         "(lowlight_core/weights/NAME.md) and stop")
@@ -286,20 +308,24 @@ def main(argv=None) -> int:
     weights = dict(w.split("=", 1) for w in args.weights)
     names = [m.name for m in list_models() if has_weights(m.name)] if args.models == ["all"] else args.models
     if args.refresh_cards:
-        from lowlight_core.models.registry import weights_path
+        from lowlight_core.models.registry import get_model_info, weights_path
 
-        for name in names:
-            ev = card_scores(name, weights.get(name), args.data)
+        measured = json.loads(args.cards_from.read_text()) if args.cards_from else {}
+        for name in [n for n in names if get_model_info(n).kind != "classical"]:  # classical models: no card
+            if name in measured:
+                ev = {"real_photos": measured[name], "real_photos_denoise_off": None}
+            else:
+                ev = card_scores(name, weights.get(name), args.data)
             card = Path(weights.get(name) or weights_path(name)).with_suffix(".md")
-            refresh_card(card, card_section(ev["real_photos"], ev["real_photos_denoise"]))
+            refresh_card(card, card_section(ev["real_photos"], ev["real_photos_denoise_off"]))
             print(f"{card}: real-photo section re-measured", file=sys.stderr)
         return 0
     fns = [(n, model_enhancer(n, weights.get(n), denoise=args.denoise)) for n in names]
     results = {}
     for name, fn in (fns if args.json or args.table or not args.sheet else []):  # --sheet alone only draws
-        results[name] = evaluate(fn, args.data)
+        results[name] = evaluate(fn, args.data, exposure_from_reference=args.exposure_from_reference)
         r = results[name]
-        r["denoise"] = args.denoise
+        r["denoise"], r["exposure_from_reference"] = args.denoise, args.exposure_from_reference
         print(f"{name} (denoise {args.denoise}): {r['pairs']['psnr']:.2f} dB / SSIM {r['pairs']['ssim']:.3f}; photos: "
               + ", ".join(f"{k} {v:.3f}" for k, v in r["photos"].items()) + f" ({r['seconds']:.0f} s)",
               file=sys.stderr)
@@ -309,7 +335,8 @@ def main(argv=None) -> int:
     if args.table and results:
         args.table.write_text("\n".join(table_rows(results)) + "\n")
     if args.sheet:
-        extra = [(f"{n} +denoise", model_enhancer(n, weights.get(n), denoise="auto")) for n in args.denoise_column]
+        extra = [(f"{n} E 0.6, no denoise", model_enhancer(n, weights.get(n), exposure=0.6, denoise=0))
+                 for n in args.old_defaults_column]
         real_photo_sheet(fns + extra, args.sheet, args.data)
     return 0
 

@@ -27,6 +27,7 @@ from .tasks.base import TrainTask
 from .tasks.curve import CurveTask
 from .tasks.dln import DLNTask
 from .tasks.enlightengan import EnlightenGANTask
+from .tasks.grid import GridTask
 from .tasks.iqe import IQETask
 
 
@@ -124,6 +125,19 @@ IMAGE_RECIPES: dict[str, dict[str, ImageRecipe]] = {
                            model_config={"width": 64, "output": "value"}, options={"tv_weight": 1e-3}, lr=1e-3,
                            lr_final=1e-5, grad_clip=1.0, val_every=2000, ckpt_every=1000, val_images=32,
                            val_resize_long=512),
+    },
+    # The bilateral grid (training.tasks.grid): 256 px crops of the 512 px real pairs (real noise), the network on their
+    # 256 px thumbnail, the grid applied at the crop's resolution; half the targets re-exposed to E ~ U(0.3, 0.7).
+    "bilateral_grid": {
+        "cpu": ImageRecipe("bilateral_grid", GridTask, steps=380, batch=4, crop=256, resize_long=None,
+                           model_config={"depth": 8, "width": 16},
+                           options={"retarget": 0.5, "retarget_range": (0.3, 0.7), "l1_weight": 1.0},
+                           lr=1e-3, lr_final=1e-5, grad_clip=1.0, val_resize_long=None),
+        "gpu": ImageRecipe("bilateral_grid", GridTask, steps=30000, batch=16, crop=512, resize_long=None,
+                           model_config={"depth": 8, "width": 32},
+                           options={"retarget": 0.5, "retarget_range": (0.3, 0.7), "l1_weight": 1.0},
+                           lr=1e-3, lr_final=1e-5, grad_clip=1.0, val_every=2000, ckpt_every=1000, val_images=32,
+                           val_resize_long=None),
     },
     # IQE DCGAN (training.tasks.iqe); loss weights: see IQE_CPU_WEIGHTS. The warm-up (adv_start_step) is 8 % (cpu)
     # / 5 % (gpu) of the run. Without VGG weights 50 * (1 - SSIM) stands in for the content loss (the same order as

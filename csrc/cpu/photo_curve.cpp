@@ -299,7 +299,7 @@ LL_INLINE void value_planar(const ValueRow<T>& r, const AlphaRows& a, int maps, 
     store_result<V>(r.y[c] + X + u * kStep, clamp01(x[c][u] * g[u]), scale);
 }
 
-// One interleaved pixel X (the tail of a row): C values, K of them colour.
+// One interleaved pixel X (the tail of a row): C values, K of them colour; integer alpha values copied.
 template <int C, int K, typename T>
 LL_INLINE void value_pixel(const ValueRow<T>& r, const AlphaRows& a, int maps, int n, float scale, int64_t X) {
   float x[K], g[1];
@@ -308,9 +308,23 @@ LL_INLINE void value_pixel(const ValueRow<T>& r, const AlphaRows& a, int maps, i
   for (int c = 1; c < K; ++c) g[0] = max2(g[0], x[c]);
   curve_gain<1>(g, a, maps, n, X);
   for (int c = 0; c < K; ++c) store_result<float>(r.y[0] + X * C + c, clamp01(x[c] * g[0]), scale);
+  if constexpr (std::is_integral_v<T>)
+    for (int c = K; c < C; ++c) r.y[0][X * C + c] = r.x[0][X * C + c];
 }
 
-// U groups of 16 interleaved pixels from X. Alpha lanes (C > K) are written too, and copied over afterwards.
+// Integer images: y with its alpha lanes (channel l % C >= K; 16 % C == 0 for C = 2 and 4, so every vector
+// has the same ones) replaced by the scaled input x, whose stored result round((x / s) * s) is x for every
+// integer x <= 65535 (the relative error of x / s is below 2^-24): alpha is kept by the vector stores, without
+// a strided copy of it afterwards.
+template <int C, int K>
+LL_INLINE FloatV keep_alpha(const FloatV& y, const FloatV& x) {
+  static_assert(kLanes % C == 0);
+  constexpr IntV alpha = mask_of([](int l) { return l % C >= K ? -1 : 0; });
+  return alpha ? x : y;
+}
+
+// U groups of 16 interleaved pixels from X. Alpha lanes (C > K) are kept (integers) or written and copied over
+// afterwards (floats: their scaled input is clamped).
 template <int U, int C, int K, typename T>
 LL_INLINE void value_interleaved(const ValueRow<T>& r, const AlphaRows& a, int maps, int n, float scale, int64_t X) {
   FloatV x[U][C], g[U];
@@ -323,10 +337,15 @@ LL_INLINE void value_interleaved(const ValueRow<T>& r, const AlphaRows& a, int m
   curve_gain<U>(g, a, maps, n, X);
   _Pragma("GCC unroll 16") for (int u = 0; u < U; ++u) {
     T* y = r.y[0] + (X + u * kLanes) * C;
-    store_result<FloatV>(y, clamp01(x[u][0] * spread<C, 0>(g[u])), scale);
-    store_result<FloatV>(y + kLanes, clamp01(x[u][1] * spread<C, 1>(g[u])), scale);
-    if constexpr (C >= 3) store_result<FloatV>(y + 2 * kLanes, clamp01(x[u][2] * spread<C, 2>(g[u])), scale);
-    if constexpr (C >= 4) store_result<FloatV>(y + 3 * kLanes, clamp01(x[u][3] * spread<C, 3>(g[u])), scale);
+    FloatV out[C];
+    out[0] = clamp01(x[u][0] * spread<C, 0>(g[u]));
+    out[1] = clamp01(x[u][1] * spread<C, 1>(g[u]));
+    if constexpr (C >= 3) out[2] = clamp01(x[u][2] * spread<C, 2>(g[u]));
+    if constexpr (C >= 4) out[3] = clamp01(x[u][3] * spread<C, 3>(g[u]));
+    _Pragma("GCC unroll 4") for (int i = 0; i < C; ++i) {
+      if constexpr (C > K && std::is_integral_v<T>) out[i] = keep_alpha<C, K>(out[i], x[u][i]);
+      store_result<FloatV>(y + i * kLanes, out[i], scale);
+    }
   }
 }
 
@@ -597,6 +616,7 @@ void value_forward(const PhotoShape& s, const at::Tensor& image, const float* al
       ValueRow<T> r{};
       for (int c = 0; c < (s.interleaved ? 1 : s.color); ++c) r.x[c] = xr + c * xc, r.y[c] = yr + c * yc;
       value_row(layout, r, AlphaRows{lo, hi, vtaps.w0[Y], vtaps.w1[Y]}, maps, s.n, scale, s.W);
+      if (s.interleaved && std::is_integral_v<T>) continue;  // alpha kept by the row kernel
       for (int64_t c = s.color; c < s.C; ++c) {  // alpha channels: copied (over what the vector stores wrote)
         if (s.interleaved) {
           for (int64_t X = 0; X < s.W; ++X) yr[X * s.C + c] = xr[X * s.C + c];

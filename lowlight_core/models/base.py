@@ -7,12 +7,17 @@ from its config in __init__:
   low resolution); r > 0 when each output pixel depends only on inputs within r pixels, so the plan may run it
   in tiles with a halo of r pixels and get the untiled result.
 - `inference_tile`: the core tile size the plan uses for it when the caller gives none (DEFAULT_TILE).
+- `exposure_mode`: how the plan makes the result hit the target E (EXPOSURE_MODES; by default "calibrate" for
+  models with the exposure control, "tone" for the others).
 - `cpu_copy`: whether a registered model runs on the CPU as its inference copy (`inference_model`: BatchNorm
   folded into the convolution before it, channels_last weights and inputs).
 Curve models (`CurveModel`) also declare `curve_space` ("rgb" or "value": the photo op that applies the curve
 in the image's own dtype; None: the float path), have curve maps (`estimate_alpha`, `apply_curve`,
 `photo_curve`; the denoiser then calibrates on the input) and, with `photo_estimate = True`,
 `estimate_alpha_photo`: maps estimated at low resolution straight from the integer image.
+- `photo_enhance`: the model enhances the image in its own dtype from one whole-image decision,
+  `enhance_photo(image, exposure)` ((B, C, H, W) uint8 / uint16 / float, C in 1-4 -> the same; the bilateral
+  grid: the grid from the thumbnail, applied in one pass); the plan then runs it whole, with no float copy.
 
 A caller's own nn.Module passed to `enhance(model=module)` needs only `enhance(x, exposure, iterations)`
 ((B, 3, H, W) float in [0, 1] -> the same); it may set an int `receptive_radius` (default 0: run whole), or
@@ -31,6 +36,10 @@ import torch.nn as nn
 
 CONTROLS = frozenset({"iterations", "exposure"})
 CURVE_SPACES = ("rgb", "value")
+# How the plan makes a model's result hit the target exposure E (lowlight_core.exposure): "input" the model's E
+# input is the target (it hits it itself), "calibrate" its E input is calibrated on the probe, "tone" a tone
+# stage on the value after the model (models without an E input).
+EXPOSURE_MODES = ("input", "calibrate", "tone")
 DEFAULT_TILE = 512  # core tile of full-resolution networks unless their class declares its own
 
 
@@ -44,6 +53,8 @@ class Contract:
     curve_maps: bool = False         # estimate_alpha / apply_curve / photo_curve
     photo_estimate: bool = False     # estimate_alpha_photo
     cpu_copy: bool = False
+    photo_enhance: bool = False      # enhance_photo
+    exposure: str = "input"
 
     def __post_init__(self):
         if not isinstance(self.controls, frozenset) or not self.controls <= CONTROLS:
@@ -52,6 +63,8 @@ class Contract:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < (name == "tile"):
                 raise TypeError(f"{name} must be an int >= {int(name == 'tile')}, got {value!r}")
+        if self.exposure not in EXPOSURE_MODES:
+            raise TypeError(f"exposure must be one of {EXPOSURE_MODES}, got {self.exposure!r}")
         if self.curve_space not in CURVE_SPACES + (None,):
             raise TypeError(f"curve_space must be one of {CURVE_SPACES} or None, got {self.curve_space!r}")
 
@@ -66,16 +79,24 @@ class Model(nn.Module):
     curve_space: str | None = None
     curve_maps: bool = False
     photo_estimate: bool = False
+    photo_enhance: bool = False
+    exposure_mode: str | None = None  # None: "calibrate" for models with the exposure control, else "tone"
 
     def enhance(self, x: torch.Tensor, exposure, iterations: int) -> torch.Tensor:
         """(B, 3, H, W) float in [0, 1] -> enhanced, same shape, in [0, 1]; inference only."""
         raise NotImplementedError
 
+    def enhance_photo(self, image: torch.Tensor, exposure) -> torch.Tensor:
+        """Models with photo_enhance = True: enhance on the image in its own dtype and layout."""
+        raise NotImplementedError(f"{type(self).__name__} declares no photo enhance")
+
     @property
     def contract(self) -> Contract:
         return Contract(controls=frozenset(self.controls), receptive_radius=self.receptive_radius,
                         tile=self.inference_tile, curve_space=self.curve_space, curve_maps=self.curve_maps,
-                        photo_estimate=self.photo_estimate, cpu_copy=self.cpu_copy)
+                        photo_estimate=self.photo_estimate, cpu_copy=self.cpu_copy,
+                        photo_enhance=self.photo_enhance,
+                        exposure=self.exposure_mode or ("calibrate" if "exposure" in self.controls else "tone"))
 
 
 class CurveModel(Model):

@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn as nn
 
-from ..controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
+from ..controls import EXPOSURE_NOMINAL, ITERATIONS_DEFAULT
 from .base import Model
 from ._common import check_rgb, exposure_values, luminance
 
@@ -24,6 +24,7 @@ class Gamma(Model):
     """y = x ** g per channel, g chosen per image (bisection) so that mean luminance of y equals E."""
 
     controls = frozenset({"exposure"})
+    exposure_mode = "input"  # fits its gamma to E itself
     receptive_radius = 0
     G_RANGE = (1 / 64, 64)
 
@@ -31,7 +32,7 @@ class Gamma(Model):
         super().__init__()
         self.config = {}
 
-    def fit_gamma(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT) -> torch.Tensor:
+    def fit_gamma(self, x: torch.Tensor, exposure=EXPOSURE_NOMINAL) -> torch.Tensor:
         """(B,) gammas; g < 1 brightens. An all-black image gets the smallest g (and stays black)."""
         check_rgb(x, "Gamma")
         e = exposure_values(x, exposure).double()
@@ -48,12 +49,12 @@ class Gamma(Model):
             hi = torch.where(too_bright, hi, mid)
         return ((lo + hi) / 2).exp().to(x.dtype)
 
-    def forward(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, exposure=EXPOSURE_NOMINAL) -> torch.Tensor:
         g = self.fit_gamma(x, exposure)
         return x.clamp(0, 1).pow(g.view(-1, 1, 1, 1))
 
     @torch.no_grad()
-    def enhance(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT, iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
+    def enhance(self, x: torch.Tensor, exposure=EXPOSURE_NOMINAL, iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
         """Honours exposure; iterations is ignored."""
         return self(x, exposure)
 
@@ -141,5 +142,5 @@ class CLAHE(Model):
         return torch.where(lum > _EPS, x * ratio, eq.expand_as(x)).clamp(0, 1)
 
     @torch.no_grad()
-    def enhance(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT, iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
+    def enhance(self, x: torch.Tensor, exposure=EXPOSURE_NOMINAL, iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
         return self(x)

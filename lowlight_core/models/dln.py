@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
+from ..controls import EXPOSURE_NOMINAL, ITERATIONS_DEFAULT
 from .base import Model
 from ._common import check_output, check_rgb, conv_radius, value_output
 
@@ -117,6 +117,6 @@ class DLN(Model):
         return value_output(x, y) if self.config["output"] == "value" else y
 
     @torch.no_grad()
-    def enhance(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT, iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
+    def enhance(self, x: torch.Tensor, exposure=EXPOSURE_NOMINAL, iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
         """Inference only (no autograd); exposure and iterations are ignored (no curve, no E input)."""
         return self(x).clamp(0, 1)

@@ -16,6 +16,9 @@ contrast, but it cannot paint a colour. Near black V' / V is about exp(A * r) (t
 1. Why: the RGB residual x + A * r can add any colour wherever the input is dark; trained against well-exposed
 SICE frames it painted flat green/olive blobs and cyan skies into real night photos (colour shift 0.24,
 docs/real-eval.md).
+The shift A * r is guided-filtered with log V as the guide before it is applied (smooth_shift), so the gain has
+edges only where the input has them: the coarsest U-Net level draws regions of lower gain whose borders follow
+no edge of the input (a dark wavy band or ring in a uniform night sky).
 
 Any H, W: the input is padded at the bottom/right to a multiple of 2**depth (reflection, or edge
 replication where the image is smaller than the pad) and the output cropped back.
@@ -32,7 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
+from ..controls import EXPOSURE_NOMINAL, ITERATIONS_DEFAULT
 from .base import Model
 from ._common import check_output, check_rgb, luminance
 
@@ -56,6 +59,12 @@ def _pad_to_multiple(x: torch.Tensor, m: int) -> torch.Tensor:
 
 OUTPUTS = ("rgb", "value_gain")
 _EPS = 1e-4
+# The gain (logit shift) is guided-filtered with log V as the guide (see smooth_shift): the window radius in px
+# (the generator's false gain edges are a few px sharp lines on a ramp of about 40 px) and eps in (log V)^2: input
+# edges of more than about 10 % contrast keep their own gain, smoother ramps (a sky gradient, noise) do not.
+SHIFT_RADIUS = 16
+SHIFT_EPS = 0.01
+SHIFT_SCALE = 4  # the filter's coefficients are fitted at 1/4 resolution (smooth_shift)
 
 
 def value_gain(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -63,6 +72,35 @@ def value_gain(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     (B, 1, H, W)); every channel is scaled by the same factor, so chromaticity and saturation are kept."""
     v = x.amax(1, keepdim=True).clamp(_EPS, 1 - _EPS)
     return x * (torch.sigmoid(torch.logit(v) + shift) / v)
+
+
+def _box(t: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean over the (2r+1)^2 window, clipped to the image (separable, padding not counted)."""
+    k = 2 * radius + 1
+    t = F.avg_pool2d(t, (k, 1), 1, (radius, 0), count_include_pad=False)
+    return F.avg_pool2d(t, (1, k), 1, (0, radius), count_include_pad=False)
+
+
+def smooth_shift(shift: torch.Tensor, x: torch.Tensor, radius: int = SHIFT_RADIUS, eps: float = SHIFT_EPS,
+                 scale: int = SHIFT_SCALE) -> torch.Tensor:
+    """The generator's shift (B, 1, H, W) made a locally linear function of log V of x (B, 3, H, W) (He et al.'s
+    guided filter): where the input is flat the shift is averaged over the window, at the input's edges it keeps
+    its own step. Why: the U-Net's coarsest level (1/16 scale) decides regions of lower gain (around a bright
+    horizon, say) whose borders, sharpened by the up path, follow no edge of the input: a dark wavy band or ring
+    across a uniform night sky. Those borders are gain edges where log V is flat, which this removes.
+    The linear coefficients are fitted on `scale`x area-averaged maps and upsampled (He and Sun's fast guided
+    filter): 1 / scale^2 of the cost, and the shift is smooth at that scale where it matters."""
+    H, W = shift.shape[2:]
+    g = x.amax(1, keepdim=True).clamp_min(_EPS).log()
+    ph, pw = -H % scale, -W % scale
+    gp, pp = (F.pad(t, (0, pw, 0, ph), mode="replicate") for t in (g, shift))
+    gs, ps, r = F.avg_pool2d(gp, scale), F.avg_pool2d(pp, scale), max(1, radius // scale)
+    mg, mp = _box(gs, r), _box(ps, r)
+    var = (_box(gs * gs, r) - mg * mg).clamp_min(0)
+    a = (_box(gs * ps, r) - mg * mp) / (var + eps)
+    a, b = (F.interpolate(_box(t, r), scale_factor=scale, mode="bilinear", align_corners=False)[:, :, :H, :W]
+            for t in (a, mp - a * mg))
+    return a * g + b
 
 
 class EnlightenGANGenerator(Model):
@@ -100,12 +138,12 @@ class EnlightenGANGenerator(Model):
             h = conv(F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False))
             h = block(torch.cat([h, feats[skip] * atts[skip]], 1))
         if self.config["output"] == "value_gain":
-            return value_gain(x, self.out(h) * attention)[:, :, :H, :W]
+            return value_gain(x, smooth_shift(self.out(h) * attention, x))[:, :, :H, :W]
         y = signed + self.out(h) * attention
         return ((y + 1) / 2)[:, :, :H, :W]
 
     @torch.no_grad()
-    def enhance(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT, iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
+    def enhance(self, x: torch.Tensor, exposure=EXPOSURE_NOMINAL, iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
         """Inference only (no autograd); exposure and iterations are ignored."""
         return self(x).clamp(0, 1)
 

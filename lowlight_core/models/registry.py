@@ -58,6 +58,8 @@ _MODELS = {m.name: m for m in [
               "curve", "zero_dce.pt", _lazy("zero_dce", "ZeroDCE")),
     ModelInfo("zero_dce_pp", "Zero-DCE++: 10k-parameter curve estimator run at low resolution (fastest)",
               "curve", "zero_dce_pp.pt", _lazy("zero_dce_pp", "ZeroDCEPP")),
+    ModelInfo("bilateral_grid", "Bilateral grid: affine colour grid decided on a 256 px thumbnail, applied at full "
+              "resolution (supervised)", "image", "bilateral_grid.pt", _lazy("bilateral_grid", "BilateralGrid")),
     ModelInfo("dln", "DLN: Deep Lightening Network, residual back-projection CNN (supervised)",
               "image", "dln.pt", _lazy("dln", "DLN")),
     ModelInfo("iqe_dcgan", "IQE DCGAN: DPED-style residual generator trained adversarially on pairs",

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..controls import EXPOSURE_DEFAULT, ITERATIONS_DEFAULT
+from ..controls import EXPOSURE_NOMINAL, ITERATIONS_DEFAULT
 from .. import ops
 from ._common import check_rgb, conv_radius, exposure_plane, init_normal_
 from .base import CURVE_SPACES, CurveModel
@@ -68,7 +68,7 @@ class CurveEstimator(CurveModel):
         return self.curve(x, alpha, iterations).clamp(0, 1)
 
     @torch.no_grad()
-    def enhance(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT, iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
+    def enhance(self, x: torch.Tensor, exposure=EXPOSURE_NOMINAL, iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
         """Inference only (no autograd): (B, 3, H, W) in [0, 1] -> enhanced (B, 3, H, W) in [0, 1]."""
         return self.apply_curve(x, self.estimate_alpha(x, exposure), iterations)
 
@@ -90,7 +90,7 @@ class CurveEstimator(CurveModel):
         return ops.photo_curve(image, alpha, iterations)
 
     @torch.no_grad()
-    def enhance_photo(self, image: torch.Tensor, exposure=EXPOSURE_DEFAULT,
+    def enhance_photo(self, image: torch.Tensor, exposure=EXPOSURE_NOMINAL,
                       iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
         """Inference on an image in its own dtype and layout (ops.photo_curve's input and output), for models
         with estimate_alpha_photo (a low-resolution estimate that needs no full-size float copy)."""
@@ -120,11 +120,11 @@ class ZeroDCE(CurveEstimator):
         # conv7 depends on x6, which depends on every earlier layer: the longest path crosses all seven.
         self.receptive_radius = conv_radius(self.convs)
 
-    def forward(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, exposure=EXPOSURE_NOMINAL) -> torch.Tensor:
         check_rgb(x, "ZeroDCE")
         inp = torch.cat([x, exposure_plane(x, exposure)], 1) if self.config["e_conditioned"] else x
         return symmetric_forward(self.convs, inp)
 
-    def estimate_alpha(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT) -> torch.Tensor:
+    def estimate_alpha(self, x: torch.Tensor, exposure=EXPOSURE_NOMINAL) -> torch.Tensor:
         """(B, 24, H, W) curve maps at full resolution."""
         return self(x, exposure)

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..controls import EXPOSURE_DEFAULT
+from ..controls import EXPOSURE_NOMINAL
 from .. import ops, reference
 from ._common import check_rgb, exposure_plane, fit_long_side, init_normal_
 from .zero_dce import CurveEstimator, check_curve_space, symmetric_forward
@@ -86,7 +86,7 @@ class ZeroDCEPP(CurveEstimator):
         ])
         init_normal_(self)
 
-    def forward(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, exposure=EXPOSURE_NOMINAL) -> torch.Tensor:
         check_rgb(x, "ZeroDCEPP")
         h, w = fit_long_side(x.shape[2], x.shape[3], self.config["estimate_size"])
         if (h, w) != tuple(x.shape[2:]):
@@ -94,11 +94,11 @@ class ZeroDCEPP(CurveEstimator):
         inp = torch.cat([x, exposure_plane(x, exposure)], 1) if self.config["e_conditioned"] else x
         return symmetric_forward(self.convs, inp)
 
-    def estimate_alpha(self, x: torch.Tensor, exposure=EXPOSURE_DEFAULT) -> torch.Tensor:
+    def estimate_alpha(self, x: torch.Tensor, exposure=EXPOSURE_NOMINAL) -> torch.Tensor:
         """(B, 3, h, w): one map shared by all curve steps, at the estimation resolution."""
         return self(x, exposure)
 
-    def estimate_alpha_photo(self, image: torch.Tensor, exposure=EXPOSURE_DEFAULT) -> torch.Tensor:
+    def estimate_alpha_photo(self, image: torch.Tensor, exposure=EXPOSURE_NOMINAL) -> torch.Tensor:
         """estimate_alpha for an image in its own dtype and layout (B, C, H, W) (see ops.photo_curve), from
         photo_thumbnail: no full-size float copy of the image is made."""
         size = fit_long_side(image.shape[2], image.shape[3], self.config["estimate_size"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lowlight_core.controls import EXPOSURE_DEFAULT, EXPOSURE_GRID, ITERATIONS_DEFAULT
+from lowlight_core.controls import EXPOSURE_NOMINAL, EXPOSURE_GRID, ITERATIONS_DEFAULT
 from lowlight_core.losses import zero_reference_loss
 
 from .. import data as data_mod
@@ -55,7 +55,7 @@ class CurveTask(TrainTask):
         """Zero-reference loss at the default E and iterations, and how well the output brightness follows E."""
         sums = {}
         for x in images:
-            total, terms = self.loss(x, EXPOSURE_DEFAULT, ITERATIONS_DEFAULT)
+            total, terms = self.loss(x, EXPOSURE_NOMINAL, ITERATIONS_DEFAULT)
             for k, v in {"loss": total, **terms}.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             for e in EXPOSURE_GRID:

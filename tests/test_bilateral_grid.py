@@ -1,0 +1,127 @@
+"""The bilateral-grid model (lowlight_core.models.bilateral_grid) through enhance() with its shipped weights, and
+its training task (training.tasks.grid)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lowlight_core import enhance
+from lowlight_core.models import registry
+from lowlight_core.models.bilateral_grid import GRID, THUMBNAIL, BilateralGrid
+from lowlight_core.plan import Engine
+from training.tasks.grid import retarget
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def dark():
+    """A real photo made dark (skimage's astronaut at 0.15 of its brightness), uint8 (H, W, 3)."""
+    import skimage.data as skd
+
+    return (skd.astronaut()[::2, ::2].astype(np.float32) * 0.15).round().astype(np.uint8)
+
+
+def test_contract_and_registry():
+    info = registry.get_model_info("bilateral_grid")
+    c = info.contract
+    assert c.photo_enhance and c.receptive_radius == 0 and c.controls == {"exposure"} and not c.curve_maps
+    assert registry.has_weights("bilateral_grid")
+    model = registry.load_model("bilateral_grid")
+    assert model.contract == c
+    engine = Engine("bilateral_grid", torch.device("cpu"))
+    assert engine.whole and engine.net is engine.model  # runs whole, from the thumbnail's decision
+    grid = model.grid(torch.rand(2, 3, THUMBNAIL, THUMBNAIL) * 0.2, 0.6)
+    assert grid.shape == (2, 12, model.config["depth"], GRID, GRID)
+
+
+def test_a_fresh_process_loads_it_through_the_registry():
+    """The registry first imports the module under torch.device("meta"): nothing made at import may be meta."""
+    code = ("import numpy as np; from lowlight_core import enhance; "
+            "print(enhance(np.full((8, 8, 3), 20, np.uint8), model='bilateral_grid').mean() > 20)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "True", r.stderr[-2000:]
+
+
+def test_exposure_sets_the_output_brightness(dark):
+    means = [float(enhance(dark, model="bilateral_grid", exposure=e).mean()) / 255 for e in (0.3, 0.45, 0.6, 0.75)]
+    assert means == sorted(means) and means[-1] - means[0] > 0.15, means
+    assert abs(means[2] - 0.6) < 0.1, means  # E is the output's mean brightness, roughly
+
+
+def test_photo_path_equals_the_float_path_within_one_level(dark):
+    out = enhance(dark, model="bilateral_grid", exposure=0.5, denoise=0)
+    model = registry.load_model("bilateral_grid")
+    with torch.no_grad():
+        y = model.enhance(torch.from_numpy(dark).permute(2, 0, 1)[None].float() / 255, 0.5)
+    ref = (y[0].permute(1, 2, 0) * 255).round().numpy()
+    assert np.abs(out.astype(np.float32) - ref).max() <= 1
+
+
+def test_every_kind_of_image(dark):
+    rgb = enhance(dark, model="bilateral_grid", denoise=0)
+    assert rgb.shape == dark.shape and rgb.dtype == np.uint8 and rgb.mean() > 2 * dark.mean()
+    wide = enhance(dark.astype(np.uint16) * 257, model="bilateral_grid", denoise=0)
+    assert wide.dtype == np.uint16 and np.abs(wide / 257.0 - rgb).max() <= 1.5
+    flt = enhance(dark.astype(np.float32) / 255, model="bilateral_grid", denoise=0)
+    assert flt.dtype == np.float32 and np.abs(flt * 255 - rgb).max() <= 1.5
+    gray = dark[..., 1].copy()
+    g = enhance(gray, model="bilateral_grid", denoise=0)
+    rep = enhance(np.repeat(gray[..., None], 3, axis=2), model="bilateral_grid", denoise=0)
+    assert g.shape == gray.shape and np.abs(g - rep.astype(np.float32).mean(2)).max() <= 1
+    rgba = np.concatenate([dark, np.full(dark.shape[:2] + (1,), 77, np.uint8)], axis=2)
+    a = enhance(rgba, model="bilateral_grid", denoise=0)
+    assert (a[..., 3] == 77).all() and np.array_equal(a[..., :3], rgb)
+    tiny = enhance(dark[:1, :3], model="bilateral_grid", denoise=0)  # smaller than the grid: still one decision
+    assert tiny.shape == (1, 3, 3)
+
+
+def test_napari_previews_it_at_full_resolution(dark):
+    """Like Zero-DCE++: one decision on the thumbnail and one pass, so even a tiny time budget previews every pixel."""
+    from napari_lowlight import _compute
+
+    settings = _compute.Settings(model="bilateral_grid", exposure=0.5)
+    out = _compute.Enhancer().preview_plane(dark, True, settings, canvas=(50, 60), seconds=1e-9)
+    assert np.array_equal(out, enhance(dark, model="bilateral_grid", exposure=0.5))
+
+
+def test_the_model_checks_its_input():
+    model = BilateralGrid(width=4)
+    with pytest.raises(ValueError, match="RGB"):
+        model.enhance(torch.rand(1, 4, 8, 8))
+    with pytest.raises(ValueError, match="depth"):
+        BilateralGrid(depth=0)
+    with pytest.raises(ValueError, match="exposure"):
+        model.enhance(torch.rand(1, 3, 8, 8), exposure=1.5)
+    with torch.no_grad():
+        model.guide.fill_(float("nan"))
+    with pytest.raises(ValueError, match="not finite"):
+        model.enhance(torch.rand(1, 3, 8, 8))
+
+
+def test_retarget_reaches_the_exposure_and_keeps_hue():
+    t = torch.rand(3, 3, 40, 40, generator=torch.Generator().manual_seed(0)) * 0.8 + 0.1
+    e = torch.tensor([0.3, 0.5, 0.7])
+    r = retarget(t, e)
+    torch.testing.assert_close(r.mean(dim=(1, 2, 3)), e, atol=2e-3, rtol=0)
+    torch.testing.assert_close(r / r.amax(1, keepdim=True), t / t.amax(1, keepdim=True), atol=1e-4, rtol=0)
+
+
+def test_a_two_step_training_run_on_real_pairs(make_data_dir, tmp_path):
+    data = make_data_dir({"sice_part1": {1: (0, 0.25), 2: (0, 1.0), 3: (1, 0.15), 4: (1, 0.9)},
+                          "lol_train_low": {1: (2, 0.1)}}, 64)
+    out, weights = tmp_path / "run", tmp_path / "bilateral_grid.pt"
+    args = ["bilateral_grid", "--data", str(data), "--out", str(out), "--weights", str(weights), "--batch", "2",
+            "--crop", "32", "--steps", "2", "--val-every", "2", "--width", "4", "--workers", "0",
+            "--val-fraction", "0.6", "--no-eval"]
+    r = subprocess.run([sys.executable, "-m", "training", *args], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "val_psnr" in (out / "val.csv").read_text()
+    model = registry.load_model("bilateral_grid", weights=weights)
+    assert model.config == {"depth": 8, "width": 4, "global_path": True, "normalize_exposure": True}
+    y = enhance(np.full((9, 11, 3), 20, np.uint8), model="bilateral_grid", weights=weights)
+    assert y.shape == (9, 11, 3)

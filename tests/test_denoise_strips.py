@@ -1,0 +1,37 @@
+"""The denoise filter runs in strips of rows with FILTER_RADIUS rows of context (Frames.denoise), so a 12 MP photo
+stays within a few strips of float memory: the result must be the whole-image filter's."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import lowlight_core as lc
+from lowlight_core import frames as frames_mod
+from lowlight_core import noise
+
+
+def noisy_photo(h: int, w: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w]
+    base = 20 + 15 * np.sin(xx / 9.0)[..., None] * np.array([1.0, 0.6, 0.3]) + (yy > h // 2)[..., None] * 25
+    return np.clip(base + rng.normal(0, 4, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("strip_rows", [noise.FILTER_RADIUS, 23, 40])
+def test_strips_give_the_whole_image_filter(monkeypatch, strip_rows):
+    image = noisy_photo(131, 50)
+    whole = lc.enhance(image, model="zero_dce_pp", exposure=0.5, denoise="auto", device="cpu")
+    monkeypatch.setattr(frames_mod, "DENOISE_STRIP_PIXELS", strip_rows * image.shape[1])
+    strips = lc.enhance(image, model="zero_dce_pp", exposure=0.5, denoise="auto", device="cpu")
+    assert not np.array_equal(whole, lc.enhance(image, model="zero_dce_pp", exposure=0.5, denoise=0, device="cpu"))
+    np.testing.assert_array_equal(strips, whole)
+
+
+def test_strips_of_a_float_batch_match_within_rounding(monkeypatch):
+    x = torch.from_numpy(noisy_photo(64, 37, 1).astype(np.float32) / 255).permute(2, 0, 1)
+    batch = torch.stack([x, x.flip(1)])
+    whole = lc.enhance(batch, model="dln", exposure=0.5, denoise=0.7, device="cpu")
+    monkeypatch.setattr(frames_mod, "DENOISE_STRIP_PIXELS", 20 * 37)
+    strips = lc.enhance(batch, model="dln", exposure=0.5, denoise=0.7, device="cpu")
+    assert torch.allclose(strips, whole, atol=1e-6)
