@@ -1,16 +1,22 @@
-"""A learned denoiser, meant for `denoise="auto"` (issue 22 item 2; NOT wired in yet: no trained weights ship,
-see docs/denoise-learned.md): a small FFDNet-like network (Zhang et al. 2018: a noise-level map
-as an extra input, the image pixel-unshuffled x2 so that the convolutions run at quarter resolution).
+"""The learned denoiser of `denoise="auto"`: a small network that decides, pixel by pixel, how strongly to
+filter the luminance and the chroma of an enhanced image, from the image and its noise-level map.
 
-Input: an enhanced image y (float (1, 3, H, W) in [0, 1]) and its per-pixel noise std map (`noise_map`: the
-input's Poisson-Gaussian std at the input's local brightness times the enhancement's local gain, the same
-quantities the guided filter reads). Output: y minus the predicted noise, clamped to [0, 1].
+Why this form: the output at each pixel is a convex blend of K fixed candidates, the enhanced image itself and
+noise-aware guided filters of it at growing strength (`ops.guided_denoise`, the native filter of
+denoise=number), with separate weights for luminance and chroma (chroma noise and JPEG chroma blocks want far
+more smoothing than the luminance's grain and texture). As in kernel-predicting denoisers (Bako et al. 2017,
+Mildenhall et al. 2018) it cannot paint structure that is not in its candidates and it trains in minutes; like
+FFDNet (Zhang et al. 2018) it reads a per-pixel noise-level map (`noise_map`: the input's Poisson-Gaussian
+std at its local brightness times the enhancement's local gain), so a clean photo is left about as it is and
+texture is kept where the map says the noise is below it. The network runs at half resolution on
+pixel-unshuffled features (the luminance, what each candidate removes from it and from the chroma, the map)
+and predicts the 2K weights of each of the 4 pixels of a 2 x 2 block.
 
 It is not a registered enhancement model (it is not a choice of `model=`, it runs after any of them), so it
 lives here with its own loader; its weights file has the registry's layout ({"model": "denoiser", "config",
-"state_dict", "meta"}). Each output pixel depends only on inputs within RECEPTIVE_RADIUS pixels (the map's box
-filter plus the convolutions at half resolution), and windows start on even coordinates (plan.windows with an
-even core and halo), so running it in tiles with that halo gives the untiled result.
+"state_dict", "meta"}). Each output pixel reads inputs within `receptive_radius` pixels, and the 2 x 2 blocks
+must fall on the image's grid, so running it on strips that start on even rows with that much context gives
+the whole-image result (Frames.denoise).
 """
 from __future__ import annotations
 
@@ -28,12 +34,15 @@ WEIGHTS = pathlib.Path(__file__).resolve().parent / "weights" / "denoiser.pt"
 NAME = "denoiser"
 MAP_RADIUS = 2          # box radius of the local brightness and gain the noise map reads (as the guided filter's)
 MAP_SCALE = 20.0        # the map enters the network as std x 20: a std of 5 % of full scale reads 1
-TILE = 512              # core tile (even: windows start on even rows and columns, as the unshuffle needs)
+# (luma eps weight, chroma share, luma radius, chroma radius) of each guided-filter candidate; the image itself
+# is candidate 0. The first is denoise=1's filter (noise.denoise_weights(1, 3)), the second a stronger one
+# for the noisiest frames (4 x the eps, twice the radii: JPEG's 16-pixel chroma blocks).
+CANDIDATES = ((1.0, 1.0, 2, 6), (4.0, 1.0, 4, 12))
 MAX_PARAMETERS = 1_000_000
 
 
 def noise_map(x: torch.Tensor, y: torch.Tensor, a: float, b: float) -> torch.Tensor:
-    """(1, 1, H, W): the noise std of y (enhanced from x, both float (1, C, H, W) in [0, 1]) per pixel: the
+    """(B, 1, H, W): the noise std of y (enhanced from x, both float (B, C, H, W) in [0, 1]) per pixel: the
     input's std sqrt(a L_in + b) at the box mean L_in of x's luminance, times the local gain box-mean(L_out) /
     max(L_in, DENOISE_GAIN_FLOOR). Box means over (2 MAP_RADIUS + 1)^2 windows clipped at the border."""
     lin = box_mean(x.mean(1, keepdim=True), MAP_RADIUS)
@@ -42,48 +51,79 @@ def noise_map(x: torch.Tensor, y: torch.Tensor, a: float, b: float) -> torch.Ten
     return gain * (a * lin + b).clamp_min(0).sqrt()
 
 
-def apply(net: "Denoiser", x: torch.Tensor, y: torch.Tensor, a: float, b: float) -> torch.Tensor:
-    """y (enhanced from x; float (1, 3, H, W) in [0, 1]) denoised by net given the input's noise model (a, b)."""
-    with torch.inference_mode():
-        return net(y, noise_map(x, y, a, b))
+def candidates(x: torch.Tensor, y: torch.Tensor, a: float, b: float, specs=CANDIDATES) -> list[torch.Tensor]:
+    """[y, guided filters of y given x and the noise model (a, b)]: the images the denoiser blends (float
+    (B, 3, H, W) in [0, 1]; no autograd)."""
+    from . import ops
+
+    with torch.no_grad():
+        return [y] + [ops.guided_denoise(y, x, a, b, luma, chroma, lr, cr) for luma, chroma, lr, cr in specs]
 
 
 class Denoiser(nn.Module):
-    """Residual noise estimator at half resolution: unshuffle x2 (12 image channels + the map averaged over
-    each 2 x 2 block) -> `layers` 3 x 3 convolutions of `width` channels with ReLUs -> 12 channels -> shuffle
-    back; output y - that."""
+    """Per-pixel blend weights of the candidates: features at half resolution (unshuffle x2) -> `layers` - 1
+    3 x 3 convolutions of `width` channels with ReLUs -> a 1 x 1 convolution to 4 x 2K logits -> pixel shuffle
+    -> softmax over the K candidates, for the luminance and for the chroma."""
 
-    def __init__(self, width: int = 24, layers: int = 5):
+    def __init__(self, width: int = 16, layers: int = 4, candidates=CANDIDATES):
         super().__init__()
         if width < 1 or layers < 2:
             raise ValueError(f"Denoiser needs width >= 1 and layers >= 2, got width={width}, layers={layers}")
-        self.config = {"width": int(width), "layers": int(layers)}
-        chans = [13] + [width] * (layers - 1) + [12]
+        specs = tuple(tuple(c) for c in candidates)
+        if not specs or any(len(c) != 4 or c[0] < 0 or not 0 <= c[1] <= 1 or c[2] < 0 or c[3] < 0 for c in specs):
+            raise ValueError(f"Denoiser candidates must be (luma >= 0, chroma in [0, 1], luma radius >= 0, "
+                             f"chroma radius >= 0) tuples, got {candidates!r}")
+        self.config = {"width": int(width), "layers": int(layers), "candidates": [list(c) for c in specs]}
+        self.specs = specs
+        k = len(specs) + 1
+        features = 4 + 8 * (k - 1) + 1  # luminance, per candidate what it removes (luminance, chroma), map
+        chans = [features] + [width] * (layers - 1)
         self.convs = nn.ModuleList(nn.Conv2d(i, o, 3, padding=1) for i, o in zip(chans[:-1], chans[1:]))
+        self.head = nn.Conv2d(width, 4 * 2 * k, 1)
 
     @property
     def receptive_radius(self) -> int:
-        """Full-resolution pixels of context an output pixel reads (even, for tiling): each 3 x 3 convolution
-        at half resolution reaches one 2 x 2 block further, plus the block itself, plus the map's box."""
-        r = 2 * len(self.convs) + 1 + MAP_RADIUS
+        """Full-resolution pixels of context an output pixel reads (even, for strips): the 3 x 3 convolutions
+        at half resolution reach one 2 x 2 block further each, plus the block itself, on features that read
+        the widest candidate's filter (its luminance's coefficients and their mean, then the chroma's)."""
+        filters = max(2 * lr + 2 * cr for _, _, lr, cr in self.specs)
+        r = 2 * len(self.convs) + 1 + max(filters, MAP_RADIUS)
         return r + r % 2
 
-    def forward(self, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """y (B, 3, H, W) float in [0, 1], sigma (B, 1, H, W) its noise std map -> denoised y, clamped."""
-        H, W = y.shape[-2:]
+    def forward(self, x: torch.Tensor, y: torch.Tensor, noise_a: float, noise_b: float) -> torch.Tensor:
+        """y (B, 3, H, W) enhanced from x (same shape), float in [0, 1], x's noise model (a, b) -> y denoised."""
+        return self.blend(candidates(x, y, noise_a, noise_b, self.specs), noise_map(x, y, noise_a, noise_b))
+
+    def blend(self, cands: list[torch.Tensor], sigma: torch.Tensor) -> torch.Tensor:
+        """The candidates (candidates(); the first is the image) blended by the predicted weights given the
+        noise map sigma (B, 1, H, W); float (B, 3, H, W) in [0, 1]."""
+        H, W = cands[0].shape[-2:]
         ph, pw = H % 2, W % 2
         if ph or pw:  # odd sizes: replicate one row/column, so the unshuffle sees whole 2 x 2 blocks
-            y_in = F.pad(y, (0, pw, 0, ph), mode="replicate")
+            cands = [F.pad(c, (0, pw, 0, ph), mode="replicate") for c in cands]
             sigma = F.pad(sigma, (0, pw, 0, ph), mode="replicate")
-        else:
-            y_in = y
-        h = torch.cat([F.pixel_unshuffle(y_in, 2), F.avg_pool2d(sigma, 2) * MAP_SCALE], 1)
-        for i, conv in enumerate(self.convs):
-            h = conv(h)
-            if i < len(self.convs) - 1:
-                h = F.relu(h)
-        noise = F.pixel_shuffle(h, 2)[:, :, :H, :W]
-        return (y - noise).clamp(0, 1)
+        lum = [c.mean(1, keepdim=True) for c in cands]
+        chroma = [c - l for c, l in zip(cands, lum)]
+        feats = [F.pixel_unshuffle(lum[0] - 0.5, 2)]
+        for l, c in zip(lum[1:], chroma[1:]):
+            feats += [F.pixel_unshuffle(l - lum[0], 2), F.pixel_unshuffle((c - chroma[0]).abs().sum(1, True), 2)]
+        h = torch.cat(feats + [F.avg_pool2d(sigma, 2) * MAP_SCALE], 1)
+        for conv in self.convs:
+            h = conv(h).relu_()
+        logits = F.pixel_shuffle(self.head(h), 2)
+        k = len(cands)
+        wl, wc = logits[:, :k].softmax(1), logits[:, k:].softmax(1)
+        luma = (wl * torch.cat(lum, 1)).sum(1, keepdim=True)
+        out = wc[:, :1] * chroma[0]
+        for i in range(1, k):
+            out = out + wc[:, i:i + 1] * chroma[i]
+        return (out + luma)[:, :, :H, :W].clamp(0, 1)
+
+
+def apply(net: Denoiser, x: torch.Tensor, y: torch.Tensor, a: float, b: float) -> torch.Tensor:
+    """y (enhanced from x; float (B, 3, H, W) in [0, 1]) denoised by net given the input's noise model (a, b)."""
+    with torch.no_grad():  # not inference_mode: callers write into the result in place
+        return net(x, y, a, b)
 
 
 def _check_file(ckpt, path) -> tuple[dict, dict]:
@@ -92,8 +132,9 @@ def _check_file(ckpt, path) -> tuple[dict, dict]:
     if ckpt["model"] != NAME:
         raise ValueError(f"{path} holds weights for {ckpt['model']!r}, not {NAME!r}")
     config, state = ckpt["config"], ckpt["state_dict"]
-    if not isinstance(config, dict) or set(config) - {"width", "layers"}:
-        raise ValueError(f"{path}: 'config' must be a dict of Denoiser options (width, layers), got {config!r}")
+    if not isinstance(config, dict) or set(config) - {"width", "layers", "candidates"}:
+        raise ValueError(f"{path}: 'config' must be a dict of Denoiser options (width, layers, candidates), "
+                         f"got {config!r}")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: 'state_dict' must map names to tensors")
     if any(v.is_floating_point() and not torch.isfinite(v).all() for v in state.values()):

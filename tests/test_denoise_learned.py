@@ -1,22 +1,26 @@
-"""The learned-denoiser machinery (lowlight_core.denoise_net; not wired into denoise="auto" yet: no trained weights
-ship): the noise map, the tiled runner (tiled = untiled, odd sizes, thin images, every image kind), the weights
-loader refusing bad files. The networks here are randomly initialized: these tests check the plumbing, not the
-denoising."""
+"""The learned denoiser of denoise="auto" (lowlight_core.denoise_net): what it is made of (noise map, convex
+blend of its candidates), that it runs like the guided filter (strips = whole image, every image kind), that the
+shipped weights denoise a real noisy dark photo and leave a clean one alone, and that bad weight files are
+refused by name."""
 import numpy as np
 import pytest
 import torch
 
+import lowlight_core as lc
 from lowlight_core import denoise_net
-from lowlight_core.frames import to_frames
-from lowlight_core.noise import estimate_noise
-from lowlight_core.plan import windows
+from lowlight_core import frames as frames_mod
+from lowlight_core.metrics import flat_noise
 
 from test_denoise import dark_photo
 
 
-def random_net(seed=0, width=8, layers=4) -> denoise_net.Denoiser:
+def random_net(seed=0, width=8, layers=3) -> denoise_net.Denoiser:
     torch.manual_seed(seed)
     return denoise_net.Denoiser(width, layers).eval()
+
+
+def as_float(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(a.astype(np.float32) / 255).permute(2, 0, 1)[None]
 
 
 def test_noise_map_is_the_input_std_times_the_local_gain():
@@ -25,32 +29,34 @@ def test_noise_map_is_the_input_std_times_the_local_gain():
     assert torch.allclose(m, torch.full_like(m, 4 * (0.01 * 0.1 + 0.001) ** 0.5))
 
 
-def test_the_noise_map_goes_in():
-    net = random_net()
-    x = torch.from_numpy(dark_photo(size=64).astype(np.float32) / 255).permute(2, 0, 1)[None]
+def test_the_output_is_a_convex_blend_of_the_candidates_read_through_the_noise_map():
+    x = as_float(dark_photo(size=64))
     y = (x * 5).clamp(0, 1)
-    assert not torch.equal(denoise_net.apply(net, x, y, 0.0, 1e-6), denoise_net.apply(net, x, y, 0.01, 1e-4))
+    net = random_net()
+    cands = denoise_net.candidates(x, y, 0.002, 2e-5)
+    out = net.blend(cands, denoise_net.noise_map(x, y, 0.002, 2e-5))
+    lum = torch.cat([c.mean(1, keepdim=True) for c in cands], 1)
+    assert (out.mean(1) >= lum.amin(1) - 1e-5).all() and (out.mean(1) <= lum.amax(1) + 1e-5).all()
+    assert not torch.equal(out, net.blend(cands, denoise_net.noise_map(x, y, 0.02, 2e-4)))
+    torch.nn.init.zeros_(net.head.weight), torch.nn.init.zeros_(net.head.bias)  # equal weights: the mean
+    mean = sum(cands) / len(cands)
+    assert torch.allclose(net.blend(cands, torch.zeros_like(y[:, :1])), mean.clamp(0, 1), atol=1e-6)
 
 
-@pytest.mark.parametrize("height,width,tile", [(203, 151, 64), (27, 400, 64), (130, 130, 48)])
-def test_tiled_equals_untiled(height, width, tile):
-    net = random_net(height)
-    g = torch.Generator().manual_seed(height)
-    clean = torch.linspace(0.02, 0.15, width).view(1, 1, 1, -1).expand(1, 3, height, width)
-    x = (clean + torch.randn(clean.shape, generator=g) * (0.002 * clean + 2e-5).sqrt()).clamp(0, 1)
-    y = (x * 4).clamp(0, 1)
-    m = estimate_noise(x)
-    whole = denoise_net.apply(net, x, y, m.a, m.b)
-    frames = to_frames(x)
-    ws = windows(height, width, tile, net.receptive_radius)
-    assert len(ws) > 1 and net.receptive_radius % 2 == 0
-    out = y.clone()
-    frames.denoise_learned(out, net, ws, model=m)
-    assert (out - whole).abs().max() < 1e-5
-    assert not torch.equal(out, y)
+@pytest.mark.parametrize("height,width", [(203, 151), (27, 400), (131, 50)])
+def test_strips_give_the_whole_image_result(monkeypatch, height, width):
+    """Strips start on even rows and carry receptive_radius rows of context: the whole-image result, bit for
+    bit, for the shipped denoiser after any model."""
+    image = np.ascontiguousarray(np.resize(dark_photo(size=max(height, width)), (height, width, 3)))
+    whole = lc.enhance(image, model="zero_dce_pp", device="cpu")
+    radius = denoise_net.load().receptive_radius
+    for rows in (radius, radius + 13):
+        monkeypatch.setattr(frames_mod, "DENOISE_STRIP_PIXELS", rows * width)
+        np.testing.assert_array_equal(lc.enhance(image, model="zero_dce_pp", device="cpu"), whole)
+    assert not np.array_equal(whole, lc.enhance(image, model="zero_dce_pp", denoise=0, device="cpu"))
 
 
-@pytest.mark.parametrize("kind", ["uint8", "uint16", "gray", "rgba"])
+@pytest.mark.parametrize("kind", ["uint8", "uint16", "gray", "rgba", "float"])
 def test_every_kind_keeps_its_type_and_alpha(kind):
     x = dark_photo(size=96)
     if kind == "uint16":
@@ -59,14 +65,38 @@ def test_every_kind_keeps_its_type_and_alpha(kind):
         x = x.mean(2).round().astype(np.uint8)
     elif kind == "rgba":
         x = np.dstack([x, np.full(x.shape[:2], 77, np.uint8)])
-    frames = to_frames(x)
-    out = frames.pixels.clone()
-    frames.denoise_learned(out, random_net(), windows(*out.shape[-2:], 32, random_net().receptive_radius))
-    res = frames.result(out)
+    elif kind == "float":
+        x = x.astype(np.float32) / 255
+    res = lc.enhance(x, model="zero_dce_pp", device="cpu")
     assert res.dtype == x.dtype and res.shape == x.shape
-    assert not np.array_equal(res, x)
+    assert not np.array_equal(res, lc.enhance(x, model="zero_dce_pp", denoise=0, device="cpu"))
     if kind == "rgba":
         assert np.array_equal(res[..., 3], x[..., 3])
+
+
+def test_shipped_denoiser_lowers_flat_noise_and_keeps_a_clean_photo():
+    """A real photo darkened with Poisson-Gaussian noise: auto (the learned denoiser) removes at least half of
+    the flat-region noise that denoise=0 leaves and comes closer to the clean photo enhanced alike; a clean,
+    well-exposed photo is changed by less than one level on average."""
+    import skimage.data as skd
+    from PIL import Image
+
+    im = Image.fromarray(skd.chelsea())
+    im.thumbnail((256, 256))
+    clean = np.asarray(im, dtype=np.float64) / 255 * 0.12
+    rng = np.random.default_rng(1)
+    noisy = ((clean + rng.normal(size=clean.shape) * np.sqrt(0.003 * clean + 3e-5)).clip(0, 1) * 255).round()
+    noisy = noisy.astype(np.uint8)
+    off = lc.enhance(noisy, model="zero_dce_pp", exposure=0.5, denoise=0, device="cpu")
+    auto = lc.enhance(noisy, model="zero_dce_pp", exposure=0.5, device="cpu")
+    assert flat_noise(auto) < 0.5 * flat_noise(off)
+    clean8 = (clean * 255).round().astype(np.uint8)
+    reference = lc.enhance(clean8, model="zero_dce_pp", exposure=0.5, denoise=0, device="cpu").astype(float)
+    assert np.abs(auto - reference).mean() < np.abs(off - reference).mean()
+    bright = (np.asarray(im, dtype=np.float64) * 0.9).round().astype(np.uint8)  # a clean, well-exposed photo
+    plain = lc.enhance(bright, model="zero_dce_pp", exposure=0.5, denoise=0, device="cpu").astype(float)
+    kept = lc.enhance(bright, model="zero_dce_pp", exposure=0.5, device="cpu").astype(float)
+    assert np.abs(kept - plain).mean() < 1.0
 
 
 def test_bad_weights_are_refused(tmp_path):
@@ -85,10 +115,14 @@ def test_bad_weights_are_refused(tmp_path):
         denoise_net.load(tmp_path / "nan.pt")
     denoise_net.save(random_net(), tmp_path / "small.pt")
     ckpt = torch.load(tmp_path / "small.pt", weights_only=True)
-    ckpt["config"] = {"width": 16, "layers": 4}
+    ckpt["config"]["width"] = 16
     torch.save(ckpt, tmp_path / "mismatch.pt")
     with pytest.raises(ValueError, match="do not fit"):
         denoise_net.load(tmp_path / "mismatch.pt")
+    ckpt["config"]["candidates"] = [[1.0, 2.0, 2, 6]]
+    torch.save(ckpt, tmp_path / "chroma.pt")
+    with pytest.raises(ValueError, match="candidates"):
+        denoise_net.load(tmp_path / "chroma.pt")
     with pytest.raises(ValueError, match="width"):
         denoise_net.Denoiser(0, 3)
     good = denoise_net.load(tmp_path / "small.pt")

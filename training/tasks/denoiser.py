@@ -45,18 +45,20 @@ NOISE_MODELS_FILE = Path(__file__).with_name("denoiser_noise_models.csv")
 
 @dataclass(frozen=True)
 class Recipe:
-    width: int = 24
-    layers: int = 5
+    width: int = 16
+    layers: int = 4
     batch: int = 16
     crop: int = 64
     region: int = 192           # the simulated dark capture (its noise estimated as inference does) ...
     crops_per_region: int = 4   # ... gives this many crops
     k_range: tuple = (4.0, 30.0)
-    noise_scale: tuple = (0.5, 2.0)
+    noise_scale: tuple = (0.5, 3.0)
     jpeg_share: float = 0.5
     jpeg_quality: tuple = (70, 95)
     gamma_share: float = 0.3
     gamma_range: tuple = (0.6, 1.0)
+    correlated_share: float = 0.6     # noise blurred by a Gaussian of sigma in correlation_sigma (and rescaled to
+    correlation_sigma: tuple = (0.5, 1.2)  # its std): demosaicing makes real sensor noise blotchy, not white
     clean_share: float = 0.1
     lr: float = 2e-3
     lr_final: float = 1e-4
@@ -98,6 +100,22 @@ def clean_frames(data_dir=None) -> list[np.ndarray]:
     return frames
 
 
+def _noise(shape, recipe: Recipe, rng: random.Random, g: torch.Generator) -> torch.Tensor:
+    """Unit-variance noise of this shape: white, or with probability recipe.correlated_share blurred by a
+    Gaussian (each channel alike) and divided by the kernel's L2 norm, so its std stays 1."""
+    n = torch.randn(shape, generator=g)
+    if rng.random() >= recipe.correlated_share:
+        return n
+    sigma = rng.uniform(*recipe.correlation_sigma)
+    r = math.ceil(3 * sigma)
+    k = torch.exp(-torch.arange(-r, r + 1, dtype=torch.float32) ** 2 / (2 * sigma * sigma))
+    k = k / k.sum()
+    c = shape[1]
+    n = F.conv2d(F.pad(n, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    n = F.conv2d(F.pad(n, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+    return n / (k.square().sum())  # separable: the 2-D kernel's L2 norm is the 1-D one's squared
+
+
 def _jpeg(a: np.ndarray, quality: int) -> np.ndarray:
     buf = io.BytesIO()
     Image.fromarray(a).save(buf, "JPEG", quality=quality, subsampling=2)  # 2: 4:2:0 chroma
@@ -107,15 +125,15 @@ def _jpeg(a: np.ndarray, quality: int) -> np.ndarray:
 
 
 def simulate(clean: np.ndarray, noise_models, recipe: Recipe, rng: random.Random, g: torch.Generator):
-    """(noisy enhanced y, noise map, clean target), float (1, 3|1, h, w), for one clean uint8 region."""
+    """(dark input x, noisy enhanced y, clean target), float (1, 3, h, w), for one clean uint8 region."""
     c = torch.from_numpy(clean).permute(2, 0, 1)[None].float() / 255
     if rng.random() < recipe.clean_share:
-        return c, denoise_net.noise_map(c, c, *_ab(estimate_noise(c))), c
+        return c, c, c
     k = math.exp(rng.uniform(*map(math.log, recipe.k_range)))
     a, b = rng.choice(noise_models)
     s = math.exp(rng.uniform(*map(math.log, recipe.noise_scale)))
     dark = c / k
-    noisy = dark + (s * (a * dark + b)).clamp_min(0).sqrt() * torch.randn(dark.shape, generator=g)
+    noisy = dark + (s * (a * dark + b)).clamp_min(0).sqrt() * _noise(dark.shape, recipe, rng, g)
     q = (noisy.clamp(0, 1) * 255).round().to(torch.uint8)
     if rng.random() < recipe.jpeg_share:
         q = torch.from_numpy(_jpeg(q[0].permute(1, 2, 0).numpy(), rng.randint(*recipe.jpeg_quality))
@@ -125,37 +143,40 @@ def simulate(clean: np.ndarray, noise_models, recipe: Recipe, rng: random.Random
     if rng.random() < recipe.gamma_share:
         gamma = rng.uniform(*recipe.gamma_range)
         y, target = y.pow(gamma), target.pow(gamma)
-    return y, denoise_net.noise_map(x, y, *_ab(estimate_noise(x))), target
+    return x, y, target
 
 
-def _ab(m) -> tuple[float, float]:
-    return m.a, m.b
-
-
-def batch(frames, noise_models, recipe: Recipe, rng: random.Random, g: torch.Generator):
-    ys, maps, ts = [], [], []
+def batch(frames, noise_models, recipe: Recipe, rng: random.Random, g: torch.Generator, specs):
+    """(candidates, noise maps, targets) of recipe.batch crops: each simulated region's noise model is
+    estimated, and its candidates and map computed, on the whole region (as inference does on the photo)."""
+    cands, maps, ts = [], [], []
     for _ in range(recipe.batch // recipe.crops_per_region):
         f = rng.choice(frames)
         H, W = f.shape[:2]
         r = min(recipe.region, H, W)
         y0, x0 = rng.randrange(H - r + 1), rng.randrange(W - r + 1)
         region = np.ascontiguousarray(np.rot90(f[y0:y0 + r, x0:x0 + r], rng.randrange(4)))
-        y, m, t = simulate(region, noise_models, recipe, rng, g)
+        x, y, t = simulate(region, noise_models, recipe, rng, g)
+        noise = estimate_noise(x)
+        a, b = noise.a, noise.b
+        cs, m = denoise_net.candidates(x, y, a, b, specs), denoise_net.noise_map(x, y, a, b)
         for _ in range(recipe.crops_per_region):
             cy, cx = rng.randrange(r - recipe.crop + 1), rng.randrange(r - recipe.crop + 1)
             sl = (..., slice(cy, cy + recipe.crop), slice(cx, cx + recipe.crop))
-            ys.append(y[sl]), maps.append(m[sl]), ts.append(t[sl])
-    return torch.cat(ys), torch.cat(maps), torch.cat(ts)
+            cands.append([c[sl] for c in cs]), maps.append(m[sl]), ts.append(t[sl])
+    return [torch.cat(c) for c in zip(*cands)], torch.cat(maps), torch.cat(ts)
 
 
-def train(out: Path, recipe: Recipe = RECIPE, data_dir=None) -> Path:
+def train(out: Path, recipe: Recipe = RECIPE, data_dir=None, init: Path | None = None) -> Path:
     torch.set_num_threads(1)
     torch.manual_seed(recipe.seed)
     rng, g = random.Random(recipe.seed), torch.Generator().manual_seed(recipe.seed)
     frames, noise_models = clean_frames(data_dir), read_noise_models()
     model = denoise_net.Denoiser(recipe.width, recipe.layers)
-    # the last convolution starts at zero: the untrained network is the identity
-    torch.nn.init.zeros_(model.convs[-1].weight), torch.nn.init.zeros_(model.convs[-1].bias)
+    if init is not None:  # fine-tuning: start from these weights
+        model.load_state_dict(denoise_net.load(init).state_dict())
+    else:  # the head starts at zero: the untrained network is the candidates' plain mean
+        torch.nn.init.zeros_(model.head.weight), torch.nn.init.zeros_(model.head.bias)
     opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     budget, t0, step, avg = recipe.minutes * 60, time.time(), 0, None
     log = []
@@ -163,15 +184,15 @@ def train(out: Path, recipe: Recipe = RECIPE, data_dir=None) -> Path:
         frac = elapsed / budget
         for group in opt.param_groups:
             group["lr"] = recipe.lr_final + 0.5 * (recipe.lr - recipe.lr_final) * (1 + math.cos(math.pi * frac))
-        y, m, t = batch(frames, noise_models, recipe, rng, g)
-        loss = F.l1_loss(model(y, m), t)
+        cands, m, t = batch(frames, noise_models, recipe, rng, g, model.specs)
+        loss = F.l1_loss(model.blend(cands, m), t)
         opt.zero_grad()
         loss.backward()
         opt.step()
         step += 1
         avg = loss.item() if avg is None else 0.98 * avg + 0.02 * loss.item()
         if step % 100 == 0:
-            base = F.l1_loss(y, t).item()
+            base = F.l1_loss(cands[0], t).item()
             log.append((step, round(elapsed / 60, 2), avg))
             print(f"step {step} {elapsed / 60:.1f} min: L1 {avg:.5f} (input {base:.5f})", file=sys.stderr, flush=True)
     meta = {"recipe": asdict(recipe), "steps": step, "wall_time_min": (time.time() - t0) / 60,
@@ -187,6 +208,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("runs/denoiser"))
     p.add_argument("--data", type=Path)
     p.add_argument("--minutes", type=float, default=RECIPE.minutes, help="training wall-time budget")
+    p.add_argument("--init", type=Path, help="start from these denoiser weights (fine-tuning)")
+    p.add_argument("--lr", type=float, default=RECIPE.lr, help="initial learning rate")
     p.add_argument("--measure", action="store_true", help="re-measure the noise models of the dark training "
                                                           "frames into " + NOISE_MODELS_FILE.name + " and stop")
     args = p.parse_args(argv)
@@ -197,7 +220,7 @@ def main(argv=None) -> int:
         return 0
     from dataclasses import replace
 
-    path = train(args.out, replace(RECIPE, minutes=args.minutes), args.data)
+    path = train(args.out, replace(RECIPE, minutes=args.minutes, lr=args.lr), args.data, args.init)
     print(f"weights: {path}")
     return 0
 
