@@ -17,8 +17,8 @@ EXPOSURE_GRID = (0.4, 0.5, 0.6, 0.7)  # the E columns of training grids and mode
 ITERATIONS_DEFAULT = 8             # curve steps
 MAX_ITERATIONS = 64                # curve steps allowed (also the size of the kernels' per-pixel step arrays)
 DENOISE_AUTO = "auto"              # denoise: 0 (off: output bit-identical to no denoising), a guided-filter strength
-DENOISE_FAST = "fast"              # in DENOISE_RANGE, DENOISE_AUTO (the learned denoiser, lowlight_core.denoise_net) or
-DENOISE_RANGE = (0.0, 1.0)         # DENOISE_FAST (the guided filter at a strength from the input's estimated noise)
+DENOISE_LEARNED = "learned"        # in DENOISE_RANGE, DENOISE_AUTO (that strength from the input's estimated noise) or
+DENOISE_RANGE = (0.0, 1.0)         # DENOISE_LEARNED (the learned denoiser, lowlight_core.denoise_net; opt-in)
 DENOISE_DEFAULT = DENOISE_AUTO
 DENOISE_SLIDER_STEPS = 20          # the napari slider: 0, 0.05, ..., 1 (plus an "auto" box)
 DENOISE_SLIDER_START = 0.5         # where the napari sliders start while their "auto" box is on
@@ -37,8 +37,8 @@ def _parse_auto(text: str, name: str, bounds: tuple[float, float], words=("auto"
 
 
 def parse_denoise(text: str):
-    """A denoise value from text (CLI, scripts): 'auto', 'fast' or a number (its range is checked by enhance)."""
-    return _parse_auto(text, "denoise", DENOISE_RANGE, (DENOISE_AUTO, DENOISE_FAST))
+    """A denoise value from text (CLI, scripts): 'auto', 'learned' or a number (its range is checked by enhance)."""
+    return _parse_auto(text, "denoise", DENOISE_RANGE, (DENOISE_AUTO, DENOISE_LEARNED))
 
 
 def parse_exposure(text: str):
@@ -56,6 +56,7 @@ DENOISE_AUTO_NOISE = 0.02          # auto: full strength when the amplified nois
 DENOISE_GAIN_FLOOR = 1.0 / 255     # gain = mean(out) / max(mean(in), floor) (guided_denoise; a compiled-in macro)
 DENOISE_EPS_FLOOR = 1.0 / (12 * 255 ** 2)  # least eps of the chroma estimate: 8-bit rounding noise (a macro too)
 DENOISE_STRIP_PIXELS = 2 ** 21     # the filter runs on strips of about this many pixels (memory: a few strips)
+DENOISE_LEARNED_STRIP_PIXELS = 2 ** 20  # the learned denoiser's (its features take ~10 floats per pixel more)
 
 # ---------------------------------------------------------------- sequences and video (lowlight_core.sequence, .video)
 TEMPORAL_RADIUS = 4                # frames either side of a frame whose decisions and pixels its result may use

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import torch
 
-from .controls import DENOISE_AUTO, DENOISE_STRIP_PIXELS
+from .controls import DENOISE_LEARNED, DENOISE_LEARNED_STRIP_PIXELS, DENOISE_STRIP_PIXELS
 
 FLOAT_TOLERANCE = 1e-3
 PIL_MODES = ("L", "LA", "RGB", "RGBA", "I;16", "F")
@@ -58,9 +58,9 @@ class Frames:
 
     def denoise(self, out: torch.Tensor, strength, measure_output: bool = False, model=None) -> None:
         """Denoises the colour channels of out (B, C, H, W, the pixels' dtype and layout) in place, image by
-        image, given the input pixels. strength "auto": the learned denoiser (lowlight_core.denoise_net); a
-        number: the guided filter at that strength (lowlight_core.noise); "fast": the guided filter at the
-        strength noise.auto_strength picks. measure_output: the noise model
+        image, given the input pixels. strength a number: the guided filter at that strength
+        (lowlight_core.noise); "auto": at the strength noise.auto_strength picks; "learned": the learned
+        denoiser (lowlight_core.denoise_net). measure_output: the noise model
         calibrated on the output, for models without curve maps; model: the input's noise model when already
         known (one image), else estimated. What needs the whole image is decided first; then the filter runs
         in strips of about DENOISE_STRIP_PIXELS with its reach of context rows (the whole-image result, within
@@ -68,13 +68,13 @@ class Frames:
         from .noise import FILTER_RADIUS, check_denoise, filter_weights, guided, noise_of
 
         check_denoise(strength)
-        learned = strength == DENOISE_AUTO
+        learned = strength == DENOISE_LEARNED
         if learned:
             from . import denoise_net
             net = denoise_net.load()
         radius = net.receptive_radius if learned else FILTER_RADIUS
         height, width = out.shape[2:]
-        rows = max(radius, DENOISE_STRIP_PIXELS // width)
+        rows = max(radius, (DENOISE_LEARNED_STRIP_PIXELS if learned else DENOISE_STRIP_PIXELS) // width)
         rows += rows % 2  # strips start on even rows: the learned denoiser's 2 x 2 blocks stay on the image's grid
         for b in range(out.shape[0]):
             x, y = self._float(self.pixels[b:b + 1, :self.color]), self._float(out[b:b + 1, :self.color])

@@ -11,11 +11,10 @@
    [0, 1]: strength 1 sets the luminance's eps to DENOISE_EPS_SCALE times the window's amplified luminance
    noise variance (eps grows as strength^2), and the chroma share replaced by its luminance-guided estimate
    is the strength itself, so that a small strength changes the colours a little, not at once.
-3. `auto_strength(model, x, y)` (denoise="fast": the guided filter's own automatic strength; napari previews
-   use it while a slider is held): the amplified noise std, gain * sigma(mean intensity) with gain = mean(y) /
+3. `auto_strength(model, x, y)` (denoise="auto"): the amplified noise std, gain * sigma(mean intensity) with gain = mean(y) /
    mean(x), over DENOISE_AUTO_NOISE, clipped to [0, 1]: a clean or barely brightened photo gets ~0.
-4. `guided(x, y, model, luma, chroma)`: the filter itself; Frames.denoise runs it (or, for "auto", the learned
-   denoiser of lowlight_core.denoise_net, which blends such filters pixel by pixel) on the whole photo in strips.
+4. `guided(x, y, model, luma, chroma)`: the filter itself; Frames.denoise runs it (or, for "learned", the
+   learned denoiser of lowlight_core.denoise_net, which blends such filters pixel by pixel) in strips.
 """
 from __future__ import annotations
 
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .controls import (DENOISE_AUTO, DENOISE_AUTO_NOISE, DENOISE_FAST, DENOISE_CHROMA_RADIUS, DENOISE_EPS_SCALE,
+from .controls import (DENOISE_AUTO, DENOISE_AUTO_NOISE, DENOISE_LEARNED, DENOISE_CHROMA_RADIUS, DENOISE_EPS_SCALE,
                        DENOISE_LUMA_RADIUS, DENOISE_RANGE)
 
 BLOCK = 8
@@ -50,10 +49,10 @@ class NoiseModel:
 
 
 def check_denoise(denoise) -> None:
-    """ValueError/TypeError unless denoise is a number in DENOISE_RANGE, DENOISE_AUTO or DENOISE_FAST."""
-    words = f"{DENOISE_AUTO!r} or {DENOISE_FAST!r}"
+    """ValueError/TypeError unless denoise is a number in DENOISE_RANGE, DENOISE_AUTO or DENOISE_LEARNED."""
+    words = f"{DENOISE_AUTO!r} or {DENOISE_LEARNED!r}"
     if isinstance(denoise, str):
-        if denoise not in (DENOISE_AUTO, DENOISE_FAST):
+        if denoise not in (DENOISE_AUTO, DENOISE_LEARNED):
             raise ValueError(f"denoise must be a number in [{DENOISE_RANGE[0]:g}, {DENOISE_RANGE[1]:g}], "
                              f"{words}, got {denoise!r}")
         return
@@ -182,9 +181,9 @@ def filter_weights(x: torch.Tensor, y: torch.Tensor, strength, model: NoiseModel
                    measure_output: bool = False) -> tuple[NoiseModel, float, float]:
     """What the guided filter decides from the whole image: (the noise model, luma, chroma weights of
     guided_denoise) for y (enhanced, float (1, C, H, W), C = 1 or 3, in [0, 1]) given its input x; strength a
-    number or DENOISE_FAST (auto_strength)."""
+    number or DENOISE_AUTO (auto_strength)."""
     model = noise_of(x, y, model, measure_output)
-    s = auto_strength(model, x, y) if strength == DENOISE_FAST else float(strength)
+    s = auto_strength(model, x, y) if strength == DENOISE_AUTO else float(strength)
     return (model, *denoise_weights(s, x.shape[1]))
 
 

@@ -68,7 +68,7 @@ def enhance(image: ImageData, model: Model = DEFAULT_MODEL, exposure: Exposure =
     """Enhance a low-light image (every plane of a stack) with a lowlight model; returns the same shape and dtype.
 
     exposure: target mean brightness, or auto_exposure (predicted from the whole image); iterations: curve steps
-    (curve models); denoise: 0 (off) to 1 (the guided filter), or auto_denoise (the learned denoiser)."""
+    (curve models); denoise: 0 (off) to 1, or auto_denoise (from the image's noise)."""
     if image is None:
         raise ValueError("no image: pick an image layer")
     return enhance_planes(image, is_rgb(image.shape), model=model,

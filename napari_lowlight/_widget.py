@@ -45,7 +45,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider, QLabeledSlider
 
-from lowlight_core.controls import (DEFAULT_MODEL, DENOISE_AUTO, DENOISE_DEFAULT, DENOISE_FAST, DENOISE_RANGE,
+from lowlight_core.controls import (DEFAULT_MODEL, DENOISE_AUTO, DENOISE_DEFAULT, DENOISE_RANGE,
                                     DENOISE_SLIDER_START, DENOISE_SLIDER_STEPS, EXPOSURE_AUTO, EXPOSURE_DEFAULT,
                                     EXPOSURE_NOMINAL, EXPOSURE_RANGE, ITERATIONS_DEFAULT)
 
@@ -194,8 +194,7 @@ class LowlightWidget(QWidget):
         self.denoise.setToolTip("Noise-aware denoising strength (0: off): a guided filter on the result, stronger "
                                 "where the enhancement brightens more (every model)")
         self.denoise_auto = QCheckBox("auto")
-        self.denoise_auto.setToolTip("The learned denoiser, fed the image's estimated noise and the enhancement's "
-                                     "gain (while a slider is held, the guided filter at a strength picked from them)")
+        self.denoise_auto.setToolTip("Pick the strength from the image's estimated noise and the enhancement's gain")
         self.denoise_auto.setChecked(DENOISE_DEFAULT == DENOISE_AUTO)
         self.denoise.setEnabled(not self.denoise_auto.isChecked())
 
@@ -244,8 +243,6 @@ class LowlightWidget(QWidget):
         self.model_combo.currentIndexChanged.connect(lambda _: self._on_model_changed(warn=True))
         self.iterations.valueChanged.connect(self._request_preview)
         self.exposure.valueChanged.connect(self._request_preview)
-        self.iterations.sliderReleased.connect(self._request_preview)  # the learned denoiser again (_auto_denoise)
-        self.exposure.sliderReleased.connect(self._request_preview)
         self.exposure_auto.toggled.connect(self._on_exposure_auto)
         self.denoise.valueChanged.connect(self._request_preview)
         self.denoise_auto.toggled.connect(self._on_denoise_auto)
@@ -259,15 +256,9 @@ class LowlightWidget(QWidget):
         return self._compute.Settings(model=self.model_combo.currentData(), iterations=int(self.iterations.value()),
                                       exposure=(EXPOSURE_AUTO if self.exposure_auto.isChecked()
                                                 else round(float(self.exposure.value()), 4)),
-                                      denoise=(self._auto_denoise() if self.denoise_auto.isChecked()
+                                      denoise=(DENOISE_AUTO if self.denoise_auto.isChecked()
                                                else round(float(self.denoise.value()), 4)),
                                       device=self.device_combo.currentText())
-
-    def _auto_denoise(self) -> str:
-        """The learned denoiser, or while a slider is held the guided filter's own auto (several times faster,
-        so that the preview follows the drag); releasing the slider previews with the learned one again."""
-        held = self.iterations.isSliderDown() or self.exposure.isSliderDown()
-        return DENOISE_FAST if held else DENOISE_AUTO
 
     def _on_exposure_auto(self, checked: bool) -> None:
         self.exposure.setEnabled(not checked)

@@ -624,30 +624,6 @@ def test_denoise_slider_and_auto_are_live(viewer, make_widget, weights_dir, qtbo
     assert widget.enhancer.noise_estimates == estimates
 
 
-def test_a_held_slider_previews_with_the_fast_denoiser_and_its_release_with_the_learned_one(viewer, make_widget,
-                                                                                          weights_dir, qtbot):
-    image = noisy_dark_rgb()
-    weights = str(weights_dir / "zero_dce_pp.pt")
-    viewer.add_image(image, name="img")
-    widget = make_widget()
-    pick_model(qtbot, widget, "zero_dce_pp")
-    widget.exposure_auto.setChecked(False)
-    settle(qtbot, widget)
-    slider = widget.exposure._slider  # the QSlider inside superqt's labeled slider (what the mouse holds)
-    slider.setSliderDown(True)
-    widget.exposure.setValue(0.45)
-    settle(qtbot, widget)
-    assert widget.settings().denoise == "fast"
-    fast = enhance(image, "zero_dce_pp", exposure=0.45, denoise="fast", device="cpu", weights=weights)
-    learned = enhance(image, "zero_dce_pp", exposure=0.45, device="cpu", weights=weights)
-    assert not np.array_equal(fast, learned)
-    assert np.abs(output(viewer, "img").data.astype(int) - fast).max() <= 1
-    slider.setSliderDown(False)  # released: sliderReleased asks for the learned denoiser's preview
-    settle(qtbot, widget)
-    assert widget.settings().denoise == "auto"
-    assert np.abs(output(viewer, "img").data.astype(int) - learned).max() <= 1
-
-
 def test_apply_on_a_stack_honours_denoise(viewer, make_widget, qtbot):
     stack = np.stack([noisy_dark_rgb(48, 64, seed=i) for i in range(3)])  # enough 8 x 8 blocks to measure noise
     widget = gamma_on_rgb_stack_without_preview(viewer, make_widget, qtbot, stack)

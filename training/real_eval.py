@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lowlight_core.controls import (DEFAULT_MODEL, DENOISE_AUTO, DENOISE_DEFAULT, DENOISE_FAST, EXPOSURE_DEFAULT,
+from lowlight_core.controls import (DEFAULT_MODEL, DENOISE_AUTO, DENOISE_DEFAULT, DENOISE_LEARNED, EXPOSURE_DEFAULT,
                                    ITERATIONS_DEFAULT, parse_denoise)
 from lowlight_core.metrics import (PROTOCOL, REAL_PHOTO_NOTE, ciede2000_uint8, clipped_beyond_uint8, psnr_uint8,
                                    real_photo_scores, ssim_uint8)
@@ -230,7 +230,7 @@ def _darkest_frames(data_dir=None) -> list[tuple[Path, Path]]:
     return [(d, t) for t, d in {t: d for d, t in reversed(pairs)}.items()]
 
 
-def denoise_compare(model: str = DEFAULT_MODEL, settings=(0, DENOISE_FAST, DENOISE_AUTO), data_dir=None) -> dict:
+def denoise_compare(model: str = DEFAULT_MODEL, settings=(0, DENOISE_AUTO, DENOISE_LEARNED), data_dir=None) -> dict:
     """{setting: {psnr, ssim, flat_noise (%), seconds}} of `model` at default exposure with each denoise
     setting on the darkest held-out frame of each scene, against the scene's well-exposed frame."""
     from lowlight_core import enhance
@@ -251,8 +251,8 @@ def denoise_compare(model: str = DEFAULT_MODEL, settings=(0, DENOISE_FAST, DENOI
 def denoise_crop_figure(out_png: Path, data_dir=None, model: str = DEFAULT_MODEL, k: int = 3, crop: int = 192) -> list:
     """docs/denoise-crop.png: 100 % crops (crop x crop px from the centre, no resampling) of the k held-out dark
     SICE frames (darkest frame of each scene) whose `model` output is noisiest (flat_noise), in columns: the
-    dark input, `model` with denoise off, "fast" (the guided filter) and "auto" (the learned denoiser, the
-    default), the scene's well-exposed frame. Returns the frames used."""
+    dark input, `model` with denoise off, "auto" (the guided filter, the default) and "learned" (the learned
+    denoiser), the scene's well-exposed frame. Returns the frames used."""
     import torch
 
     from lowlight_core import enhance
@@ -275,8 +275,8 @@ def denoise_crop_figure(out_png: Path, data_dir=None, model: str = DEFAULT_MODEL
     for _, dark, target in scored:
         x = read_rgb(dark)
         rows.append([tile(x)] + [tile(enhance(x, model=model, device="cpu", denoise=s))
-                                 for s in (0, DENOISE_FAST, DENOISE_AUTO)] + [tile(read_rgb(target))])
-    plots.image_grid(rows, ["input", f"{model}, denoise off", "fast (guided filter)", "auto (learned, default)",
+                                 for s in (0, DENOISE_AUTO, DENOISE_LEARNED)] + [tile(read_rgb(target))])
+    plots.image_grid(rows, ["input", f"{model}, denoise off", "auto (guided filter, default)", "learned",
                             "bright frame"], out_png, tile=crop)
     return [(d.name, t.name, n) for n, d, t in scored]
 
@@ -304,8 +304,8 @@ def main(argv=None) -> int:
     p.add_argument("--table", type=Path, help="write the markdown table here")
     p.add_argument("--sheet", type=Path, help="write the side-by-side sheet (PNG) here")
     p.add_argument("--write", type=Path, help="write the held-out sets as PNG folders here and stop")
-    p.add_argument("--denoise", type=parse_denoise, default=DENOISE_DEFAULT, metavar="S|auto|fast",
-                   help=f"enhance(..., denoise=S): a strength in [0, 1], auto or fast (default {DENOISE_DEFAULT})")
+    p.add_argument("--denoise", type=parse_denoise, default=DENOISE_DEFAULT, metavar="S|auto|learned",
+                   help=f"enhance(..., denoise=S): a strength in [0, 1], auto or learned (default {DENOISE_DEFAULT})")
     p.add_argument("--exposure-from-reference", action="store_true",
                    help="enhance each real pair at E = its reference's mean brightness (what an ideal automatic "
                         "exposure picks) instead of the default E")
@@ -313,7 +313,7 @@ def main(argv=None) -> int:
                    help="add a column 'NAME E 0.6, no denoise' to the sheet (the defaults before exposure and "
                         "denoise were auto; docs/real-photos.png has one for the default model)")
     p.add_argument("--denoise-compare", metavar="MODEL",
-                   help="print denoise off / fast / auto on the darkest held-out frame of each scene (JSON) and stop")
+                   help="print denoise off / auto / learned on the darkest held-out frame of each scene (JSON) and stop")
     p.add_argument("--denoise-crop", type=Path, metavar="PNG",
                    help="write the 100 %% crop figure of denoise auto (docs/denoise-crop.png) and stop")
     p.add_argument("--cards-from", type=Path, metavar="JSON",
