@@ -43,7 +43,7 @@ def _error(message: str) -> None:
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     # Ranges are checked (and stated in the error) by lowlight_core.inference; controls is torch-free, so
     # --help stays fast.
-    from .controls import (DENOISE_AUTO, DENOISE_DEFAULT, DENOISE_RANGE, EXPOSURE_AUTO, EXPOSURE_DEFAULT,
+    from .controls import (DENOISE_AUTO, DENOISE_DEFAULT, DENOISE_LEARNED, DENOISE_RANGE, EXPOSURE_AUTO, EXPOSURE_DEFAULT,
                            EXPOSURE_RANGE, ITERATIONS_DEFAULT, MAX_ITERATIONS, parse_denoise, parse_exposure)
 
     def argument(parse):
@@ -59,9 +59,10 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exposure", type=argument(parse_exposure), default=EXPOSURE_DEFAULT, metavar="E|auto",
                    help=f"target exposure E (the result's mean brightness), {EXPOSURE_RANGE[0]}-{EXPOSURE_RANGE[1]}, "
                         f"or {EXPOSURE_AUTO} (predicted from the whole photo; default {EXPOSURE_DEFAULT})")
-    p.add_argument("--denoise", type=argument(parse_denoise), default=DENOISE_DEFAULT, metavar="S|auto",
+    p.add_argument("--denoise", type=argument(parse_denoise), default=DENOISE_DEFAULT, metavar="S|auto|learned",
                    help=f"noise-aware denoising strength {DENOISE_RANGE[0]:g}-{DENOISE_RANGE[1]:g}, or {DENOISE_AUTO} "
-                        f"(from the photo's estimated noise and the enhancement's gain; default {DENOISE_DEFAULT}); 0: off")
+                        f"(from the photo's estimated noise and the enhancement's gain; default {DENOISE_DEFAULT}); 0: "
+                        f"off; {DENOISE_LEARNED}: the learned denoiser (opt-in)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--tile", type=int, default=None,
                    help="tile size in pixels for full-resolution networks (default: automatic; 0: never tile)")

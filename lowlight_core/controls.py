@@ -16,28 +16,29 @@ EXPOSURE_TRAIN_RANGE = (0.3, 0.8)  # E ~ U(lo, hi) per training sample of the E-
 EXPOSURE_GRID = (0.4, 0.5, 0.6, 0.7)  # the E columns of training grids and model cards
 ITERATIONS_DEFAULT = 8             # curve steps
 MAX_ITERATIONS = 64                # curve steps allowed (also the size of the kernels' per-pixel step arrays)
-DENOISE_AUTO = "auto"              # denoise strength: 0 (off: output bit-identical to no denoising), a number in
-DENOISE_RANGE = (0.0, 1.0)         # DENOISE_RANGE, or DENOISE_AUTO (picked from the input's estimated noise)
+DENOISE_AUTO = "auto"              # denoise: 0 (off: output bit-identical to no denoising), a guided-filter strength
+DENOISE_LEARNED = "learned"        # in DENOISE_RANGE, DENOISE_AUTO (that strength from the input's estimated noise) or
+DENOISE_RANGE = (0.0, 1.0)         # DENOISE_LEARNED (the learned denoiser, lowlight_core.denoise_net; opt-in)
 DENOISE_DEFAULT = DENOISE_AUTO
 DENOISE_SLIDER_STEPS = 20          # the napari slider: 0, 0.05, ..., 1 (plus an "auto" box)
 DENOISE_SLIDER_START = 0.5         # where the napari sliders start while their "auto" box is on
 
 
 
-def _parse_auto(text: str, name: str, bounds: tuple[float, float]):
+def _parse_auto(text: str, name: str, bounds: tuple[float, float], words=("auto",)):
     text = str(text).strip().lower()
-    if text == "auto":
-        return "auto"
+    if text in words:
+        return text
     try:
         return float(text)
     except ValueError:
-        raise ValueError(f"{name} must be a number in [{bounds[0]:g}, {bounds[1]:g}] or 'auto', "
-                         f"got {text!r}") from None
+        raise ValueError(f"{name} must be a number in [{bounds[0]:g}, {bounds[1]:g}] or "
+                         f"{' or '.join(repr(w) for w in words)}, got {text!r}") from None
 
 
 def parse_denoise(text: str):
-    """A denoise value from text (CLI, scripts): 'auto' or a number (its range is checked by enhance)."""
-    return _parse_auto(text, "denoise", DENOISE_RANGE)
+    """A denoise value from text (CLI, scripts): 'auto', 'learned' or a number (its range is checked by enhance)."""
+    return _parse_auto(text, "denoise", DENOISE_RANGE, (DENOISE_AUTO, DENOISE_LEARNED))
 
 
 def parse_exposure(text: str):
@@ -55,6 +56,7 @@ DENOISE_AUTO_NOISE = 0.02          # auto: full strength when the amplified nois
 DENOISE_GAIN_FLOOR = 1.0 / 255     # gain = mean(out) / max(mean(in), floor) (guided_denoise; a compiled-in macro)
 DENOISE_EPS_FLOOR = 1.0 / (12 * 255 ** 2)  # least eps of the chroma estimate: 8-bit rounding noise (a macro too)
 DENOISE_STRIP_PIXELS = 2 ** 21     # the filter runs on strips of about this many pixels (memory: a few strips)
+DENOISE_LEARNED_STRIP_PIXELS = 2 ** 20  # the learned denoiser's (its features take ~10 floats per pixel more)
 
 # ---------------------------------------------------------------- sequences and video (lowlight_core.sequence, .video)
 TEMPORAL_RADIUS = 4                # frames either side of a frame whose decisions and pixels its result may use

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import torch
 
-from .controls import DENOISE_STRIP_PIXELS
+from .controls import DENOISE_LEARNED, DENOISE_LEARNED_STRIP_PIXELS, DENOISE_STRIP_PIXELS
 
 FLOAT_TOLERANCE = 1e-3
 PIL_MODES = ("L", "LA", "RGB", "RGBA", "I;16", "F")
@@ -58,30 +58,48 @@ class Frames:
 
     def denoise(self, out: torch.Tensor, strength, measure_output: bool = False, model=None) -> None:
         """Denoises the colour channels of out (B, C, H, W, the pixels' dtype and layout) in place, image by
-        image, given the input pixels (lowlight_core.noise.denoise: guided filter scaled by the local gain;
-        measure_output: the noise model calibrated on the output, for models without curve maps; model: the
-        input's noise model when already known (one image), else estimated). The weights are decided on the
-        whole image, then the filter runs in strips of about DENOISE_STRIP_PIXELS with FILTER_RADIUS rows of
-        context (the untiled result, within a peak of a few strips' floats)."""
-        from .noise import FILTER_RADIUS, filter_weights, guided
+        image, given the input pixels. strength a number: the guided filter at that strength
+        (lowlight_core.noise); "auto": at the strength noise.auto_strength picks; "learned": the learned
+        denoiser (lowlight_core.denoise_net). measure_output: the noise model
+        calibrated on the output, for models without curve maps; model: the input's noise model when already
+        known (one image), else estimated. What needs the whole image is decided first; then the filter runs
+        in strips of about DENOISE_STRIP_PIXELS with its reach of context rows (the whole-image result, within
+        a peak of a few strips' floats)."""
+        from .noise import FILTER_RADIUS, check_denoise, filter_weights, guided, noise_of
 
+        check_denoise(strength)
+        learned = strength == DENOISE_LEARNED
+        if learned:
+            from . import denoise_net
+            net = denoise_net.load()
+        radius = net.receptive_radius if learned else FILTER_RADIUS
         height, width = out.shape[2:]
-        rows = max(FILTER_RADIUS, DENOISE_STRIP_PIXELS // width)
+        rows = max(radius, (DENOISE_LEARNED_STRIP_PIXELS if learned else DENOISE_STRIP_PIXELS) // width)
+        rows += rows % 2  # strips start on even rows: the learned denoiser's 2 x 2 blocks stay on the image's grid
         for b in range(out.shape[0]):
             x, y = self._float(self.pixels[b:b + 1, :self.color]), self._float(out[b:b + 1, :self.color])
-            noise, luma, chroma = filter_weights(x, y, strength, model, measure_output)
+            if learned:
+                noise = noise_of(x, y, model, measure_output)
+                skip = noise.a == 0 and noise.b == 0  # no measurable noise
+            else:
+                noise, luma, chroma = filter_weights(x, y, strength, model, measure_output)
+                skip = luma == 0 and chroma == 0
             del x, y
-            if luma == 0 and chroma == 0:
+            if skip:
                 continue
             pending = None  # a strip's result is written after the next strip has read its context
             for r0 in range(0, height, rows):
                 r1 = min(height, r0 + rows)
-                c0, c1 = max(0, r0 - FILTER_RADIUS), min(height, r1 + FILTER_RADIUS)
-                z = guided(self._float(self.pixels[b:b + 1, :self.color, c0:c1]),
-                           self._float(out[b:b + 1, :self.color, c0:c1]), noise, luma, chroma)[:, :, r0 - c0:r1 - c0]
+                c0, c1 = max(0, r0 - radius), min(height, r1 + radius)
+                xs = self._float(self.pixels[b:b + 1, :self.color, c0:c1])
+                ys = self._float(out[b:b + 1, :self.color, c0:c1])
+                if learned:
+                    z = _gray_aware(lambda u, v: denoise_net.apply(net, u, v, noise.a, noise.b), xs, ys)
+                else:
+                    z = guided(xs, ys, noise, luma, chroma)
                 if pending is not None:
                     self._write(out, b, *pending)
-                pending = (r0, z)
+                pending = (r0, z[:, :, r0 - c0:r1 - c0])
             self._write(out, b, *pending)
 
     def _write(self, out: torch.Tensor, b: int, r0: int, z: torch.Tensor) -> None:
@@ -92,6 +110,14 @@ class Frames:
     def copy_alpha(self) -> None:
         if self.pixels.shape[1] > self.color:
             self.out[:, self.color:].copy_(self.pixels[:, self.color:])
+
+
+def _gray_aware(fn, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """fn (of RGB images) on x, y with 1 or 3 channels: gray ones pass as three equal channels and come back
+    as their mean."""
+    if x.shape[1] == 3:
+        return fn(x, y)
+    return fn(x.expand(-1, 3, -1, -1), y.expand(-1, 3, -1, -1)).mean(1, keepdim=True)
 
 
 def _check_shape(shape, channels: int, layout: str) -> None:

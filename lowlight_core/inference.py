@@ -43,7 +43,7 @@ from .plan import Engine
 
 def check_controls(iterations, exposure=EXPOSURE_DEFAULT, tile=None, denoise=DENOISE_DEFAULT) -> None:
     """ValueError/TypeError for iterations outside [1, MAX_ITERATIONS], exposure neither in EXPOSURE_RANGE nor
-    'auto', tile < 0, denoise neither in DENOISE_RANGE nor 'auto'."""
+    'auto', tile < 0, denoise neither in DENOISE_RANGE nor 'auto' / 'learned'."""
     check_denoise(denoise)
     if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral):
         raise TypeError(f"iterations must be an integer, got {iterations!r}")
@@ -102,9 +102,12 @@ def enhance(image, model=DEFAULT_MODEL, iterations: int = ITERATIONS_DEFAULT, ex
     tile: core tile size in pixels for full-resolution networks (None: the network's inference_tile, else 512;
     0: never tile).
     weights: a weights file to use instead of the shipped one.
-    denoise: 0 (default, off: the output is exactly what it is without this control), a strength in [0, 1], or
-    'auto' (strength from the input's estimated noise and the enhancement's gain): a noise-aware guided filter
-    on the result (lowlight_core.noise; luminance and chroma separately, stronger where the gain is higher).
+    denoise: 'auto' (default): the noise-aware guided filter (lowlight_core.noise; luminance and chroma
+    separately, stronger where the gain is higher) at a strength picked from the input's estimated noise and
+    the enhancement's gain; a number in [0, 1]: at that strength; 0: off (the output is exactly what it is
+    without this control); 'learned': the learned denoiser (lowlight_core.denoise_net: per pixel, how
+    strongly to smooth the luminance and the chroma, from the image and its noise map; opt-in, see
+    docs/denoise-learned.md).
     """
     check_controls(iterations, exposure, tile, denoise)
     frames = to_frames(image)

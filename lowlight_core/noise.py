@@ -11,10 +11,10 @@
    [0, 1]: strength 1 sets the luminance's eps to DENOISE_EPS_SCALE times the window's amplified luminance
    noise variance (eps grows as strength^2), and the chroma share replaced by its luminance-guided estimate
    is the strength itself, so that a small strength changes the colours a little, not at once.
-3. `auto_strength(model, x, y)`: the amplified noise std, gain * sigma(mean intensity) with gain = mean(y) /
+3. `auto_strength(model, x, y)` (denoise="auto"): the amplified noise std, gain * sigma(mean intensity) with gain = mean(y) /
    mean(x), over DENOISE_AUTO_NOISE, clipped to [0, 1]: a clean or barely brightened photo gets ~0.
-4. `denoise(x, y, strength)`: all of it on one enhanced image y (float, (1, C, H, W), C = 1 or 3) given its
-   input x.
+4. `guided(x, y, model, luma, chroma)`: the filter itself; Frames.denoise runs it (or, for "learned", the
+   learned denoiser of lowlight_core.denoise_net, which blends such filters pixel by pixel) in strips.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .controls import (DENOISE_AUTO, DENOISE_AUTO_NOISE, DENOISE_CHROMA_RADIUS, DENOISE_EPS_SCALE,
+from .controls import (DENOISE_AUTO, DENOISE_AUTO_NOISE, DENOISE_LEARNED, DENOISE_CHROMA_RADIUS, DENOISE_EPS_SCALE,
                        DENOISE_LUMA_RADIUS, DENOISE_RANGE)
 
 BLOCK = 8
@@ -49,17 +49,18 @@ class NoiseModel:
 
 
 def check_denoise(denoise) -> None:
-    """ValueError/TypeError unless denoise is a number in DENOISE_RANGE or DENOISE_AUTO."""
+    """ValueError/TypeError unless denoise is a number in DENOISE_RANGE, DENOISE_AUTO or DENOISE_LEARNED."""
+    words = f"{DENOISE_AUTO!r} or {DENOISE_LEARNED!r}"
     if isinstance(denoise, str):
-        if denoise != DENOISE_AUTO:
-            raise ValueError(f"denoise must be a number in [{DENOISE_RANGE[0]:g}, {DENOISE_RANGE[1]:g}] or "
-                             f"{DENOISE_AUTO!r}, got {denoise!r}")
+        if denoise not in (DENOISE_AUTO, DENOISE_LEARNED):
+            raise ValueError(f"denoise must be a number in [{DENOISE_RANGE[0]:g}, {DENOISE_RANGE[1]:g}], "
+                             f"{words}, got {denoise!r}")
         return
     if isinstance(denoise, bool) or not isinstance(denoise, numbers.Real):
-        raise TypeError(f"denoise must be a number or {DENOISE_AUTO!r}, got {denoise!r}")
+        raise TypeError(f"denoise must be a number, {words}, got {denoise!r}")
     lo, hi = DENOISE_RANGE
     if not (math.isfinite(denoise) and lo <= denoise <= hi):
-        raise ValueError(f"denoise must be in [{lo:g}, {hi:g}] or {DENOISE_AUTO!r}, got {denoise}")
+        raise ValueError(f"denoise must be in [{lo:g}, {hi:g}], {words}, got {denoise}")
 
 
 def _sample_tiles(x: torch.Tensor) -> torch.Tensor:
@@ -167,28 +168,23 @@ def calibrate(model: NoiseModel, x: torch.Tensor, y: torch.Tensor) -> NoiseModel
     return NoiseModel(model.a * k, model.b * k)
 
 
-def filter_weights(x: torch.Tensor, y: torch.Tensor, strength, model: NoiseModel | None = None,
-                   measure_output: bool = False) -> tuple[NoiseModel, float, float]:
-    """What denoise decides from the whole image: (the noise model, luma, chroma weights of guided_denoise)
-    for y (enhanced, float (1, C, H, W), C = 1 or 3, in [0, 1]) given its input x; see denoise."""
-    check_denoise(strength)
+def noise_of(x: torch.Tensor, y: torch.Tensor, model: NoiseModel | None = None,
+             measure_output: bool = False) -> NoiseModel:
+    """The noise model denoising y (enhanced from x, float (1, C, H, W) in [0, 1]) works with: `model` or the
+    input's estimate, calibrated on y when measure_output (`calibrate`)."""
     if model is None:
         model = estimate_noise(x)
-    if measure_output:
-        model = calibrate(model, x, y)
+    return calibrate(model, x, y) if measure_output else model
+
+
+def filter_weights(x: torch.Tensor, y: torch.Tensor, strength, model: NoiseModel | None = None,
+                   measure_output: bool = False) -> tuple[NoiseModel, float, float]:
+    """What the guided filter decides from the whole image: (the noise model, luma, chroma weights of
+    guided_denoise) for y (enhanced, float (1, C, H, W), C = 1 or 3, in [0, 1]) given its input x; strength a
+    number or DENOISE_AUTO (auto_strength)."""
+    model = noise_of(x, y, model, measure_output)
     s = auto_strength(model, x, y) if strength == DENOISE_AUTO else float(strength)
     return (model, *denoise_weights(s, x.shape[1]))
-
-
-def denoise(x: torch.Tensor, y: torch.Tensor, strength, model: NoiseModel | None = None,
-            measure_output: bool = False) -> torch.Tensor:
-    """y (enhanced, float (1, C, H, W), C = 1 or 3, in [0, 1]) denoised given its input x (same shape):
-    strength a number in [0, 1] or 'auto'. measure_output: calibrate the noise model on y (`calibrate`; enhance
-    does it for models without curve maps). Returns y itself when the strength comes to 0."""
-    model, luma, chroma = filter_weights(x, y, strength, model, measure_output)
-    if luma == 0 and chroma == 0:
-        return y
-    return guided(x, y, model, luma, chroma)
 
 
 def guided(x: torch.Tensor, y: torch.Tensor, model: NoiseModel, luma: float, chroma: float) -> torch.Tensor:

@@ -13,7 +13,8 @@ enhance would decide per frame from the whole frame is decided over time instead
   from what the noise model allows (moving content gets weight 0, so it does not ghost; a static camera's
   noise averages over up to 2 x radius + 1 frames); the float average is enhanced, and the spatial denoise
   runs with the noise model scaled by the averaging's variance reduction.
-The denoise strength 'auto' follows from the smoothed noise model and each frame's gain. Other models
+The denoisers ('auto' and numbers: the guided filter, 'learned') read the smoothed noise model and each
+frame's gain. Other models
 (Zero-DCE's full-resolution maps, image networks, gamma, CLAHE) decide locally or inside the model: their
 frames get the temporal noise averaging and the smoothed noise model only.
 

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lowlight_core.controls import DEFAULT_MODEL, DENOISE_DEFAULT, EXPOSURE_DEFAULT, ITERATIONS_DEFAULT, parse_denoise
+from lowlight_core.controls import (DEFAULT_MODEL, DENOISE_AUTO, DENOISE_DEFAULT, DENOISE_LEARNED, EXPOSURE_DEFAULT,
+                                   ITERATIONS_DEFAULT, parse_denoise)
 from lowlight_core.metrics import (PROTOCOL, REAL_PHOTO_NOTE, ciede2000_uint8, clipped_beyond_uint8, psnr_uint8,
                                    real_photo_scores, ssim_uint8)
 
@@ -223,10 +224,35 @@ def real_photo_sheet(models: list[tuple[str, object]], out_png: Path, data_dir=N
     plots.image_grid(rows, ["input"] + [n for n, _ in models], out_png, tile=tile, max_bytes=3_000_000)
 
 
+def _darkest_frames(data_dir=None) -> list[tuple[Path, Path]]:
+    """[(dark, target)]: the darkest held-out frame of each scene (the noisiest after enhancement)."""
+    pairs, _ = held_out(data_dir)
+    return [(d, t) for t, d in {t: d for d, t in reversed(pairs)}.items()]
+
+
+def denoise_compare(model: str = DEFAULT_MODEL, settings=(0, DENOISE_AUTO, DENOISE_LEARNED), data_dir=None) -> dict:
+    """{setting: {psnr, ssim, flat_noise (%), seconds}} of `model` at default exposure with each denoise
+    setting on the darkest held-out frame of each scene, against the scene's well-exposed frame."""
+    from lowlight_core import enhance
+    from lowlight_core.metrics import flat_noise
+
+    rows = {s: [] for s in settings}
+    for dark, target in _darkest_frames(data_dir):
+        x, ref = read_rgb(dark), read_rgb(target)
+        for s in settings:
+            t0 = time.perf_counter()
+            y = enhance(x, model=model, device="cpu", denoise=s)
+            rows[s].append({"psnr": psnr_uint8(y, ref), "ssim": ssim_uint8(y, ref), "flat_noise": flat_noise(y),
+                            "seconds": time.perf_counter() - t0})
+    return {str(s): {k: _mean(r, k) for k in ("psnr", "ssim", "flat_noise", "seconds")} | {"frames": len(r)}
+            for s, r in rows.items()}
+
+
 def denoise_crop_figure(out_png: Path, data_dir=None, model: str = DEFAULT_MODEL, k: int = 3, crop: int = 192) -> list:
     """docs/denoise-crop.png: 100 % crops (crop x crop px from the centre, no resampling) of the k held-out dark
     SICE frames (darkest frame of each scene) whose `model` output is noisiest (flat_noise), in columns: the
-    dark input, `model`, `model` with denoise auto, the scene's well-exposed frame. Returns the frames used."""
+    dark input, `model` with denoise off, "auto" (the guided filter, the default) and "learned" (the learned
+    denoiser), the scene's well-exposed frame. Returns the frames used."""
     import torch
 
     from lowlight_core import enhance
@@ -234,10 +260,8 @@ def denoise_crop_figure(out_png: Path, data_dir=None, model: str = DEFAULT_MODEL
 
     from . import plots
 
-    pairs, _ = held_out(data_dir)
-    darkest = {t: d for d, t in reversed(pairs)}
     scored = []
-    for target, dark in darkest.items():
+    for dark, target in _darkest_frames(data_dir):
         x = read_rgb(dark)
         scored.append((flat_noise(enhance(x, model=model, device="cpu", denoise=0)), dark, target))
     scored = sorted((s for s in scored if math.isfinite(s[0])), key=lambda s: s[0], reverse=True)[:k]
@@ -250,10 +274,10 @@ def denoise_crop_figure(out_png: Path, data_dir=None, model: str = DEFAULT_MODEL
     rows = []
     for _, dark, target in scored:
         x = read_rgb(dark)
-        rows.append([tile(x), tile(enhance(x, model=model, device="cpu", denoise=0)),
-                     tile(enhance(x, model=model, device="cpu", denoise="auto")), tile(read_rgb(target))])
-    plots.image_grid(rows, ["input", f"{model}, denoise off", "denoise auto (default)", "bright frame"], out_png,
-                     tile=crop)
+        rows.append([tile(x)] + [tile(enhance(x, model=model, device="cpu", denoise=s))
+                                 for s in (0, DENOISE_AUTO, DENOISE_LEARNED)] + [tile(read_rgb(target))])
+    plots.image_grid(rows, ["input", f"{model}, denoise off", "auto (guided filter, default)", "learned",
+                            "bright frame"], out_png, tile=crop)
     return [(d.name, t.name, n) for n, d, t in scored]
 
 
@@ -280,14 +304,16 @@ def main(argv=None) -> int:
     p.add_argument("--table", type=Path, help="write the markdown table here")
     p.add_argument("--sheet", type=Path, help="write the side-by-side sheet (PNG) here")
     p.add_argument("--write", type=Path, help="write the held-out sets as PNG folders here and stop")
-    p.add_argument("--denoise", type=parse_denoise, default=DENOISE_DEFAULT, metavar="S|auto",
-                   help=f"enhance(..., denoise=S): a strength in [0, 1] or auto (default {DENOISE_DEFAULT})")
+    p.add_argument("--denoise", type=parse_denoise, default=DENOISE_DEFAULT, metavar="S|auto|learned",
+                   help=f"enhance(..., denoise=S): a strength in [0, 1], auto or learned (default {DENOISE_DEFAULT})")
     p.add_argument("--exposure-from-reference", action="store_true",
                    help="enhance each real pair at E = its reference's mean brightness (what an ideal automatic "
                         "exposure picks) instead of the default E")
     p.add_argument("--old-defaults-column", metavar="NAME", action="append", default=[],
                    help="add a column 'NAME E 0.6, no denoise' to the sheet (the defaults before exposure and "
                         "denoise were auto; docs/real-photos.png has one for the default model)")
+    p.add_argument("--denoise-compare", metavar="MODEL",
+                   help="print denoise off / auto / learned on the darkest held-out frame of each scene (JSON) and stop")
     p.add_argument("--denoise-crop", type=Path, metavar="PNG",
                    help="write the 100 %% crop figure of denoise auto (docs/denoise-crop.png) and stop")
     p.add_argument("--cards-from", type=Path, metavar="JSON",
@@ -299,6 +325,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     from lowlight_core.models.registry import has_weights, list_models
 
+    if args.denoise_compare:
+        print(json.dumps(denoise_compare(args.denoise_compare, data_dir=args.data), indent=1))
+        return 0
     if args.denoise_crop:
         print(denoise_crop_figure(args.denoise_crop, args.data))
         return 0
