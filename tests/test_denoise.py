@@ -219,10 +219,13 @@ def test_denoise_zero_is_bit_identical(model):
         assert np.array_equal(enhance(x, model=model, device="cpu", denoise=zero), plain)
 
 
-@pytest.mark.parametrize("kind", ["rgb", "gray", "rgba", "float", "tensor"])
-def test_denoise_keeps_kind_and_lowers_noise(kind):
+@pytest.mark.parametrize("denoise", [1.0, "learned"])
+@pytest.mark.parametrize("kind", ["rgb", "uint16", "gray", "rgba", "float", "tensor"])
+def test_denoise_keeps_kind_and_lowers_noise(kind, denoise):
     x = dark_photo()
-    if kind == "gray":
+    if kind == "uint16":
+        x = x.astype(np.uint16) * 257
+    elif kind == "gray":
         x = x.mean(2).round().astype(np.uint8)
     elif kind == "rgba":
         x = np.dstack([x, np.full(x.shape[:2], 77, np.uint8)])
@@ -231,7 +234,7 @@ def test_denoise_keeps_kind_and_lowers_noise(kind):
     elif kind == "tensor":
         x = torch.from_numpy(x.astype(np.float32) / 255).permute(2, 0, 1)
     plain = enhance(x, model="zero_dce_pp", device="cpu", exposure=0.6, denoise=0)
-    den = enhance(x, model="zero_dce_pp", device="cpu", exposure=0.6, denoise=1.0)
+    den = enhance(x, model="zero_dce_pp", device="cpu", exposure=0.6, denoise=denoise)
     assert type(den) is type(plain) and den.shape == plain.shape and den.dtype == plain.dtype
     a, b = (np.asarray(t.permute(1, 2, 0) if isinstance(t, torch.Tensor) else t, dtype=np.float64)
             for t in (plain, den))
