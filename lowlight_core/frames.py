@@ -60,11 +60,11 @@ class Frames:
         """Denoises the colour channels of out (B, C, H, W, the pixels' dtype and layout) in place, image by
         image, given the input pixels. strength a number: the guided filter at that strength
         (lowlight_core.noise); "auto": at the strength noise.auto_strength picks; "learned": the learned
-        denoiser (lowlight_core.denoise_net). measure_output: the noise model
-        calibrated on the output, for models without curve maps; model: the input's noise model when already
-        known (one image), else estimated. What needs the whole image is decided first; then the filter runs
-        in strips of about DENOISE_STRIP_PIXELS with its reach of context rows (the whole-image result, within
-        a peak of a few strips' floats)."""
+        denoiser (lowlight_core.denoise_net). measure_output: the noise model calibrated on the output, for
+        models without curve maps; model: the input's noise model when already known (one image), else
+        estimated. What needs the whole image is decided first; then the filter runs in strips of about
+        DENOISE_STRIP_PIXELS (the learned one: DENOISE_LEARNED_STRIP_PIXELS) with its reach of context rows (the
+        whole-image result, within a peak of a few strips' floats)."""
         from .noise import FILTER_RADIUS, check_denoise, filter_weights, guided, noise_of
 
         check_denoise(strength)
