@@ -40,6 +40,9 @@ NOT_EXPORTED = {
              "the image size; run it with lowlight_core.enhance",
     "clahe": "its per-tile histograms (bincount) and clip-and-redistribute loop depend on the pixel values and "
              "have no standard ONNX form; run it with lowlight_core.enhance",
+    "bilateral_grid": "it decides on a thumbnail whose size follows the photo's (a resize torch.export cannot trace "
+                      "for every size) and slices its grid with the fused bilateral_apply op; no ONNX form of that "
+                      "is written yet; run it with lowlight_core.enhance",
 }
 
 

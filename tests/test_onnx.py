@@ -101,8 +101,8 @@ def test_out_of_range_controls_are_clamped(exported):
     assert not np.array_equal(_run(session, x, lo, 8), _run(session, x, hi, 8))
 
 
-@pytest.mark.parametrize("name", ["gamma", "clahe"])
-def test_classical_models_are_refused_with_the_reason(tmp_path, name):
+@pytest.mark.parametrize("name", ["gamma", "clahe", "bilateral_grid"])
+def test_models_without_an_onnx_form_are_refused_with_the_reason(tmp_path, name):
     with pytest.raises(ValueError, match=f"{name} cannot be exported to ONNX: .+enhance"):
         onnx_export.export_onnx(name, tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
