@@ -43,8 +43,8 @@ def _error(message: str) -> None:
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     # Ranges are checked (and stated in the error) by lowlight_core.inference; controls is torch-free, so
     # --help stays fast.
-    from .controls import (DENOISE_AUTO, DENOISE_DEFAULT, DENOISE_LEARNED, DENOISE_RANGE, EXPOSURE_AUTO, EXPOSURE_DEFAULT,
-                           EXPOSURE_RANGE, ITERATIONS_DEFAULT, MAX_ITERATIONS, parse_denoise, parse_exposure)
+    from .controls import (DENOISE_AUTO, DENOISE_DEFAULT, DENOISE_LEARNED, DENOISE_RANGE, EXPOSURE_AUTO,
+                           EXPOSURE_DEFAULT, EXPOSURE_RANGE, ITERATIONS_DEFAULT, MAX_ITERATIONS, parse_denoise, parse_exposure)
 
     def argument(parse):
         def parsed(text):

@@ -1,4 +1,4 @@
-"""The learned denoiser of `denoise="auto"`: a small network that decides, pixel by pixel, how strongly to
+"""The learned denoiser of `denoise="learned"` (opt-in): a small network that decides, pixel by pixel, how strongly to
 filter the luminance and the chroma of an enhanced image, from the image and its noise-level map.
 
 Why this form: the output at each pixel is a convex blend of K fixed candidates, the enhanced image itself and

@@ -11,8 +11,8 @@
    [0, 1]: strength 1 sets the luminance's eps to DENOISE_EPS_SCALE times the window's amplified luminance
    noise variance (eps grows as strength^2), and the chroma share replaced by its luminance-guided estimate
    is the strength itself, so that a small strength changes the colours a little, not at once.
-3. `auto_strength(model, x, y)` (denoise="auto"): the amplified noise std, gain * sigma(mean intensity) with gain = mean(y) /
-   mean(x), over DENOISE_AUTO_NOISE, clipped to [0, 1]: a clean or barely brightened photo gets ~0.
+3. `auto_strength(model, x, y)` (denoise="auto"): the amplified noise std, gain * sigma(mean intensity) with
+   gain = mean(y) / mean(x), over DENOISE_AUTO_NOISE, clipped to [0, 1]: a clean or barely brightened photo gets ~0.
 4. `guided(x, y, model, luma, chroma)`: the filter itself; Frames.denoise runs it (or, for "learned", the
    learned denoiser of lowlight_core.denoise_net, which blends such filters pixel by pixel) in strips.
 """

@@ -289,12 +289,9 @@ def real_pairs(k):
     if not (DATA / "sice_part1").is_dir():
         pytest.skip(f"no SICE data in {DATA}")
     from training import data as data_mod
-    from training.real_eval import held_out, read_rgb
+    from training.real_eval import darkest_frames, held_out, read_rgb
 
-    pairs, _ = held_out(DATA)
-    darkest = list({t: d for d, t in reversed(pairs)}.values())  # the darkest frame of each scene
-    targets = {d: t for d, t in pairs}
-    return [(read_rgb(d), read_rgb(targets[d])) for d in data_mod.spread(darkest, k)]
+    return [(read_rgb(d), read_rgb(t)) for d, t in data_mod.spread(darkest_frames(held_out(DATA)[0]), k)]
 
 
 def test_real_dark_frames_less_noise_same_or_better_fidelity():

@@ -204,8 +204,8 @@ def sheet_photos(data_dir=None, fraction: float = data_mod.VALIDATION_FRACTION, 
     """k held-out dark photos for docs/real-photos.png: half SICE dark frames (one per scene, spread over the
     scenes), half LOL photos."""
     pairs, lol = held_out(data_dir, fraction)
-    firsts = list({t: d for d, t in reversed(pairs)}.values())  # the darkest frame of each scene comes first
-    return data_mod.spread(firsts, k // 2) + data_mod.spread(lol, k - k // 2)
+    darkest = [d for d, _ in darkest_frames(pairs)]
+    return data_mod.spread(darkest, k // 2) + data_mod.spread(lol, k - k // 2)
 
 
 def real_photo_sheet(models: list[tuple[str, object]], out_png: Path, data_dir=None, tile: int = 200) -> None:
@@ -224,9 +224,9 @@ def real_photo_sheet(models: list[tuple[str, object]], out_png: Path, data_dir=N
     plots.image_grid(rows, ["input"] + [n for n, _ in models], out_png, tile=tile, max_bytes=3_000_000)
 
 
-def _darkest_frames(data_dir=None) -> list[tuple[Path, Path]]:
-    """[(dark, target)]: the darkest held-out frame of each scene (the noisiest after enhancement)."""
-    pairs, _ = held_out(data_dir)
+def darkest_frames(pairs: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
+    """The darkest (dark, target) pair of each scene (the noisiest after enhancement) among held_out's pairs,
+    which list each scene's frames from the darkest."""
     return [(d, t) for t, d in {t: d for d, t in reversed(pairs)}.items()]
 
 
@@ -237,7 +237,7 @@ def denoise_compare(model: str = DEFAULT_MODEL, settings=(0, DENOISE_AUTO, DENOI
     from lowlight_core.metrics import flat_noise
 
     rows = {s: [] for s in settings}
-    for dark, target in _darkest_frames(data_dir):
+    for dark, target in darkest_frames(held_out(data_dir)[0]):
         x, ref = read_rgb(dark), read_rgb(target)
         for s in settings:
             t0 = time.perf_counter()
@@ -261,7 +261,7 @@ def denoise_crop_figure(out_png: Path, data_dir=None, model: str = DEFAULT_MODEL
     from . import plots
 
     scored = []
-    for dark, target in _darkest_frames(data_dir):
+    for dark, target in darkest_frames(held_out(data_dir)[0]):
         x = read_rgb(dark)
         scored.append((flat_noise(enhance(x, model=model, device="cpu", denoise=0)), dark, target))
     scored = sorted((s for s in scored if math.isfinite(s[0])), key=lambda s: s[0], reverse=True)[:k]
@@ -313,9 +313,10 @@ def main(argv=None) -> int:
                    help="add a column 'NAME E 0.6, no denoise' to the sheet (the defaults before exposure and "
                         "denoise were auto; docs/real-photos.png has one for the default model)")
     p.add_argument("--denoise-compare", metavar="MODEL",
-                   help="print denoise off / auto / learned on the darkest held-out frame of each scene (JSON) and stop")
+                   help="print denoise off / auto / learned on the darkest held-out frame of each scene (JSON) "
+                        "and stop")
     p.add_argument("--denoise-crop", type=Path, metavar="PNG",
-                   help="write the 100 %% crop figure of denoise auto (docs/denoise-crop.png) and stop")
+                   help="write the 100 %% crop figure of denoise off / auto / learned (docs/denoise-crop.png) and stop")
     p.add_argument("--cards-from", type=Path, metavar="JSON",
                    help="with --refresh-cards: take each model's default-settings scores from this --json output "
                         "instead of measuring again (the card then has no denoise-off table)")

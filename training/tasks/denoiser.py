@@ -7,16 +7,15 @@ Data (synthetic pairs from real frames): clean = the well-exposed target frames 
 (training.sice_scenes; validation scenes never seen). Each sample simulates a real dark capture and its
 enhancement on a region of a clean frame: darkened by k (log-uniform in RECIPE.k_range), Poisson-Gaussian
 noise var = a I + b with (a, b) one of the noise models estimate_noise measured on the real dark frames of the
-training scenes (NOISE_MODELS, scaled by a log-uniform factor in RECIPE.noise_scale), quantised to 8 bits,
+training scenes (NOISE_MODELS_FILE, scaled by a log-uniform factor in RECIPE.noise_scale; a share
+RECIPE.correlated_share of it blurred like demosaiced sensor noise), quantised to 8 bits,
 JPEG-compressed with 4:2:0 chroma (PIL, quality in RECIPE.jpeg_quality) with probability RECIPE.jpeg_share,
 multiplied back by k, clamped, and sometimes given a gamma tone (the curve models brighten non-linearly). The
-noise map is what inference computes: estimate_noise of the noisy dark region, denoise_net.noise_map. A share
+noise model, the candidates and the noise map are what inference computes, on the whole region. A share
 RECIPE.clean_share of the samples are clean frames passed as they are (k = 1, no added noise): the denoiser
 must leave a clean photo about unchanged. Loss: L1 to the clean region. Adam with a cosine decay over the
-wall-time budget (RECIPE.minutes on ONE thread: the machine is shared).
-
-Status: the one 30-minute run with this recipe did not learn (the network stayed about the identity; training
-L1 0.045 against 0.047 for the noisy input); see docs/denoise-learned.md.
+wall-time budget (RECIPE.minutes on ONE thread: the machine is shared); `--init` fine-tunes shipped weights.
+How the shipped weights were trained and what they measured: docs/denoise-learned.md.
 """
 from __future__ import annotations
 
