@@ -316,7 +316,8 @@ def main(argv=None) -> int:
                    help="print denoise off / auto / learned on the darkest held-out frame of each scene (JSON) "
                         "and stop")
     p.add_argument("--denoise-crop", type=Path, metavar="PNG",
-                   help="write the 100 %% crop figure of denoise off / auto / learned (docs/denoise-crop.png) and stop")
+                   help="write the 100 %% crop figure of denoise off / auto / learned (docs/denoise-crop.png) "
+                        "and stop")
     p.add_argument("--cards-from", type=Path, metavar="JSON",
                    help="with --refresh-cards: take each model's default-settings scores from this --json output "
                         "instead of measuring again (the card then has no denoise-off table)")
