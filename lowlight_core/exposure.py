@@ -24,6 +24,10 @@ import torch
 from .controls import EXPOSURE_RANGE
 
 PROBE_SIZE = 256         # long side of the probe: its result's brightness is within 0.01 of the full image's
+# The probe's block means are taken at this many times its size (photo_thumbnail), not at the models' 8x: it
+# feeds brightness statistics, which move by < 0.001 (auto target, 12 MP photos) while the block means of a
+# 12 MP photo shrink 16x (from 3 MP of floats; the probe was ~60 % of a 12 MP enhance).
+PROBE_OVERSAMPLE = 2
 AUTO_COEFFS = (0.0341, -0.1603, -0.2159)  # python -m training.exposure_fit (SICE training scenes)
 AUTO_QUANTILES = (0.99, 0.75)
 TONE_STEPS = 6               # the tone stage: this many LE-curve steps of one alpha on the value ...
@@ -39,7 +43,8 @@ def probe(pixels: torch.Tensor) -> torch.Tensor:
     from .models._common import fit_long_side
     from .models.zero_dce_pp import photo_thumbnail
 
-    return photo_thumbnail(pixels, fit_long_side(pixels.shape[2], pixels.shape[3], PROBE_SIZE))
+    size = fit_long_side(pixels.shape[2], pixels.shape[3], PROBE_SIZE)
+    return photo_thumbnail(pixels, size, PROBE_OVERSAMPLE)
 
 
 def features(probe: torch.Tensor) -> torch.Tensor:

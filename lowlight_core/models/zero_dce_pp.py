@@ -33,18 +33,23 @@ def resize_antialiased(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def photo_thumbnail(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def photo_thumbnail(image: torch.Tensor, size: tuple[int, int],
+                    oversample: int = THUMBNAIL_OVERSAMPLE) -> torch.Tensor:
     """float32 (B, 3, h, w) in [0, 1] of an image in its own dtype and layout (ops.photo_curve's input), close
-    to F.interpolate(bilinear, antialias=True) of its float RGB copy, without making that copy: gray is
-    replicated to RGB, alpha dropped, like enhance's float path."""
+    to F.interpolate(bilinear, antialias=True) of its float RGB copy, without making that copy: block means at
+    `oversample` times the size, then the antialiased resize; gray is replicated to RGB, alpha dropped, like
+    enhance's float path."""
     (h, w), (H, W) = size, image.shape[2:]
-    mid = (min(H, THUMBNAIL_OVERSAMPLE * h), min(W, THUMBNAIL_OVERSAMPLE * w))
+    mid = (min(H, oversample * h), min(W, oversample * w))
     color = reference.photo_color_channels(image.shape[1])
     x = ops.area_reduce(image, *mid)[:, :color]
     scale = reference.PHOTO_SCALE.get(image.dtype)
-    x = x / scale if scale else x.clamp(0, 1)
+    if not scale:
+        x = x.clamp(0, 1)
     if mid != (h, w):
         x = resize_antialiased(x, (h, w))
+    if scale:  # linear, so divided on the thumbnail rather than on the (oversample^2 times larger) block means
+        x = x / scale
     return x.expand(-1, 3, -1, -1) if color == 1 else x
 
 
