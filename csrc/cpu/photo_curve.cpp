@@ -23,6 +23,8 @@
 
 #include "../limits.h"
 #include "bilinear_taps.h"
+#include "huge_pages.h"
+#include "lanes.h"  // FloatV, load_lanes, channel_of, spread
 #include "simd.h"  // LOWLIGHT_CLONES, LL_INLINE
 
 // The curve and the rounding must be the reference's IEEE operations one by one (each product rounded):
@@ -35,21 +37,20 @@
 
 namespace {
 
+using lowlight::channel_of;
+using lowlight::FloatV;
+using lowlight::IntV;
+using lowlight::kLanes;
 using lowlight::kMaxIterations;
+using lowlight::Lanes;
 using lowlight::LinearTaps;
+using lowlight::mask_of;
+using lowlight::spread;
 
 constexpr int64_t kCurveChannels = 3;          // RGB curve maps
 constexpr int64_t kRowGrainValues = 65536;     // values per parallel chunk: amortizes the thread hand-off
-constexpr int kLanes = 16;                     // floats per vector (one AVX-512 register)
 constexpr int kUnroll = 8;  // independent vectors in flight: the n dependent steps of each are latency-bound
 constexpr float kRoundMagic = 8388608.0f;      // 2^23: (t + 2^23) - 2^23 rounds 0 <= t < 2^23 to nearest even
-
-template <typename T>
-struct Lanes {
-  typedef T type __attribute__((vector_size(kLanes * sizeof(T))));
-};
-using FloatV = Lanes<float>::type;
-using IntV = Lanes<int32_t>::type;
 
 // V is FloatV (the body of a row) or float (its tail): the same code serves both.
 template <typename V, typename T>
@@ -57,16 +58,7 @@ LL_INLINE V load_float(const T* p) {
   if constexpr (std::is_same_v<V, float>) {
     return static_cast<float>(*p);
   } else {
-    typename Lanes<T>::type v;
-    std::memcpy(&v, p, sizeof(v));
-    // widened one step at a time: GCC then uses vector widening (u8 straight to int32 goes lane by lane)
-    if constexpr (std::is_same_v<T, uint8_t>)
-      return __builtin_convertvector(
-          __builtin_convertvector(__builtin_convertvector(v, Lanes<uint16_t>::type), IntV), FloatV);
-    else if constexpr (std::is_integral_v<T>)
-      return __builtin_convertvector(__builtin_convertvector(v, IntV), FloatV);
-    else
-      return __builtin_convertvector(v, FloatV);
+    return lowlight::load_lanes(p);
   }
 }
 
@@ -214,40 +206,6 @@ void photo_row(const T* x, T* y, const AlphaRows& a, int maps, int n, float scal
 // stored as they lie. Why not a gathered load or a separate deinterleaving pass: interleaved RGB measured within
 // 8 % of planar rows, which need no deinterleaving at all (12 MP uint8, 1 thread: 24.4 vs 22.7 ms CPU time).
 // AVX2 has no 16-lane shuffle: its clone scalarizes these (correct, slower; not measured here).
-
-template <typename F, int... P>
-constexpr IntV mask_of(F f, std::integer_sequence<int, P...>) {
-  return IntV{f(P)...};
-}
-template <typename F>
-constexpr IntV mask_of(F f) {
-  return mask_of(f, std::make_integer_sequence<int, kLanes>{});
-}
-
-// Channel c of the 16 pixels held interleaved in x[0..C-1] (value q = C p + c: vector q / 16, lane q % 16).
-template <int C, int c>
-LL_INLINE FloatV channel_of(const FloatV* x) {
-  constexpr int kTwo = 2 * kLanes;  // values reachable by one two-source shuffle
-  constexpr IntV lo = mask_of([](int p) { return C * p + c < kTwo ? C * p + c : 0; });
-  if constexpr (C == 2) {
-    return __builtin_shuffle(x[0], x[1], lo);
-  } else if constexpr (C == 3) {
-    constexpr IntV merge = mask_of([](int p) { return C * p + c < kTwo ? p : C * p + c - kLanes; });
-    return __builtin_shuffle(__builtin_shuffle(x[0], x[1], lo), x[2], merge);
-  } else {
-    static_assert(C == 4);
-    constexpr IntV hi = mask_of([](int p) { return C * p + c >= kTwo ? C * p + c - kTwo : 0; });
-    constexpr IntV merge = mask_of([](int p) { return C * p + c < kTwo ? p : kLanes + p; });
-    return __builtin_shuffle(__builtin_shuffle(x[0], x[1], lo), __builtin_shuffle(x[2], x[3], hi), merge);
-  }
-}
-
-// Vector i of the interleaved order of one value per pixel g (lane l: pixel (16 i + l) / C).
-template <int C, int i>
-LL_INLINE FloatV spread(const FloatV& g) {
-  constexpr IntV m = mask_of([](int l) { return (kLanes * i + l) / C; });
-  return __builtin_shuffle(g, m);
-}
 
 template <typename V>
 LL_INLINE V max2(const V& a, const V& b) {
@@ -556,8 +514,10 @@ struct PhotoIO {
 PhotoIO photo_io(const at::Tensor& image_in, const at::Tensor& out) {
   Rows kind = rows_of(out);
   PhotoIO io{image_in, out, false};
+  lowlight::advise_huge_pages(out);
   if (kind == Rows::kNone) {
     io.target = at::empty(out.sizes(), out.options());
+    lowlight::advise_huge_pages(io.target);
     kind = Rows::kPlanar;
   }
   io.interleaved = kind == Rows::kInterleaved;
@@ -660,6 +620,11 @@ LL_DEFINE_ACCUMULATE(uint16_t, int64_t)
 LL_DEFINE_ACCUMULATE(float, double)
 LL_DEFINE_ACCUMULATE(double, double)
 
+// out[o] = sums[o] / (rows * widths[o]) in double, cast to float: the means of one output row (vectorized).
+LOWLIGHT_CLONES void divide_row(const double* sums, const int64_t* widths, int64_t rows, float* out, int64_t n) {
+  for (int64_t o = 0; o < n; ++o) out[o] = static_cast<float>(sums[o] / static_cast<double>(rows * widths[o]));
+}
+
 // Block sums: the block's rows summed vertically into one row (exact integer sums, or double), then each
 // output pixel's columns summed; the mean is sum / count in double, cast to float. Parallel over
 // (image, output row); a row shared by two blocks is read by both.
@@ -671,8 +636,14 @@ void area_reduce_impl(const at::Tensor& image, int64_t oh, int64_t ow, float* ou
   const int64_t seg = interleaved ? W * C : W;
   const T* x = image.const_data_ptr<T>();
   const int64_t xb = image.stride(0), xc = image.stride(1), xh = image.stride(2);
+  std::vector<int64_t> x0(ow), widths(ow);  // each output column's block of input columns
+  for (int64_t o = 0; o < ow; ++o) {
+    x0[o] = block_start(o, W, ow);
+    widths[o] = block_end(o, W, ow) - x0[o];
+  }
   at::parallel_for(0, B * oh, 1, [&](int64_t begin, int64_t end) {
     std::vector<Acc> acc((interleaved ? 1 : C) * seg);
+    std::vector<double> sums(ow);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / oh, i = task % oh;
       const int64_t y0 = block_start(i, H, oh), y1 = block_end(i, H, oh);
@@ -686,12 +657,11 @@ void area_reduce_impl(const at::Tensor& image, int64_t oh, int64_t ow, float* ou
         const Acc* ar = interleaved ? acc.data() + c : acc.data() + c * seg;
         const int64_t step = interleaved ? C : 1;
         for (int64_t o = 0; o < ow; ++o) {
-          const int64_t x0 = block_start(o, W, ow), x1 = block_end(o, W, ow);
           Acc sum = 0;
-          for (int64_t X = x0; X < x1; ++X) sum += ar[X * step];
-          out[((b * C + c) * oh + i) * ow + o] =
-              static_cast<float>(static_cast<double>(sum) / static_cast<double>((y1 - y0) * (x1 - x0)));
+          for (int64_t X = x0[o]; X < x0[o] + widths[o]; ++X) sum += ar[X * step];
+          sums[o] = static_cast<double>(sum);
         }
+        divide_row(sums.data(), widths.data(), y1 - y0, out + ((b * C + c) * oh + i) * ow, ow);
       }
     }
   });
@@ -705,6 +675,7 @@ at::Tensor area_reduce_cpu(const at::Tensor& image_in, int64_t height, int64_t w
               ": image has an empty dimension: ", image_in.sizes());
   TORCH_CHECK(height >= 1 && width >= 1, op, ": the output size must be positive, got ", height, " x ", width);
   at::Tensor out = at::empty({image_in.size(0), image_in.size(1), height, width}, image_in.options().dtype(at::kFloat));
+  lowlight::advise_huge_pages(out);
   if (out.numel() == 0) return out;
   const at::Tensor image = rows_of(image_in) == Rows::kNone ? image_in.contiguous() : image_in;
   dispatch_image_dtype(op, t, [&](auto tag) {

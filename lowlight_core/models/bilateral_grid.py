@@ -27,6 +27,10 @@ from .base import Model
 from .zero_dce_pp import photo_thumbnail, resize_antialiased
 
 THUMBNAIL = 256  # the network's input (px, square: the grid covers the photo whatever its aspect)
+# photo_thumbnail's block means at this many times THUMBNAIL (not zero_dce_pp's 8x): on held-out dark frames
+# upscaled to 12 MP the result is within 1 level of the trained one-step thumbnail's on <= 1.4 % of the values
+# (8x: <= 0.5 %), and the block means shrink from 12 to 3 M floats
+THUMBNAIL_OVERSAMPLE = 4
 GRID = 16  # the grid's spatial cells per side: THUMBNAIL / 2**4 (four stride-2 convolutions)
 DOWNSAMPLINGS = 4
 # The guide at start: 2 x Rec. 601 luma, so the grid's depth spans luma 0-0.5 where dark photos lie (learned)
@@ -119,7 +123,7 @@ class BilateralGrid(Model):
     def enhance_photo(self, image: torch.Tensor, exposure=EXPOSURE_NOMINAL) -> torch.Tensor:
         """The image (B, C, H, W) in its own dtype and layout (see ops.bilateral_apply) -> the enhanced image,
         same dtype and layout: the grid from photo_thumbnail, applied in one pass, no full-size float copy."""
-        thumb = photo_thumbnail(image, (THUMBNAIL, THUMBNAIL))
+        thumb = photo_thumbnail(image, (THUMBNAIL, THUMBNAIL), THUMBNAIL_OVERSAMPLE)
         return ops.bilateral_apply(image, self._checked(self.grid(thumb, exposure)), self.guide)
 
     def _checked(self, grid: torch.Tensor) -> torch.Tensor:
