@@ -9,6 +9,7 @@ Groups (compare inside a group; benchmarks/report.py writes the ratios into RESU
 - `photo_curve ...`: the op alone (alpha given): native, eager = lowlight_core.reference.photo_curve,
   compiled = torch.compile(reference.photo_curve) (warm), copy = `clone()` of the image tensor;
   value native = ops.photo_value_curve (the same maps averaged over RGB: what value models run).
+- `photo enhance bilateral_grid ...`: the same for the bilateral-grid model (exposure auto, and a given E).
 - `photo napari 2MP ...`: the widget's compute for a slider move (Enhancer.enhance_plane, maps cached) and
   for an exposure change (maps estimated again).
 """
@@ -70,6 +71,19 @@ def test_photo_enhance(benchmark, size, dtype, impl):
         diff = np.abs(fns["photo"]().astype(np.int64) - fns["float path"]().astype(np.int64))
         benchmark.extra_info["max_level_diff_vs_float_path"] = int(diff.max())
     run(benchmark, f"photo enhance zero_dce_pp {size} {dtype}", fns[impl], 5 if size == "2MP" else 3)
+
+
+@pytest.mark.parametrize("exposure", ["auto", "0.45"])
+@pytest.mark.parametrize("impl", ["photo", "astype", "copy"])
+def test_photo_enhance_fast_model(benchmark, impl, exposure):
+    """bilateral_grid (issue 23's model that decides at low resolution) end to end on a 12 MP uint8 photo, denoise
+    off: the thumbnail, the grid network and the fused bilateral_apply; with the auto exposure's probe or a given E."""
+    a = photo("12MP", "uint8")
+    net = load_model("bilateral_grid", device="cpu")
+    e = exposure if exposure == "auto" else float(exposure)
+    fns = {"photo": lambda: lowlight_core.enhance(a, model=net, denoise=0, exposure=e),
+           "astype": lambda: a.astype(np.float32), "copy": lambda: a.copy()}
+    run(benchmark, f"photo enhance bilateral_grid 12MP uint8, exposure {exposure}", fns[impl], 5)
 
 
 # torch.compile (inductor, torch 2.13) cannot compile the reference on uint16: "Promotion for uint16, uint32,
