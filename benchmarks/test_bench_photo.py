@@ -22,6 +22,7 @@ import torch
 
 import lowlight_core
 from lowlight_core import ops, reference
+from lowlight_core.models.base import CONTROLS, Model
 from lowlight_core.models.registry import load_model
 from napari_lowlight._compute import Enhancer, Settings
 
@@ -31,10 +32,11 @@ DTYPES = {"uint8": np.uint8, "uint16": np.uint16}
 _compiled = {}
 
 
-class FloatPath(torch.nn.Module):
-    """Zero-DCE++ without its photo methods: lowlight_core.enhance then runs the float path it ran before."""
+class FloatPath(Model):
+    """Zero-DCE++ without its photo methods: lowlight_core.enhance then runs the float path it ran before. Its E
+    input is calibrated like Zero-DCE++'s own (same contract exposure mode), so both paths aim at the same E."""
 
-    receptive_radius = 0
+    controls = CONTROLS
 
     def __init__(self, net):
         super().__init__()
