@@ -50,11 +50,23 @@ class Frames:
         f = torch.empty(t.shape, dtype=torch.float32, device=t.device).copy_(t)
         return f.div_(self.scale) if self.scale else f.clamp_(0, 1)
 
+    def _summary(self, t: torch.Tensor):
+        """noise.Summary of t (1, c, H, W, the pixels' dtype) as a float image in [0, 1], without a float copy of
+        the whole image: the mean from exact block sums (ops.area_reduce), only the sampled tiles converted."""
+        from . import ops
+        from .noise import Summary, sample_tiles
+
+        if self.scale:
+            mean = float(ops.area_reduce(t, 1, 1).double().mean()) / self.scale
+        else:  # float pixels: the mean of the clamped values
+            mean = float(self._float(t).mean())
+        return Summary(mean, self._float(sample_tiles(t)))
+
     def noise_model(self):
         """The noise model of the first image's input pixels (lowlight_core.noise.estimate_noise)."""
-        from .noise import estimate_noise
+        from .noise import fit_noise, sample_tiles
 
-        return estimate_noise(self._float(self.pixels[:1, :self.color]))
+        return fit_noise(self._float(sample_tiles(self.pixels[:1, :self.color])))
 
     def denoise(self, out: torch.Tensor, strength, measure_output: bool = False, model=None) -> None:
         """Denoises the colour channels of out (B, C, H, W, the pixels' dtype and layout) in place, image by
@@ -77,14 +89,13 @@ class Frames:
         rows = max(radius, (DENOISE_LEARNED_STRIP_PIXELS if learned else DENOISE_STRIP_PIXELS) // width)
         rows += rows % 2  # strips start on even rows: the learned denoiser's 2 x 2 blocks stay on the image's grid
         for b in range(out.shape[0]):
-            x, y = self._float(self.pixels[b:b + 1, :self.color]), self._float(out[b:b + 1, :self.color])
+            x, y = self._summary(self.pixels[b:b + 1, :self.color]), self._summary(out[b:b + 1, :self.color])
             if learned:
                 noise = noise_of(x, y, model, measure_output)
                 skip = noise.a == 0 and noise.b == 0  # no measurable noise
             else:
                 noise, luma, chroma = filter_weights(x, y, strength, model, measure_output)
                 skip = luma == 0 and chroma == 0
-            del x, y
             if skip:
                 continue
             pending = None  # a strip's result is written after the next strip has read its context

@@ -13,6 +13,8 @@
    is the strength itself, so that a small strength changes the colours a little, not at once.
 3. `auto_strength(model, x, y)` (denoise="auto"): the amplified noise std, gain * sigma(mean intensity) with
    gain = mean(y) / mean(x), over DENOISE_AUTO_NOISE, clipped to [0, 1]: a clean or barely brightened photo gets ~0.
+   The whole-image decisions read an image's `Summary` (its mean and the tiles the noise fit samples), which
+   Frames makes from the photo in its own dtype without a float copy of the whole image.
 4. `guided(x, y, model, luma, chroma)`: the filter itself; Frames.denoise runs it (or, for "learned", the
    learned denoiser of lowlight_core.denoise_net, which blends such filters pixel by pixel) in strips.
 """
@@ -63,8 +65,9 @@ def check_denoise(denoise) -> None:
         raise ValueError(f"denoise must be in [{lo:g}, {hi:g}], {words}, got {denoise}")
 
 
-def _sample_tiles(x: torch.Tensor) -> torch.Tensor:
-    """(N, C, h, w): the whole image, or for a large one a grid of TILE x TILE tiles with ~MAX_SAMPLE_PIXELS."""
+def sample_tiles(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, h, w) of an image (1, C, H, W) in any dtype: the whole image, or for a large one a grid of TILE x
+    TILE tiles with ~MAX_SAMPLE_PIXELS (a view of x as long as the tiles are not gathered)."""
     _, C, H, W = x.shape
     if H * W <= MAX_SAMPLE_PIXELS or H < TILE or W < TILE:
         return x
@@ -74,12 +77,28 @@ def _sample_tiles(x: torch.Tensor) -> torch.Tensor:
     return t.permute(1, 3, 0, 2, 4).reshape(-1, C, TILE, TILE)
 
 
+@dataclass(frozen=True)
+class Summary:
+    """What the whole-image denoise decisions read from an image (float in [0, 1]): its mean intensity and
+    `sample_tiles` of it (float, what estimate_noise fits)."""
+    mean: float
+    tiles: torch.Tensor
+
+    @classmethod
+    def of(cls, x: torch.Tensor) -> "Summary":
+        """Of a float image (1, C, H, W) in [0, 1]."""
+        return cls(float(x.mean()), sample_tiles(x))
+
+
 def estimate_noise(x: torch.Tensor) -> NoiseModel:
     """Poisson-Gaussian fit of the noise of x ((1, C, H, W) or (C, H, W) float in [0, 1], the unenhanced
     photo). Returns NoiseModel(0, 0) for an image too small to measure (under 16 x 16 pixels)."""
-    if x.dim() == 3:
-        x = x[None]
-    x = _sample_tiles(x.detach().to(torch.float32).cpu())
+    return fit_noise(sample_tiles(x[None] if x.dim() == 3 else x))
+
+
+def fit_noise(tiles: torch.Tensor) -> NoiseModel:
+    """estimate_noise from the image's sample_tiles (float in [0, 1])."""
+    x = tiles.detach().to(torch.float32).cpu()
     N, C, H, W = x.shape
     if H < 2 * BLOCK + 2 or W < 2 * BLOCK + 2:
         return NoiseModel(0.0, 0.0)
@@ -147,44 +166,44 @@ def denoise_weights(strength: float, channels: int) -> tuple[float, float]:
     return DENOISE_EPS_SCALE * s * s / 3.0, s
 
 
-def auto_strength(model: NoiseModel, x: torch.Tensor, y: torch.Tensor) -> float:
+def auto_strength(model: NoiseModel, x: Summary, y: Summary) -> float:
     """Strength for denoise='auto': the noise std after enhancement at the photo's mean intensity (gain =
     mean(y) / mean(x)) over DENOISE_AUTO_NOISE, clipped to [0, 1]."""
-    mx, my = float(x.mean()), float(y.mean())
+    mx, my = x.mean, y.mean
     gain = my / max(mx, 1.0 / 255)
     return min(max(gain * model.std(mx) / DENOISE_AUTO_NOISE, 0.0), 1.0)
 
 
-def calibrate(model: NoiseModel, x: torch.Tensor, y: torch.Tensor) -> NoiseModel:
+def calibrate(model: NoiseModel, x: Summary, y: Summary) -> NoiseModel:
     """The input's noise model scaled down so that gain * sigma at the mean brightness is no more than the noise
     measured on the output y itself (estimate_noise(y) at mean(y)): for image-to-image networks, whose output
     noise is not the input's times the brightening (they remove some of it), gain = mean(y) / mean(x)
     overstates it."""
-    mx, my = float(x.mean()), float(y.mean())
+    mx, my = x.mean, y.mean
     predicted = my / max(mx, 1.0 / 255) * model.std(mx)
     if predicted <= 0:
         return model
-    k = min(1.0, (estimate_noise(y).std(my) / predicted) ** 2)
+    k = min(1.0, (fit_noise(y.tiles).std(my) / predicted) ** 2)
     return NoiseModel(model.a * k, model.b * k)
 
 
-def noise_of(x: torch.Tensor, y: torch.Tensor, model: NoiseModel | None = None,
+def noise_of(x: Summary, y: Summary, model: NoiseModel | None = None,
              measure_output: bool = False) -> NoiseModel:
-    """The noise model denoising y (enhanced from x, float (1, C, H, W) in [0, 1]) works with: `model` or the
-    input's estimate, calibrated on y when measure_output (`calibrate`)."""
+    """The noise model denoising y (enhanced from x) works with: `model` or the input's estimate, calibrated on
+    y when measure_output (`calibrate`)."""
     if model is None:
-        model = estimate_noise(x)
+        model = fit_noise(x.tiles)
     return calibrate(model, x, y) if measure_output else model
 
 
-def filter_weights(x: torch.Tensor, y: torch.Tensor, strength, model: NoiseModel | None = None,
+def filter_weights(x: Summary, y: Summary, strength, model: NoiseModel | None = None,
                    measure_output: bool = False) -> tuple[NoiseModel, float, float]:
     """What the guided filter decides from the whole image: (the noise model, luma, chroma weights of
-    guided_denoise) for y (enhanced, float (1, C, H, W), C = 1 or 3, in [0, 1]) given its input x; strength a
-    number or DENOISE_AUTO (auto_strength)."""
+    guided_denoise) for y (enhanced, C = 1 or 3 channels) given its input x; strength a number or DENOISE_AUTO
+    (auto_strength)."""
     model = noise_of(x, y, model, measure_output)
     s = auto_strength(model, x, y) if strength == DENOISE_AUTO else float(strength)
-    return (model, *denoise_weights(s, x.shape[1]))
+    return (model, *denoise_weights(s, x.tiles.shape[1]))
 
 
 def guided(x: torch.Tensor, y: torch.Tensor, model: NoiseModel, luma: float, chroma: float) -> torch.Tensor:

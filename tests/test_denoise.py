@@ -179,7 +179,7 @@ def test_estimate_noise_of_a_clean_image_is_small_and_auto_is_off():
     x = torch.linspace(0, 0.3, 256).view(1, 1, 1, -1).expand(1, 3, 256, 256).contiguous()
     m = noise.estimate_noise(x)
     assert m.std(0.15) < 1e-3
-    assert noise.auto_strength(m, x, x * 2) < 0.05
+    assert noise.auto_strength(m, noise.Summary.of(x), noise.Summary.of(x * 2)) < 0.05
 
 
 def test_denoise_strength_checks():
@@ -278,9 +278,10 @@ def test_calibrate_on_a_cleaner_output_lowers_the_noise_model():
     x = (clean + torch.randn(clean.shape, generator=g) * (0.002 * clean + 1e-5).sqrt()).clamp(0, 1)
     m = noise.estimate_noise(x)
     noisy_out = (x * 3).clamp(0, 1)  # brightened with its noise: the model stays about as it is
-    assert noise.calibrate(m, x, noisy_out).variance(0.1) == pytest.approx(m.variance(0.1), rel=0.3)
+    s = noise.Summary.of
+    assert noise.calibrate(m, s(x), s(noisy_out)).variance(0.1) == pytest.approx(m.variance(0.1), rel=0.3)
     clean_out = (clean * 3).clamp(0, 1)  # a network that removed the noise: nothing left to assume
-    assert noise.calibrate(m, x, clean_out).variance(0.1) < 0.01 * m.variance(0.1)
+    assert noise.calibrate(m, s(x), s(clean_out)).variance(0.1) < 0.01 * m.variance(0.1)
 
 
 # ---------------------------------------------------------------- real dark SICE frames (held out)
