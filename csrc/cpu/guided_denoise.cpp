@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "../limits.h"
+#include "huge_pages.h"
 #include "simd.h"
 
 namespace {
@@ -322,7 +323,11 @@ void guided_denoise_impl(const at::Tensor& x, const at::Tensor& guide, double na
   // the chroma estimates take their eps from the luma weight; chroma is the share they replace
   const Group groups[2] = {{1, {kLuma, 0, 0}, luma, luma_radius, 1.0}, {3, {0, 1, 2}, luma, chroma_radius, chroma}};
   const int n_groups = C == 3 ? 2 : 1;
-  std::vector<T> A, Bv;
+  // a and b of every plane of a group, for its second pass (huge pages: ~100 MB fresh per 4 MP call)
+  at::Tensor ab = at::empty({2, C == 3 ? 3 : 1, H, W}, x.options());
+  lowlight::advise_huge_pages(ab);
+  T* A = ab.mutable_data_ptr<T>();
+  T* Bv = A + ab.stride(0);
   for (int64_t b = 0; b < B; ++b) {
     const Image<T> im{x.const_data_ptr<T>() + b * C * H * W, guide.const_data_ptr<T>() + b * C * H * W, C, H, W};
     T* o = out.mutable_data_ptr<T>() + b * C * H * W;
@@ -332,17 +337,15 @@ void guided_denoise_impl(const at::Tensor& x, const at::Tensor& guide, double na
       // bands at least a few windows high so that the per-band start-up (2r + 1 rows) stays a small overhead
       const int64_t grain = std::max<int64_t>(4 * g.r + 4, 16);
       if (!identity) {
-        A.resize(g.planes * H * W);
-        Bv.resize(g.planes * H * W);
         at::parallel_for(0, H, grain, [&](int64_t y0, int64_t y1) {
           if (j == 0)
-            pass_ab(im, g, na, nb, y0, y1, A.data(), Bv.data());
+            pass_ab(im, g, na, nb, y0, y1, A, Bv);
           else
-            pass_ab_chroma(im, g, na, nb, o, y0, y1, A.data(), Bv.data());
+            pass_ab_chroma(im, g, na, nb, o, y0, y1, A, Bv);
         });
       }
       at::parallel_for(0, H, grain, [&](int64_t y0, int64_t y1) {
-        pass_out(im, g, identity, C == 1, y0, y1, A.data(), Bv.data(), o);
+        pass_out(im, g, identity, C == 1, y0, y1, A, Bv, o);
       });
     }
   }
@@ -367,6 +370,7 @@ at::Tensor guided_denoise_cpu(const at::Tensor& x_in, const at::Tensor& guide_in
   TORCH_CHECK(chroma >= 0 && chroma <= 1, op, ": chroma must be in [0, 1], got ", chroma);
   at::Tensor out = at::empty(x_in.sizes(), x_in.options().memory_format(at::MemoryFormat::Contiguous));
   if (out.numel() == 0) return out;
+  lowlight::advise_huge_pages(out);
   const at::Tensor x = x_in.contiguous(), guide = guide_in.contiguous();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "guided_denoise", [&] {
     guided_denoise_impl<scalar_t>(x, guide, noise_a, noise_b, luma, chroma, luma_radius, chroma_radius, out);
