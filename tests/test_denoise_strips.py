@@ -35,3 +35,19 @@ def test_strips_of_a_float_batch_match_within_rounding(monkeypatch):
     monkeypatch.setattr(frames_mod, "DENOISE_STRIP_PIXELS", 20 * 37)
     strips = lc.enhance(batch, model="dln", exposure=0.5, denoise=0.7, device="cpu")
     assert torch.allclose(strips, whole, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_summary_from_the_pixels_is_the_float_images(monkeypatch, dtype):
+    """Frames makes the denoise decisions' noise.Summary without a float copy of the whole image: the same mean
+    (exact block sums) and the same sampled tiles as the float image's (large enough to be sampled in tiles)."""
+    monkeypatch.setattr(noise, "MAX_SAMPLE_PIXELS", 64 * 64 * 4)
+    scale = np.iinfo(dtype).max
+    image = (noisy_photo(300, 450, 3).astype(np.float64) / 255 * scale).astype(dtype)
+    frames = frames_mod.to_frames(image)
+    pixels = frames.pixels[:1, :3]
+    got = frames._summary(pixels)
+    want = noise.Summary.of(pixels.to(torch.float32) / scale)
+    assert got.tiles.shape[0] > 1 and got.tiles.shape[2:] == (noise.TILE, noise.TILE)  # sampled, not whole
+    assert torch.equal(got.tiles, want.tiles)
+    assert got.mean == pytest.approx(want.mean, rel=1e-6)

@@ -31,6 +31,25 @@ def test_tone_keeps_hue_ends_and_order():
     assert torch.allclose((up[:, 0] / up[:, 1].clamp_min(1e-9))[y[:, 1] > 1e-3], ratio[y[:, 1] > 1e-3], rtol=1e-9)
 
 
+def test_probe_of_a_large_photo_decides_as_the_exact_thumbnail():
+    """The probe's block means are taken at only PROBE_OVERSAMPLE x its size (speed): on a 12 MP photo its
+    brightness statistics, hence the auto target, stay those of the one-step antialiased resize of the float
+    photo (what the target was fitted on)."""
+    import torch.nn.functional as F
+    from lowlight_core.models._common import fit_long_side
+
+    x = torch.from_numpy(SAMPLE.copy()).permute(2, 0, 1)[None].float()
+    big = F.interpolate(x, size=(3000, 4000), mode="bicubic", align_corners=False)
+    big = big + torch.randn(big.shape, generator=torch.Generator().manual_seed(0)) * 3  # full-resolution noise
+    photo = big.round().clamp(0, 255).to(torch.uint8).contiguous(memory_format=torch.channels_last)
+    exact = F.interpolate(photo.float() / 255, size=fit_long_side(3000, 4000, exposure.PROBE_SIZE),
+                          mode="bilinear", antialias=True, align_corners=False)
+    probe = exposure.probe(photo)
+    assert probe.shape == exact.shape
+    assert abs(exposure.brightness(probe) - exposure.brightness(exact)) < 1e-3
+    assert abs(exposure.auto_targets(probe)[0] - exposure.auto_targets(exact)[0]) < 1e-3  # 5e-4 measured
+
+
 @pytest.mark.parametrize("target", [0.3, 0.45, 0.6])
 def test_fit_tone_hits_the_target(target):
     torch.manual_seed(1)
