@@ -121,3 +121,18 @@ def test_photo_napari_preview(benchmark, change):
         return enhancer.enhance_plane(plane, True, s, source=("bench", 0))
 
     run(benchmark, f"photo napari 2MP uint8 preview, {change} change", move, 10)
+
+
+def test_photo_napari_preview_fast_model(benchmark):
+    """The widget's work for an E slider move with bilateral_grid on a 2 MP uint8 RGB layer, denoise off: its
+    preview is the full-resolution result (thumbnail, grid, fused apply)."""
+    plane = photo("2MP", "uint8")
+    enhancer = Enhancer()
+    exposures = itertools.cycle(np.round(np.arange(0.31, 0.9, 0.02), 2))
+    enhancer.enhance_plane(plane, True, Settings(model="bilateral_grid", denoise=0), source=("bench", 0))
+
+    def move():
+        settings = Settings(model="bilateral_grid", exposure=float(next(exposures)), denoise=0)
+        return enhancer.enhance_plane(plane, True, settings, source=("bench", 0))
+
+    run(benchmark, "photo napari 2MP uint8 preview, exposure change, bilateral_grid", move, 10)
