@@ -60,7 +60,7 @@ class Frames:
             mean = float(ops.area_reduce(t, 1, 1).double().mean()) / self.scale
         else:  # float pixels: the mean of the clamped values
             mean = float(self._float(t).mean())
-        return Summary(mean, self._float(sample_tiles(t)))
+        return Summary(mean, t.shape[1], lambda: self._float(sample_tiles(t)))
 
     def noise_model(self):
         """The noise model of the first image's input pixels (lowlight_core.noise.estimate_noise)."""

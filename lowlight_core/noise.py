@@ -23,6 +23,8 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -79,15 +81,21 @@ def sample_tiles(x: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Summary:
-    """What the whole-image denoise decisions read from an image (float in [0, 1]): its mean intensity and
-    `sample_tiles` of it (float, what estimate_noise fits)."""
+    """What the whole-image denoise decisions read from an image (float in [0, 1]): its mean intensity, its
+    channel count and `sample_tiles` of it (float, what estimate_noise fits), sampled when first read (only the
+    noise fits read them: not at all when the caller gives the noise model and the output is not measured)."""
     mean: float
-    tiles: torch.Tensor
+    channels: int
+    sample: Callable[[], torch.Tensor]
+
+    @cached_property
+    def tiles(self) -> torch.Tensor:
+        return self.sample()
 
     @classmethod
     def of(cls, x: torch.Tensor) -> "Summary":
         """Of a float image (1, C, H, W) in [0, 1]."""
-        return cls(float(x.mean()), sample_tiles(x))
+        return cls(float(x.mean()), x.shape[1], lambda: sample_tiles(x))
 
 
 def estimate_noise(x: torch.Tensor) -> NoiseModel:
@@ -203,7 +211,7 @@ def filter_weights(x: Summary, y: Summary, strength, model: NoiseModel | None = 
     (auto_strength)."""
     model = noise_of(x, y, model, measure_output)
     s = auto_strength(model, x, y) if strength == DENOISE_AUTO else float(strength)
-    return (model, *denoise_weights(s, x.tiles.shape[1]))
+    return (model, *denoise_weights(s, x.channels))
 
 
 def guided(x: torch.Tensor, y: torch.Tensor, model: NoiseModel, luma: float, chroma: float) -> torch.Tensor:

@@ -51,3 +51,22 @@ def test_summary_from_the_pixels_is_the_float_images(monkeypatch, dtype):
     assert got.tiles.shape[0] > 1 and got.tiles.shape[2:] == (noise.TILE, noise.TILE)  # sampled, not whole
     assert torch.equal(got.tiles, want.tiles)
     assert got.mean == pytest.approx(want.mean, rel=1e-6)
+
+
+def test_a_given_noise_model_samples_no_tiles(monkeypatch):
+    """With the input's noise model given (napari passes it) and the output not measured, the denoise reads no
+    tiles of the image (they are only for the noise fits); without it, it samples them. Same result either way
+    when the given model is the one it would fit."""
+    image = noisy_photo(96, 80)
+    frames = frames_mod.to_frames(image)
+    model = frames.noise_model()
+    calls = []
+    real = noise.sample_tiles
+    monkeypatch.setattr(noise, "sample_tiles", lambda t: calls.append(t.shape) or real(t))
+    out_given, out_fitted = frames.pixels.clone(), frames.pixels.clone()
+    frames.denoise(out_given, 0.8, model=model)
+    assert calls == []
+    frames.denoise(out_fitted, 0.8)
+    assert len(calls) == 1
+    assert not torch.equal(out_given, frames.pixels)
+    assert torch.equal(out_given, out_fitted)
