@@ -176,11 +176,17 @@ def bilateral_apply(image: torch.Tensor, grid: torch.Tensor, guide: torch.Tensor
     color = photo_color_channels(image.shape[1])
     # float64 stays float64 (gradcheck); every other dtype is computed in float32 like the kernels
     x = image[:, :color].clamp(0, 1) if image.dtype == torch.float64 else _photo_colors(image)
-    x = x.expand(-1, CURVE_CHANNELS, -1, -1)
+    y = bilateral_transform(x.expand(-1, CURVE_CHANNELS, -1, -1), grid, guide).clamp(0, 1)
+    return _photo_result(image, y.mean(dim=1, keepdim=True) if color == 1 else y)
+
+
+def bilateral_transform(x: torch.Tensor, grid: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+    """bilateral_apply's affine step on a float RGB image x (B, 3, H, W) in [0, 1], before the clamp to [0, 1]:
+    the training loss reads it, as the clamp passes no gradient where the output leaves [0, 1] (a clipped
+    highlight would teach the grid nothing)."""
     a = bilateral_slice(grid, bilateral_guide(x, guide.to(x.dtype)))
     a = a.view(a.shape[0], 3, 4, *a.shape[2:])
-    y = ((a[:, :, :3] * x.unsqueeze(1)).sum(2) + a[:, :, 3]).clamp(0, 1)
-    return _photo_result(image, y.mean(dim=1, keepdim=True) if color == 1 else y)
+    return (a[:, :, :3] * x.unsqueeze(1)).sum(2) + a[:, :, 3]
 
 
 def area_reduce(image: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -110,6 +110,42 @@ def test_retarget_reaches_the_exposure_and_keeps_hue():
     torch.testing.assert_close(r / r.amax(1, keepdim=True), t / t.amax(1, keepdim=True), atol=1e-4, rtol=0)
 
 
+def test_the_unclamped_output_is_the_clamped_one_before_its_clamp():
+    """forward(clamp=False) (what the training L1 reads) equals forward() wherever forward() is not clamped,
+    and carries a gradient where the clamp passes none (over-bright highlights)."""
+    torch.manual_seed(0)
+    model = BilateralGrid(width=4)
+    with torch.no_grad():  # a grid that overshoots: a gain of 3 on a bright image
+        model.to_grid.bias.copy_(torch.eye(3, 4).flatten().repeat_interleave(8) * 2)
+    x = torch.rand(2, 3, 40, 56)
+    raw, y = model(x, 0.9, clamp=False), model(x, 0.9)
+    assert bool((raw > 1).any())
+    torch.testing.assert_close(raw.clamp(0, 1), y)
+    grid = model.grid(model.thumbnail(x), 0.9).detach().requires_grad_()
+    from lowlight_core import reference
+    over = reference.bilateral_transform(x, grid, model.guide)
+    (over - 1).clamp_min(0).sum().backward()
+    assert grid.grad.abs().sum() > 0
+    grid.grad = None
+    reference.bilateral_apply(x, grid, model.guide).sub(1).clamp_min(0).sum().backward()
+    assert grid.grad is None or grid.grad.abs().sum() == 0
+
+
+def test_darkened_frames_are_darker_8bit_frames():
+    from training.recipes import IMAGE_RECIPES
+    from training.tasks.grid import GridTask
+
+    task = GridTask(BilateralGrid(width=4), IMAGE_RECIPES["bilateral_grid"]["cpu"])
+    share, k_min = task.recipe.options["darken"]
+    low = torch.randint(0, 256, (64, 3, 8, 8)).float() / 255
+    out = task.darkened(low, torch.Generator().manual_seed(0))
+    changed = (out != low).flatten(1).any(1)
+    assert 0.25 < changed.float().mean() < 0.75  # about `share` of the batch
+    ratio = out[changed].sum(dim=(1, 2, 3)) / low[changed].sum(dim=(1, 2, 3))
+    assert bool((ratio < 1).all()) and bool((ratio > k_min - 0.02).all())
+    torch.testing.assert_close(out * 255, (out * 255).round())  # 8-bit levels
+
+
 def test_a_two_step_training_run_on_real_pairs(make_data_dir, tmp_path):
     data = make_data_dir({"sice_part1": {1: (0, 0.25), 2: (0, 1.0), 3: (1, 0.15), 4: (1, 0.9)},
                           "lol_train_low": {1: (2, 0.1)}}, 64)

@@ -109,9 +109,13 @@ class BilateralGrid(Model):
     def thumbnail(self, x: torch.Tensor) -> torch.Tensor:
         return resize_antialiased(x, (THUMBNAIL, THUMBNAIL))
 
-    def forward(self, x: torch.Tensor, exposure=EXPOSURE_NOMINAL) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, exposure=EXPOSURE_NOMINAL, clamp: bool = True) -> torch.Tensor:
+        """clamp=False: the transform's output before the clamp to [0, 1] (reference.bilateral_transform)."""
         check_rgb(x, "BilateralGrid")
-        return reference.bilateral_apply(x, self.grid(self.thumbnail(x), exposure), self.guide)
+        grid = self.grid(self.thumbnail(x), exposure)
+        if clamp:
+            return reference.bilateral_apply(x, grid, self.guide)
+        return reference.bilateral_transform(x.clamp(0, 1), grid, self.guide)
 
     @torch.no_grad()
     def enhance(self, x: torch.Tensor, exposure=EXPOSURE_NOMINAL, iterations: int | None = None) -> torch.Tensor:

@@ -4,8 +4,10 @@ Each sample's exposure target E is its target's mean brightness (what real_eval'
 of R, G, B over the image), so E sets the output's mean. To teach E across the slider, a share of the targets
 (`retarget` in the recipe's options) is re-exposed to E ~ U(retarget_range) first: a gamma on the value
 v = max(r, g, b), R, G, B scaled by v' / v, which keeps each pixel's hue and saturation.
-Loss: L1 + (1 - SSIM) (lowlight_core.losses.dln_loss without its TV term) on the grid applied at the crop's
-full resolution through the reference op (autograd); the network reads the crop's 256 px thumbnail.
+Loss: 1 - SSIM of the output + L1 of the output before its clamp to [0, 1] (so clipped highlights are pulled
+back), the grid applied at the crop's full resolution through the reference op (autograd); the network reads the
+crop's 256 px thumbnail. A share of the dark frames is darkened further (`darken`: night photos are darker than
+the SICE dark frames).
 """
 from __future__ import annotations
 
@@ -60,12 +62,32 @@ class GridTask(ImageTask):
             normal = torch.where(pick.view(-1, 1, 1, 1), retarget(normal, e), normal)
         return normal, normal.mean(dim=(1, 2, 3))
 
+    def darkened(self, low: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """A share ("darken": (share, k_min)) of the dark frames made darker still: x k ~ logU(k_min, 1), then
+        8-bit quantised like a real frame. The SICE dark frames (mean about 0.1) are brighter than many night
+        photos (LOL's average 0.05), where the first weights desaturated and lifted the shadows to grey."""
+        share, k_min = self.recipe.options.get("darken", (0.0, 1.0))
+        b = low.shape[0]
+        pick = (torch.rand(b, generator=gen) < share).to(low.device)
+        if not bool(pick.any()):
+            return low
+        k = torch.exp(torch.rand(b, generator=gen) * torch.log(torch.tensor(k_min))).to(low.device)
+        dark = (low * k.view(-1, 1, 1, 1) * 255).round() / 255
+        return torch.where(pick.view(-1, 1, 1, 1), dark, low)
+
     def train_step(self, batch, gen, update):
         low, normal = batch
         target, e = self.targets(normal, gen)
-        y = self.model(low, e)
-        with torch.autocast(y.device.type, enabled=False):
-            total, terms = dln_loss(y.float(), target.float(), 0.0, self.recipe.options["l1_weight"])
+        low = self.darkened(low, gen)
+        raw = self.model(low, e, clamp=False)
+        with torch.autocast(raw.device.type, enabled=False):
+            raw = raw.float()
+            y, target = raw.clamp(0, 1), target.float()
+            total, terms = dln_loss(y, target, 0.0, 0.0)
+            # L1 on the output before its clamp: the clamp passes no gradient above 1, so an L1 on the clamped
+            # output never pulls a clipped highlight back (the first weights clipped 5.4 % of the pixels)
+            terms["l1"] = ((raw if self.recipe.options.get("l1_before_clamp", True) else y) - target).abs().mean()
+            total = total + self.recipe.options["l1_weight"] * terms["l1"]
         grad_norm = update(total, "model")
         return {"loss": total.item(), **{k: v.item() for k, v in terms.items() if k != "tv"},
                 "exposure": e.mean().item(), "grad_norm": grad_norm}
