@@ -177,10 +177,15 @@ def bilateral_apply(image: torch.Tensor, grid: torch.Tensor, guide: torch.Tensor
     # float64 stays float64 (gradcheck); every other dtype is computed in float32 like the kernels
     x = image[:, :color].clamp(0, 1) if image.dtype == torch.float64 else _photo_colors(image)
     x = x.expand(-1, CURVE_CHANNELS, -1, -1)
-    a = bilateral_slice(grid, bilateral_guide(x, guide.to(x.dtype)))
-    a = a.view(a.shape[0], 3, 4, *a.shape[2:])
-    y = ((a[:, :, :3] * x.unsqueeze(1)).sum(2) + a[:, :, 3]).clamp(0, 1)
+    y = bilateral_affine(x, bilateral_slice(grid, bilateral_guide(x, guide.to(x.dtype))))
     return _photo_result(image, y.mean(dim=1, keepdim=True) if color == 1 else y)
+
+
+def bilateral_affine(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """clamp(A [r, g, b, 1], 0, 1) at every pixel of the float RGB image x (B, 3, H, W), A its sliced 3 x 4
+    transform a (B, 12, H, W) (bilateral_slice)."""
+    a = a.unflatten(1, (3, 4))
+    return ((a[:, :, :3] * x.unsqueeze(1)).sum(2) + a[:, :, 3]).clamp(0, 1)
 
 
 def area_reduce(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
