@@ -11,10 +11,11 @@ A graph cannot raise, so out-of-range controls are clamped instead of refused (e
 
 What runs is what `lowlight_core.enhance` runs on a float image without denoising, with the fused ops in their
 reference formulation (lowlight_core.reference) as standard ONNX operators: the networks whole (enhance tiles the
-local ones, the same result up to float rounding), Zero-DCE++'s thumbnail inside the graph (the photo path's
-block means and antialiased resize as two small weight matrices, so any H and W work), and the curve steps as an
-ONNX Loop over `iterations`. torch's exporter cannot trace a loop whose trip count is an input, so the curve
-models are exported up to their curve maps and the Loop is appended here with onnx.helper.
+local ones, the same result up to float rounding), the thumbnails of Zero-DCE++ and the bilateral grid inside the
+graph (the photo path's block means and antialiased resize as two small weight matrices, so any H and W work),
+the bilateral grid's trilinear slice as gathers and lerps (ONNX's GridSample is 2-D at opset 18), and the curve
+steps as an ONNX Loop over `iterations`. torch's exporter cannot trace a loop whose trip count is an input, so the
+curve models are exported up to their curve maps and the Loop is appended here with onnx.helper.
 
 Needs the [onnx] extra (onnx, onnxscript for torch's exporter; onnxruntime to run the files); the core never
 imports this module.
@@ -40,9 +41,6 @@ NOT_EXPORTED = {
              "the image size; run it with lowlight_core.enhance",
     "clahe": "its per-tile histograms (bincount) and clip-and-redistribute loop depend on the pixel values and "
              "have no standard ONNX form; run it with lowlight_core.enhance",
-    "bilateral_grid": "it decides on a thumbnail whose size follows the photo's (a resize torch.export cannot trace "
-                      "for every size) and slices its grid with the fused bilateral_apply op; no ONNX form of that "
-                      "is written yet; run it with lowlight_core.enhance",
 }
 
 
@@ -56,18 +54,23 @@ def require_onnx():
     return onnx
 
 
-# ---------------------------------------------------------------- the thumbnail of Zero-DCE++ as weight matrices
+# ---------------------------------------------------------------- the photo thumbnail as weight matrices
 
-def _fit(n, long_side, limit: int):
-    """fit_long_side for one side n of an image whose long side is long_side, on symbolic sizes: n * limit /
-    long_side rounded half up, in [1, limit], unchanged when the long side is within the limit."""
-    return torch.sym_max(1, torch.sym_min(torch.sym_min(n, limit), (2 * limit * n + long_side) // (2 * long_side)))
+def fit_long_side(H, W, limit: int):
+    """models._common.fit_long_side on symbolic sizes: each side * limit / the long side rounded half up, in
+    [1, limit], unchanged when the long side is within the limit."""
+    long_side = torch.sym_max(H, W)
+
+    def fit(n):
+        return torch.sym_max(1, torch.sym_min(torch.sym_min(n, limit), (2 * limit * n + long_side) // (2 * long_side)))
+    return fit(H), fit(W)
 
 
 def thumbnail_matrix(n, out, oversample: int) -> torch.Tensor:
     """(out, n) float32: the weights of models.zero_dce_pp.photo_thumbnail along one axis of n pixels: block means
     onto mid = min(n, oversample * out) cells (reference.area_reduce), then torch's antialiased bilinear resize
-    from mid to out cells (triangle filter of half-width mid / out, weights normalized per output cell)."""
+    from mid to out cells (triangle filter of half-width max(mid / out, 1), weights normalized per output cell:
+    upsampling, it is the bilinear resize with its border clamp)."""
     mid = torch.sym_min(n, oversample * out)
     j = torch.arange(n, dtype=torch.float32)
     c = torch.arange(mid)
@@ -75,18 +78,16 @@ def thumbnail_matrix(n, out, oversample: int) -> torch.Tensor:
     area = ((j >= lo[:, None]) & (j < hi[:, None])).float() / (hi - lo)[:, None].float()
     scale = torch.ones((), dtype=torch.float32) * mid / out
     centre = (torch.arange(out, dtype=torch.float32)[:, None] + 0.5) * scale
-    tri = (1 - ((torch.arange(mid, dtype=torch.float32)[None, :] + 0.5 - centre) / scale).abs()).clamp_min(0)
+    tri = (1 - ((torch.arange(mid, dtype=torch.float32)[None, :] + 0.5 - centre) / scale.clamp_min(1)).abs())
+    tri = tri.clamp_min(0)
     return (tri / tri.sum(1, keepdim=True)) @ area
 
 
-def thumbnail(x: torch.Tensor, limit: int | None, oversample: int) -> torch.Tensor:
-    """x (N, 3, H, W) resized so its long side is at most `limit`, as the photo path of enhance() does it."""
-    if limit is None:
-        return x
-    H, W = x.shape[2], x.shape[3]
-    long_side = torch.sym_max(H, W)
-    rows = thumbnail_matrix(H, _fit(H, long_side, limit), oversample)
-    cols = thumbnail_matrix(W, _fit(W, long_side, limit), oversample)
+def thumbnail(x: torch.Tensor, size, oversample: int) -> torch.Tensor:
+    """models.zero_dce_pp.photo_thumbnail(x, size, oversample) of a float image x (N, 3, H, W) in [0, 1], on
+    symbolic sizes: one pass over the image at any size."""
+    rows = thumbnail_matrix(x.shape[2], size[0], oversample)
+    cols = thumbnail_matrix(x.shape[3], size[1], oversample)
     return rows @ x @ cols.T
 
 
@@ -113,7 +114,7 @@ class CurveMaps(nn.Module):
 
     def forward(self, image: torch.Tensor, exposure: torch.Tensor):
         x = image.clamp(0, 1)
-        t = thumbnail(x, self.limit, self._oversample)
+        t = x if self.limit is None else thumbnail(x, fit_long_side(*x.shape[2:], self.limit), self._oversample)
         inp = torch.cat([t, _plane(t, exposure)], 1) if self.net.config["e_conditioned"] else t
         alpha = self._forward(self.net.convs, inp)
         base = x
@@ -151,6 +152,66 @@ class PaddedUNet(ImageNet):
         cols = torch.where(cols < W, cols, torch.where(reflect, mirror_cols, W - 1))
         padded = x.index_select(2, rows).index_select(3, cols)
         return self.net(padded)[:, :, :H, :W].clamp(0, 1)
+
+
+# ---------------------------------------------------------------- the bilateral grid in standard operators
+
+def bilateral_slice(grid: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """reference.bilateral_slice (grid_sample's trilinear interpolation, border padding) in operators that
+    export: ONNX's GridSample is 2-D at opset 18. The rows' interpolation depends on the row alone, so it runs
+    on the small grid; then four gathers per pixel (two columns x two depths) and their lerps."""
+    B, C, D, Gh, Gw = grid.shape
+    H, W = g.shape[2], g.shape[3]
+
+    def cells(t, n):  # grid_sample's cell coordinate of t in [-1, 1] on n cells, border-clamped: the cells
+        c = (((t + 1) * n - 1) / 2).clamp(0, n - 1)  # below and above it and the weight of the one above
+        lo = c.floor()
+        return lo.long(), (lo + 1).clamp_max(n - 1).long(), c - lo
+
+    def lerp(a, b, w):  # not torch.lerp: its ONNX form adds a Where per element
+        return a + w * (b - a)
+
+    y0, y1, wy = cells((torch.arange(H, dtype=g.dtype) * 2 + 1) / H - 1, Gh)  # pixel centres, as the reference
+    x0, x1, wx = cells((torch.arange(W, dtype=g.dtype) * 2 + 1) / W - 1, Gw)
+    z0, z1, wz = cells(g[:, 0] * 2 - 1, D)  # (B, H, W)
+    rows = lerp(grid.index_select(3, y0), grid.index_select(3, y1), wy.view(H, 1))  # (B, C, D, H, Gw)
+    table = rows.permute(0, 2, 3, 4, 1).reshape(-1, C)  # one row of C per (b, z, row, x)
+    start = torch.arange(B).view(B, 1, 1) * D * H + torch.arange(H).view(1, H, 1)
+    wx, wz = wx.view(W, 1), wz.unsqueeze(-1)
+
+    # (B, H, W, C): whole rows of C gathered (ONNX Gather on axis 0). ONNX Runtime gathers along axis 1 value by
+    # value (several times slower at 2 MP), and tensor indexing adds a Where per index (negative ones)
+    def at(z, x):
+        return table.index_select(0, ((start + z * H) * Gw + x).flatten()).view(B, H, W, C)
+
+    a = lerp(lerp(at(z0, x0), at(z0, x1), wx), lerp(at(z1, x0), at(z1, x1), wx), wz)
+    return a.permute(0, 3, 1, 2)
+
+
+def bilateral_apply(x: torch.Tensor, grid: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+    """reference.bilateral_apply of a float RGB image x in [0, 1], sliced by bilateral_slice above."""
+    from .reference import bilateral_affine, bilateral_guide
+
+    return bilateral_affine(x, bilateral_slice(grid, bilateral_guide(x, guide))).clamp(0, 1)
+
+
+class BilateralGridNet(nn.Module):
+    """The bilateral grid on a float image: (image, exposure) -> enhanced. Its thumbnail is the photo path's,
+    enhance_photo's, which lowlight_core.enhance runs (block means at THUMBNAIL_OVERSAMPLE x 256 px, then the
+    resize: model.enhance's plain resize up to 1024 px a side, where the block means are the pixels); the grid and
+    normalize_exposure are the model's, with the apply above."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        from .models.bilateral_grid import THUMBNAIL, THUMBNAIL_OVERSAMPLE
+
+        self.net, self._size, self._oversample = net, (THUMBNAIL, THUMBNAIL), THUMBNAIL_OVERSAMPLE
+
+    def forward(self, image: torch.Tensor, exposure: torch.Tensor) -> torch.Tensor:
+        x = image.clamp(0, 1)
+        e = exposure.clamp(*EXPOSURE_RANGE).to(x.dtype).expand(x.shape[0])
+        grid = self.net.grid_for(thumbnail(x, self._size, self._oversample), e, bilateral_apply)
+        return bilateral_apply(x, grid, self.net.guide)
 
 
 # ---------------------------------------------------------------- the curve steps as an ONNX Loop
@@ -234,6 +295,7 @@ def export_onnx(model: str, path: str | os.PathLike, weights: str | os.PathLike 
     """Writes `model` (a registered name; `weights`: a weights file instead of the shipped one) to `path` as one
     ONNX file (see the module docstring), checked with onnx.checker. Returns the path."""
     onnx = require_onnx()
+    from .models.bilateral_grid import BilateralGrid
     from .models.registry import get_model_info, load_model
 
     info = get_model_info(model)
@@ -246,14 +308,13 @@ def export_onnx(model: str, path: str | os.PathLike, weights: str | os.PathLike 
         raise ValueError(f"{path} exists and is not a file")
     net = load_model(info.name, device="cpu", weights=weights)
     curve = info.kind == "curve"
-    unet = "depth" in net.config  # EnlightenGAN's U-Net
-    module = (CurveMaps(net) if curve else PaddedUNet(net) if unet else ImageNet(net)).eval()
+    module = (CurveMaps(net) if curve else BilateralGridNet(net) if isinstance(net, BilateralGrid)
+              else PaddedUNet(net) if "depth" in net.config else ImageNet(net)).eval()  # depth: EnlightenGAN's U-Net
     example = torch.rand(2, 3, 37, 53)  # odd, non-square, batch > 1: no size gets specialized
-    if curve:
+    args, names, shapes = (example,), [INPUT], (_dims(),)
+    if "exposure" in info.controls:
         args, names, shapes = (example, torch.tensor(EXPOSURE_NOMINAL)), [INPUT, EXPOSURE], (_dims(), None)
-        outputs = ["x", "base", "alpha"]
-    else:
-        args, names, shapes, outputs = (example,), [INPUT], (_dims(),), [OUTPUT]
+    outputs = ["x", "base", "alpha"] if curve else [OUTPUT]
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(module, args, dynamo=True, dynamic_shapes=shapes, input_names=names,

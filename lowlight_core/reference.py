@@ -184,8 +184,13 @@ def bilateral_transform(x: torch.Tensor, grid: torch.Tensor, guide: torch.Tensor
     """bilateral_apply's affine step on a float RGB image x (B, 3, H, W) in [0, 1], before the clamp to [0, 1]:
     the training loss reads it, as the clamp passes no gradient where the output leaves [0, 1] (a clipped
     highlight would teach the grid nothing)."""
-    a = bilateral_slice(grid, bilateral_guide(x, guide.to(x.dtype)))
-    a = a.view(a.shape[0], 3, 4, *a.shape[2:])
+    return bilateral_affine(x, bilateral_slice(grid, bilateral_guide(x, guide.to(x.dtype))))
+
+
+def bilateral_affine(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """A [r, g, b, 1] at every pixel of the float RGB image x (B, 3, H, W), A its sliced 3 x 4 transform
+    a (B, 12, H, W) (bilateral_slice); not clamped."""
+    a = a.unflatten(1, (3, 4))
     return (a[:, :, :3] * x.unsqueeze(1)).sum(2) + a[:, :, 3]
 
 

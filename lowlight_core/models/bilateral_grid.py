@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ..controls import EXPOSURE_NOMINAL
 from .. import ops, reference
-from ._common import check_rgb, exposure_plane, exposure_values
+from ._common import check_rgb, exposure_values
 from .base import Model
 from .zero_dce_pp import photo_thumbnail, resize_antialiased
 
@@ -86,10 +86,14 @@ class BilateralGrid(Model):
 
     def grid(self, thumb: torch.Tensor, exposure=EXPOSURE_NOMINAL) -> torch.Tensor:
         """(B, 3, THUMBNAIL, THUMBNAIL) float thumbnail -> grid (B, 12, D, GRID, GRID)."""
-        e = exposure_values(thumb, exposure)
+        return self.grid_for(thumb, exposure_values(thumb, exposure))
+
+    def grid_for(self, thumb: torch.Tensor, e: torch.Tensor, apply=reference.bilateral_apply) -> torch.Tensor:
+        """grid() for e the (B,) exposure targets, unchecked (a traced graph cannot raise); apply: what
+        normalize_exposure measures the thumbnail's output with (onnx_export's is made of standard operators)."""
         x = torch.cat([thumb, thumb.clamp_min(0).sqrt()], 1)
         if not self.config["global_path"]:
-            x = torch.cat([x, exposure_plane(thumb, e)], 1)
+            x = torch.cat([x, e.view(-1, 1, 1, 1).expand(-1, 1, *thumb.shape[2:])], 1)  # exposure_plane, unchecked
         f = self.splat(x)
         fused = self.local(f)
         if self.config["global_path"]:
@@ -101,7 +105,7 @@ class BilateralGrid(Model):
         if self.config["normalize_exposure"]:
             small = F.avg_pool2d(thumb, EXPOSURE_POOL)
             for _ in range(EXPOSURE_PASSES):
-                mean = reference.bilateral_apply(small, grid, self.guide).mean(dim=(1, 2, 3))
+                mean = apply(small, grid, self.guide).mean(dim=(1, 2, 3))
                 gain = (e / mean.clamp_min(1e-6)).clamp(*GAIN_BOUNDS)
                 grid = grid * gain.view(-1, 1, 1, 1, 1)
         return grid
