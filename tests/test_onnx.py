@@ -164,7 +164,8 @@ def test_bilateral_grid_equals_its_enhance(exported):
     """bilateral_grid's file is model.enhance to float rounding (measured max abs diff 5.1e-6 at 1 x 1, <= 1.8e-6 at
     the other sizes, E 0.4-0.85), and the output's brightness rises with E. Past 1024 px a side the graph's thumbnail
     is the photo path's (block means first, what lowlight_core.enhance runs: enhance_photo; measured 4e-7), which
-    model.enhance's plain resize approaches (measured 0.03/255 at 1500 x 64)."""
+    model.enhance's plain resize approaches (measured at 1500 x 64: 0.03/255 with the first weights, 1.05/255 with
+    those of 2026-12-07)."""
     session, model = exported("bilateral_grid"), registry.load_model("bilateral_grid", device="cpu")
     for i, shape in enumerate(SHAPES + [(3, 3, 2, 300)]):
         x, means = _dark(shape, seed=i), []
@@ -180,5 +181,5 @@ def test_bilateral_grid_equals_its_enhance(exported):
     with torch.no_grad():
         photo = model.enhance_photo(torch.from_numpy(x), 0.6).numpy()
         plain = model.enhance(torch.from_numpy(x), 0.6).numpy()
-    assert np.abs(got - photo).max() <= 2e-5 and np.abs(got - plain).max() <= 0.5 / 255
+    assert np.abs(got - photo).max() <= 2e-5 and np.abs(got - plain).max() <= 1.5 / 255
     assert np.array_equal(_run(session, x, 5.0), _run(session, x, EXPOSURE_RANGE[1]))  # clamped, not refused

@@ -129,15 +129,13 @@ IMAGE_RECIPES: dict[str, dict[str, ImageRecipe]] = {
     # The bilateral grid (training.tasks.grid): 256 px crops of the 512 px real pairs (real noise), the network on their
     # 256 px thumbnail, the grid applied at the crop's resolution; half the targets re-exposed to E ~ U(0.3, 0.7).
     "bilateral_grid": {
-        "cpu": ImageRecipe("bilateral_grid", GridTask, steps=380, batch=4, crop=256, resize_long=None,
+        "cpu": ImageRecipe("bilateral_grid", GridTask, steps=10000, batch=4, crop=256, resize_long=None,
                            model_config={"depth": 8, "width": 16},
-                           options={"retarget": 0.5, "retarget_range": (0.3, 0.7), "l1_weight": 1.0,
-                                    "darken": (0.5, 0.3)},
+                           options={"retarget": 0.5, "retarget_range": (0.3, 0.7), "l1_weight": 1.0},
                            lr=1e-3, lr_final=1e-5, grad_clip=1.0, val_resize_long=None),
         "gpu": ImageRecipe("bilateral_grid", GridTask, steps=30000, batch=16, crop=512, resize_long=None,
                            model_config={"depth": 8, "width": 32},
-                           options={"retarget": 0.5, "retarget_range": (0.3, 0.7), "l1_weight": 1.0,
-                                    "darken": (0.5, 0.3)},
+                           options={"retarget": 0.5, "retarget_range": (0.3, 0.7), "l1_weight": 1.0},
                            lr=1e-3, lr_final=1e-5, grad_clip=1.0, val_every=2000, ckpt_every=1000, val_images=32,
                            val_resize_long=None),
     },

@@ -6,8 +6,7 @@ of R, G, B over the image), so E sets the output's mean. To teach E across the s
 v = max(r, g, b), R, G, B scaled by v' / v, which keeps each pixel's hue and saturation.
 Loss: 1 - SSIM of the output + L1 of the output before its clamp to [0, 1] (so clipped highlights are pulled
 back), the grid applied at the crop's full resolution through the reference op (autograd); the network reads the
-crop's 256 px thumbnail. A share of the dark frames is darkened further (`darken`: night photos are darker than
-the SICE dark frames).
+crop's 256 px thumbnail.
 """
 from __future__ import annotations
 
@@ -62,23 +61,9 @@ class GridTask(ImageTask):
             normal = torch.where(pick.view(-1, 1, 1, 1), retarget(normal, e), normal)
         return normal, normal.mean(dim=(1, 2, 3))
 
-    def darkened(self, low: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """A share ("darken": (share, k_min)) of the dark frames made darker still: x k ~ logU(k_min, 1), then
-        8-bit quantised like a real frame. The SICE dark frames (mean about 0.1) are brighter than many night
-        photos (LOL's average 0.05), where the first weights desaturated and lifted the shadows to grey."""
-        share, k_min = self.recipe.options.get("darken", (0.0, 1.0))
-        b = low.shape[0]
-        pick = (torch.rand(b, generator=gen) < share).to(low.device)
-        if not bool(pick.any()):
-            return low
-        k = torch.exp(torch.rand(b, generator=gen) * torch.log(torch.tensor(k_min))).to(low.device)
-        dark = (low * k.view(-1, 1, 1, 1) * 255).round() / 255
-        return torch.where(pick.view(-1, 1, 1, 1), dark, low)
-
     def train_step(self, batch, gen, update):
         low, normal = batch
         target, e = self.targets(normal, gen)
-        low = self.darkened(low, gen)
         raw = self.model(low, e, clamp=False)
         with torch.autocast(raw.device.type, enabled=False):
             raw = raw.float()
@@ -86,7 +71,7 @@ class GridTask(ImageTask):
             total, terms = dln_loss(y, target, 0.0, 0.0)
             # L1 on the output before its clamp: the clamp passes no gradient above 1, so an L1 on the clamped
             # output never pulls a clipped highlight back (the first weights clipped 5.4 % of the pixels)
-            terms["l1"] = ((raw if self.recipe.options.get("l1_before_clamp", True) else y) - target).abs().mean()
+            terms["l1"] = (raw - target).abs().mean()
             total = total + self.recipe.options["l1_weight"] * terms["l1"]
         grad_norm = update(total, "model")
         return {"loss": total.item(), **{k: v.item() for k, v in terms.items() if k != "tv"},
