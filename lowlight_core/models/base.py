@@ -161,12 +161,53 @@ def _fold_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
+class SigmoidInPlace(nn.Module):
+    """nn.Sigmoid on its input's own storage (see _activations_in_place)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sigmoid_()
+
+
+def _in_place(m: nn.Module) -> nn.Module | None:
+    """The in-place module computing activation m (the same values), or None."""
+    if type(m) is nn.ReLU:
+        return nn.ReLU(inplace=True)
+    if type(m) is nn.LeakyReLU:
+        return nn.LeakyReLU(m.negative_slope, inplace=True)
+    if type(m) is nn.PReLU and m.weight.numel() == 1:  # one slope: a leaky ReLU
+        return nn.LeakyReLU(float(m.weight.detach()), inplace=True)
+    if type(m) is nn.Sigmoid:
+        return SigmoidInPlace()
+    return None
+
+
+def _activations_in_place(module: nn.Module) -> nn.Module:
+    """In place: every activation right after a Conv2d in an nn.Sequential (identities between them skipped)
+    runs in place on the convolution's output, its only reader: no fresh tensor to allocate and write (dln's
+    39 PReLUs were 17 % of its time, 1.3x faster; oneDNN's fused post-ops were as fast but made glibc's heap
+    hold 0.9 GB more at 12 MP; docs/cpu_speed.md)."""
+    for child in module.children():
+        _activations_in_place(child)
+    if isinstance(module, nn.Sequential):
+        for i in range(len(module) - 1):
+            if type(module[i]) is not nn.Conv2d:
+                continue
+            j = i + 1
+            while j < len(module) - 1 and type(module[j]) is nn.Identity:  # a folded BatchNorm
+                j += 1
+            fast = _in_place(module[j])
+            if fast is not None:
+                module[j] = fast
+    return module
+
+
 def inference_model(net: nn.Module) -> nn.Module:
     """A copy of a registered network made for CPU inference, or `net` itself (not on the CPU, no
-    convolutions): BatchNorm folded into the convolution before it (eval mode: a per-channel affine map) and
-    every weight in channels_last, which lets oneDNN run the convolutions without reordering; feed it
-    channels_last inputs. Same results within float rounding (tests/test_enhance.py); cached per model
-    object, which stays untouched (the registry hands the same object to everyone)."""
+    convolutions): BatchNorm folded into the convolution before it (eval mode: a per-channel affine map), the
+    activation after a convolution run in place, and every weight in channels_last, which lets oneDNN run
+    the convolutions without reordering; feed it channels_last inputs. Same results within float rounding
+    (tests/test_enhance.py); cached per model object, which stays untouched (the registry hands the same
+    object to everyone)."""
     params = list(net.parameters())
     if not params or params[0].device.type != "cpu" or net.training \
             or not any(isinstance(m, nn.Conv2d) for m in net.modules()):
@@ -174,7 +215,9 @@ def inference_model(net: nn.Module) -> nn.Module:
     with _INFERENCE_LOCK:
         fast = _INFERENCE_MODELS.get(net)
         if fast is None:
-            fast = _fold_batchnorm(copy.deepcopy(net)).to(memory_format=torch.channels_last).eval()
+            fast = _fold_batchnorm(copy.deepcopy(net))
+            fast = _activations_in_place(fast).to(memory_format=torch.channels_last).eval()
             fast.requires_grad_(False)
             _INFERENCE_MODELS[net] = fast
         return fast
+
