@@ -62,6 +62,28 @@ def windows(height: int, width: int, core: int, halo: int) -> list[Window]:
     return out
 
 
+def available_memory() -> int | None:
+    """Bytes the system can give without swapping now (Linux: MemAvailable), None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_whole_image_memory(name: str, pixels: int, bytes_per_pixel: int) -> None:
+    """MemoryError naming the model, the image's size and the memory, where a model that runs on the whole
+    image at full resolution would need more than is available (rather than the out-of-memory killer)."""
+    need, free = pixels * bytes_per_pixel, available_memory()
+    if free is not None and need > free:
+        raise MemoryError(f"model {name!r} runs on the whole image at once: {pixels / 1e6:.1f} MP needs about "
+                          f"{need / 2 ** 30:.1f} GiB, only {free / 2 ** 30:.1f} GiB of memory is available; use a "
+                          "smaller image or a model that runs in tiles (zero_dce_pp, bilateral_grid, dln, ...)")
+
+
 class Engine:
     """A model ready to run on `device` (a torch.device): `model` a registered name (loaded through the
     registry, `weights` a file to use instead of the shipped one) or a caller's module (run as given).
@@ -119,6 +141,8 @@ class Plan:
         core = contract.tile if tile is None else tile
         halo = contract.receptive_radius
         self.windows = windows(height, width, core if halo else 0, halo)
+        if not halo and contract.bytes_per_pixel and engine.device.type == "cpu":
+            check_whole_image_memory(engine.name, batch * height * width, contract.bytes_per_pixel)
         self._probe = None
         # the target brightness of each image (lowlight_core.exposure), decided on the whole image
         self.targets = exposure_mod.auto_targets(self.probe()) if exposure == EXPOSURE_AUTO else [exposure] * batch

@@ -9,6 +9,9 @@ from its config in __init__:
 - `inference_tile`: the core tile size the plan uses for it when the caller gives none (DEFAULT_TILE).
 - `exposure_mode`: how the plan makes the result hit the target E (EXPOSURE_MODES; by default "calibrate" for
   models with the exposure control, "tone" for the others).
+- `bytes_per_pixel`: for a model that runs on the whole image (receptive_radius 0) at full resolution, the memory
+  it takes per pixel, measured (0: not declared); the plan refuses an image that would not fit in the memory
+  available, naming both, instead of running into the out-of-memory killer.
 - `cpu_copy`: whether a registered model runs on the CPU as its inference copy (`inference_model`: BatchNorm
   folded into the convolution before it, channels_last weights and inputs).
 Curve models (`CurveModel`) also declare `curve_space` ("rgb" or "value": the photo op that applies the curve
@@ -49,6 +52,7 @@ class Contract:
     controls: frozenset = CONTROLS
     receptive_radius: int = 0
     tile: int = DEFAULT_TILE
+    bytes_per_pixel: int = 0
     curve_space: str | None = None   # None: no photo op computes its curve (or no curve at all)
     curve_maps: bool = False         # estimate_alpha / apply_curve / photo_curve
     photo_estimate: bool = False     # estimate_alpha_photo
@@ -59,7 +63,7 @@ class Contract:
     def __post_init__(self):
         if not isinstance(self.controls, frozenset) or not self.controls <= CONTROLS:
             raise TypeError(f"controls must be a frozenset within {sorted(CONTROLS)}, got {self.controls!r}")
-        for name in ("receptive_radius", "tile"):
+        for name in ("receptive_radius", "tile", "bytes_per_pixel"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < (name == "tile"):
                 raise TypeError(f"{name} must be an int >= {int(name == 'tile')}, got {value!r}")
@@ -75,6 +79,7 @@ class Model(nn.Module):
     controls: frozenset = frozenset()
     receptive_radius: int = 0
     inference_tile: int = DEFAULT_TILE
+    bytes_per_pixel: int = 0
     cpu_copy: bool = True
     curve_space: str | None = None
     curve_maps: bool = False
@@ -93,7 +98,7 @@ class Model(nn.Module):
     @property
     def contract(self) -> Contract:
         return Contract(controls=frozenset(self.controls), receptive_radius=self.receptive_radius,
-                        tile=self.inference_tile, curve_space=self.curve_space, curve_maps=self.curve_maps,
+                        tile=self.inference_tile, bytes_per_pixel=self.bytes_per_pixel, curve_space=self.curve_space, curve_maps=self.curve_maps,
                         photo_estimate=self.photo_estimate, cpu_copy=self.cpu_copy,
                         photo_enhance=self.photo_enhance,
                         exposure=self.exposure_mode or ("calibrate" if "exposure" in self.controls else "tone"))
