@@ -48,7 +48,7 @@ class LightenDarken(nn.Module):
 
     def forward(self, x):
         c = self.encode(x)
-        return self.decode(c + self.sign * self.offset(c))
+        return self.decode(torch.add(c, self.offset(c), alpha=self.sign))  # c +/- offset(c), one pass
 
     def radius(self) -> int:
         return conv_radius(self.encode, self.offset, self.decode)
@@ -81,7 +81,8 @@ class LBP(nn.Module):
         f = self.fuse(x)
         y_est = self.lighten1(f)
         x_est = self.darken(y_est)
-        return self.project_out(y_est) + self.lighten2(self.project_in(f) - x_est)
+        # in place on the projections' fresh outputs (PReLU's backward reads its input, not its output)
+        return self.project_out(y_est).add_(self.lighten2(self.project_in(f).sub_(x_est)))
 
     def radius(self) -> int:
         # longest path: lighten1 -> darken -> lighten2 (the gate and projections are 1x1)
