@@ -34,8 +34,13 @@ def exposure_values(x: torch.Tensor, exposure) -> torch.Tensor:
 
 def exposure_plane(x: torch.Tensor, exposure) -> torch.Tensor:
     """A constant (B, 1, H, W) plane holding E: the conditioning input of the curve estimators."""
-    B, _, H, W = x.shape
-    return exposure_values(x, exposure).view(B, 1, 1, 1).expand(B, 1, H, W)
+    return value_plane(x, exposure_values(x, exposure))
+
+
+def value_plane(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """(B,) values as a constant (B, 1, H, W) plane of x's size, unchecked (exposure_plane checks E; a traced
+    graph cannot raise)."""
+    return values.view(-1, 1, 1, 1).expand(-1, 1, *x.shape[2:])
 
 
 def luminance(x: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ..controls import EXPOSURE_NOMINAL
 from .. import ops, reference
-from ._common import check_rgb, exposure_values
+from ._common import check_rgb, exposure_values, value_plane
 from .base import Model
 from .zero_dce_pp import photo_thumbnail, resize_antialiased
 
@@ -93,7 +93,7 @@ class BilateralGrid(Model):
         normalize_exposure measures the thumbnail's output with (onnx_export's is made of standard operators)."""
         x = torch.cat([thumb, thumb.clamp_min(0).sqrt()], 1)
         if not self.config["global_path"]:
-            x = torch.cat([x, e.view(-1, 1, 1, 1).expand(-1, 1, *thumb.shape[2:])], 1)  # exposure_plane, unchecked
+            x = torch.cat([x, value_plane(thumb, e)], 1)
         f = self.splat(x)
         fused = self.local(f)
         if self.config["global_path"]:
