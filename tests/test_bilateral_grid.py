@@ -146,3 +146,16 @@ def test_a_two_step_training_run_on_real_pairs(make_data_dir, tmp_path):
     assert model.config == {"depth": 8, "width": 4, "global_path": True, "normalize_exposure": True}
     y = enhance(np.full((9, 11, 3), 20, np.uint8), model="bilateral_grid", weights=weights)
     assert y.shape == (9, 11, 3)
+
+
+def test_without_the_global_path_each_image_gets_its_own_exposure_plane():
+    """global_path=False conditions the grid on a constant plane of E (models._common.value_plane): per image."""
+    torch.manual_seed(0)
+    model = BilateralGrid(width=4, global_path=False).eval()
+    x = torch.rand(2, 3, 40, 50)
+    with torch.no_grad():
+        both = model(x, torch.tensor([0.3, 0.6]))
+        alone = model(x[1:], 0.6), model(x[:1], 0.3)
+    torch.testing.assert_close(both[1:], alone[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(both[:1], alone[1], atol=1e-6, rtol=0)
+    assert both[0].mean() < both[1].mean()  # brightness follows each image's E
