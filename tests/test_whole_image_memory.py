@@ -1,4 +1,4 @@
-"""A model that runs on the whole image (EnlightenGAN: ~460 bytes per pixel) is refused with a clear
+"""A model that runs on the whole image (EnlightenGAN: ~310 bytes per pixel) is refused with a clear
 MemoryError where the image would not fit in the available memory, before anything runs; tiled models are
 bounded by their tiles and never refused."""
 import numpy as np

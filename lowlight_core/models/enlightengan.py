@@ -107,7 +107,7 @@ class EnlightenGANGenerator(Model):
     """forward: (B, 3, H, W) in [0, 1] -> (B, 3, H, W) (≈ [0, 1], not clamped; enhance clamps)."""
 
     receptive_radius = 0  # see the module docstring: runs on the whole image
-    bytes_per_pixel = 480  # its peak at width 16, depth 4: 462 B per pixel over 3-12 MP photos, + margin
+    bytes_per_pixel = 330  # its peak at width 16, depth 4: 309 B per pixel over 3-12 MP photos, + margin
 
     def __init__(self, width: int = 16, depth: int = 4, output: str = "rgb"):
         super().__init__()
@@ -124,24 +124,26 @@ class EnlightenGANGenerator(Model):
         check_rgb(x, "EnlightenGANGenerator")
         H, W = x.shape[2:]
         x = _pad_to_multiple(x, 2 ** self.config["depth"])
-        signed = x * 2 - 1
         attention = 1 - luminance(x)
-        feats, atts = [], [attention]
-        h = self.down[0](torch.cat([signed, attention], 1))
-        feats.append(h)
+        atts = [attention]
+        h = self.down[0](torch.cat([x * 2 - 1, attention], 1))
+        feats = [h]
         for block in self.down[1:]:
             atts.append(F.max_pool2d(atts[-1], 2))
             h = block(F.max_pool2d(h, 2))
             feats.append(h)
-        h = h * atts[-1]
-        for level, (conv, block) in enumerate(zip(self.up_conv, self.up)):
-            skip = len(feats) - 2 - level
-            h = conv(F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False))
-            h = block(torch.cat([h, feats[skip] * atts[skip]], 1))
+        h = feats.pop() * atts.pop()
+        # Each full-size temporary is dropped as soon as it is used (the skip features popped, the up
+        # convolution's output only inside the concatenation): 462 -> 309 bytes per pixel, 12 MP 5.9 -> 4.0 GB.
+        for conv, block in zip(self.up_conv, self.up):
+            h = torch.cat([conv(F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False)),
+                           feats.pop() * atts.pop()], 1)
+            h = block(h)
+        r = self.out(h) * attention
+        del h
         if self.config["output"] == "value_gain":
-            return value_gain(x, smooth_shift(self.out(h) * attention, x))[:, :, :H, :W]
-        y = signed + self.out(h) * attention
-        return ((y + 1) / 2)[:, :, :H, :W]
+            return value_gain(x, smooth_shift(r, x))[:, :, :H, :W]
+        return ((x * 2 - 1 + r + 1) / 2)[:, :, :H, :W]
 
     @torch.no_grad()
     def enhance(self, x: torch.Tensor, exposure=EXPOSURE_NOMINAL, iterations: int = ITERATIONS_DEFAULT) -> torch.Tensor:
