@@ -98,7 +98,8 @@ class Model(nn.Module):
     @property
     def contract(self) -> Contract:
         return Contract(controls=frozenset(self.controls), receptive_radius=self.receptive_radius,
-                        tile=self.inference_tile, bytes_per_pixel=self.bytes_per_pixel, curve_space=self.curve_space, curve_maps=self.curve_maps,
+                        tile=self.inference_tile, bytes_per_pixel=self.bytes_per_pixel,
+                        curve_space=self.curve_space, curve_maps=self.curve_maps,
                         photo_estimate=self.photo_estimate, cpu_copy=self.cpu_copy,
                         photo_enhance=self.photo_enhance,
                         exposure=self.exposure_mode or ("calibrate" if "exposure" in self.controls else "tone"))
@@ -225,4 +226,3 @@ def inference_model(net: nn.Module) -> nn.Module:
             fast.requires_grad_(False)
             _INFERENCE_MODELS[net] = fast
         return fast
-
