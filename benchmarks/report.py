@@ -63,7 +63,7 @@ def main(*paths: str) -> None:
             first_call = b["extra_info"]["first_call_ms"]
             continue
         if b["group"].startswith("photo"):
-            photo[b["group"]][b["params"].get("impl", "photo")] = b["stats"]["median"]  # napari: photo only
+            photo[b["group"]][(b["params"] or {}).get("impl", "photo")] = b["stats"]["median"]  # napari: photo only
             continue
         groups[b["group"]][impl_of(b["name"])] = b["stats"]["median"]
     data = json.load(open(srcs[0]))
