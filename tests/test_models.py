@@ -19,7 +19,8 @@ from lowlight_core.models.vgg import LAYER_NAMES, VGG19Features
 from lowlight_core.models.zero_dce import ZeroDCE
 from lowlight_core.models.zero_dce_pp import ZeroDCEPP
 
-NAMES = ["zero_dce", "zero_dce_pp", "bilateral_grid", "dln", "iqe_dcgan", "enlightengan", "gamma", "clahe"]
+NAMES = ["zero_dce", "zero_dce_pp", "zero_dce_pp_paired", "bilateral_grid", "dln", "iqe_dcgan", "enlightengan", "gamma",
+         "clahe"]
 SMALL = {"bilateral_grid": {"width": 4}, "dln": {"width": 4}, "iqe_dcgan": {"width": 8, "blocks": 2}, "enlightengan": {"width": 4, "depth": 3}}
 
 
@@ -375,6 +376,7 @@ def test_clahe_matches_skimage_and_keeps_hue():
 DECLARED = {
     "zero_dce": (CONTROLS, 7, 256, "rgb", False),
     "zero_dce_pp": (CONTROLS, 0, DEFAULT_TILE, "rgb", True),
+    "zero_dce_pp_paired": (CONTROLS, 0, DEFAULT_TILE, "rgb", True),
     "bilateral_grid": (frozenset({"exposure"}), 0, DEFAULT_TILE, None, False),
     "dln": (frozenset(), 31, DEFAULT_TILE, None, False),
     "iqe_dcgan": (frozenset(), 18, DEFAULT_TILE, None, False),

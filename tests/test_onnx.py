@@ -20,7 +20,7 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 onnx_export = pytest.importorskip("lowlight_core.onnx_export")
 
-EXPORTED = ["zero_dce", "zero_dce_pp", "dln", "iqe_dcgan", "enlightengan", "bilateral_grid"]
+EXPORTED = ["zero_dce", "zero_dce_pp", "zero_dce_pp_paired", "dln", "iqe_dcgan", "enlightengan", "bilateral_grid"]
 SHAPES = [(1, 3, 37, 53), (2, 3, 61, 19), (1, 3, 5, 7), (1, 3, 203, 151), (1, 3, 17, 1), (1, 3, 1, 1)]
 MAX_ERR, MEAN_ERR = 2 / 255, 0.5 / 255
 

@@ -83,10 +83,10 @@ def main(argv=None) -> int:
                         lr=args.lr, seed=args.seed, val_every=args.val_every, ckpt_every=args.ckpt_every,
                         val_images=args.val_images, pairs=args.pairs, real_share=args.real_share)
     curve = isinstance(recipe, CurveRecipe)
-    if args.iterations or args.estimate_size is not None:
-        if not curve or (args.estimate_size is not None and "estimate_size" not in recipe.model_config):
-            raise SystemExit(f"--iterations/--estimate-size apply to curve recipes (--estimate-size to "
-                             f"zero_dce_pp), not {args.recipe}")
+    if (args.iterations and not curve) or (args.estimate_size is not None
+                                           and "estimate_size" not in recipe.model_config):
+        raise SystemExit(f"--iterations applies to the curve recipes, --estimate-size to zero_dce_pp and "
+                         f"zero_dce_pp_paired, not to {args.recipe}")
     if args.iterations:
         lo, _, hi = args.iterations.partition("..")
         recipe = replace(recipe, n_range=(int(lo), int(hi or lo)))

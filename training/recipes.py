@@ -29,6 +29,7 @@ from .tasks.dln import DLNTask
 from .tasks.enlightengan import EnlightenGANTask
 from .tasks.grid import GridTask
 from .tasks.iqe import IQETask
+from .tasks.paired_curve import PairedCurveTask
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,19 @@ IMAGE_RECIPES: dict[str, dict[str, ImageRecipe]] = {
                            options={"retarget": 0.5, "retarget_range": (0.3, 0.7), "l1_weight": 1.0},
                            lr=1e-3, lr_final=1e-5, grad_clip=1.0, val_every=2000, ckpt_every=1000, val_images=32,
                            val_resize_long=None),
+    },
+    # Zero-DCE++'s network and value curve on the real pairs (training.tasks.paired_curve): 224 px crops of the
+    # frames at 256 px (most of the scene, as the network reads it through its 8 px thumbnail), trained as the grid.
+    "zero_dce_pp_paired": {
+        "cpu": ImageRecipe("zero_dce_pp_paired", PairedCurveTask, steps=3000, batch=16, crop=224, resize_long=256,
+                           model_config={"estimate_size": 8, "curve_on": "value"},
+                           options={"retarget": 0.5, "retarget_range": (0.3, 0.7), "l1_weight": 1.0},
+                           lr=5e-3, lr_final=1e-4, grad_clip=1.0, val_resize_long=256),
+        "gpu": ImageRecipe("zero_dce_pp_paired", PairedCurveTask, steps=20000, batch=16, crop=448,
+                           resize_long=512, model_config={"estimate_size": 8, "curve_on": "value"},
+                           options={"retarget": 0.5, "retarget_range": (0.3, 0.7), "l1_weight": 1.0},
+                           lr=1e-3, lr_final=1e-5, grad_clip=1.0, val_every=2000, ckpt_every=1000, val_images=32,
+                           val_resize_long=512),
     },
     # IQE DCGAN (training.tasks.iqe); loss weights: see IQE_CPU_WEIGHTS. The warm-up (adv_start_step) is 8 % (cpu)
     # / 5 % (gpu) of the run. Without VGG weights 50 * (1 - SSIM) stands in for the content loss (the same order as
