@@ -7,7 +7,7 @@ C++/CUDA sources, the Python checks and the reference all share these numbers.
 from __future__ import annotations
 
 # ---------------------------------------------------------------- user controls
-DEFAULT_MODEL = "zero_dce_pp"      # the model enhance(), the CLI, the demo and the napari widget pick by default
+DEFAULT_MODEL = "zero_dce_pp_paired"  # the model enhance(), the CLI, the demo and the napari widget pick by default
 EXPOSURE_AUTO = "auto"             # exposure: predicted from the whole photo (lowlight_core.exposure)
 EXPOSURE_DEFAULT = EXPOSURE_AUTO   # target exposure E (mean brightness of the result) of enhance, CLI, napari
 EXPOSURE_NOMINAL = 0.6             # E of a model called directly (model.enhance) and of training without one

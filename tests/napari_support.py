@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from lowlight_core.controls import DEFAULT_MODEL
 from lowlight_core.models import registry
 
 
@@ -20,8 +21,10 @@ def empty_weights_dir(tmp_path, monkeypatch):
 
 @pytest.fixture
 def weights_dir(empty_weights_dir):
-    """Real weights files: zero_dce_pp.pt (tuned so alpha grows with E) and zero_dce.pt (random init)."""
-    registry.save_weights(tuned_zero_dce_pp(), "zero_dce_pp", empty_weights_dir / "zero_dce_pp.pt")
+    """Real weights files: zero_dce_pp.pt and the default model's (the same network: tuned so alpha grows with
+    E) and zero_dce.pt (random init)."""
+    for name in dict.fromkeys(["zero_dce_pp", DEFAULT_MODEL]):
+        registry.save_weights(tuned_zero_dce_pp(), name, empty_weights_dir / f"{name}.pt")
     torch.manual_seed(1)
     registry.save_weights(registry.get_model_info("zero_dce").build(), "zero_dce",
                           empty_weights_dir / "zero_dce.pt")

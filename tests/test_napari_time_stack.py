@@ -8,6 +8,7 @@ import pytest
 
 from _clips import dark_clip
 from lowlight_core import enhance
+from lowlight_core.controls import DEFAULT_MODEL
 from lowlight_core.sequence import enhance_sequence
 from napari_lowlight._sequence import time_axis
 from napari_viewer_support import make_widget, output, settle, viewer  # noqa: F401 (fixtures)
@@ -30,7 +31,7 @@ def test_time_axis_comes_from_the_labels():
 def test_apply_along_time_is_the_sequence_result_and_the_preview_matches(viewer, make_widget, qtbot, clip):
     viewer.add_image(clip, name="night", rgb=True, axis_labels=("t", "y", "x"))
     widget = make_widget()
-    widget.model_combo.setCurrentIndex(widget.model_combo.findData("zero_dce_pp"))
+    widget.model_combo.setCurrentIndex(widget.model_combo.findData(DEFAULT_MODEL))
     widget.denoise_auto.setChecked(True)
     assert widget.time_combo.currentData() == 0  # picked from the label
     settle(qtbot, widget)
@@ -50,7 +51,7 @@ def test_a_z_stack_stays_per_plane_and_the_combo_picks_time(viewer, make_widget,
     stack = np.stack([gray, gray[::-1]], axis=1)  # (t, z, y, x) labelled z first: time is not named
     viewer.add_image(stack, name="zt", axis_labels=("a", "z", "y", "x"))
     widget = make_widget()
-    widget.model_combo.setCurrentIndex(widget.model_combo.findData("zero_dce_pp"))
+    widget.model_combo.setCurrentIndex(widget.model_combo.findData(DEFAULT_MODEL))
     widget.live.setChecked(False)
     assert widget.time_combo.currentData() is None  # nothing labelled time: every plane alone
     widget.apply_button.click()

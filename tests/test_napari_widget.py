@@ -23,6 +23,7 @@ from napari.utils.notifications import NotificationSeverity, notification_manage
 from qtpy.QtCore import Qt
 
 import napari_lowlight
+from lowlight_core.controls import DEFAULT_MODEL
 from lowlight_core.inference import enhance
 from lowlight_core.models import registry
 from lowlight_core.plan import Plan
@@ -126,7 +127,7 @@ def test_model_list_marks_missing_weights_and_greys_out_controls(viewer, make_wi
         tooltip = widget.model_combo.itemData(i, Qt.ItemDataRole.ToolTipRole)
         assert tooltip == registry.get_model_info(name).description
     assert widget.model_combo.itemText(names.index("dln")) == "dln (no weights)"
-    assert widget.model_combo.currentData() == "zero_dce_pp"  # trained weights exist here
+    assert widget.model_combo.currentData() == DEFAULT_MODEL  # trained weights exist here
     expected = {"zero_dce_pp": True, "gamma": False, "clahe": False, "dln": False}  # iterations enabled
     assert widget.exposure_auto.isChecked() and widget.denoise_auto.isChecked()  # the defaults are auto
     for auto in (True, False):  # exposure applies to every model: its slider is greyed out by its auto box only
@@ -155,10 +156,10 @@ def test_curve_model_sliders_iterations_reuse_cached_alpha(viewer, make_widget, 
     image = dark_rgb(seed=3)
     viewer.add_image(image, name="img")
     widget = make_widget()
-    assert widget.model_combo.currentData() == "zero_dce_pp"
+    assert widget.model_combo.currentData() == DEFAULT_MODEL  # a curve model
 
     def expected(iterations, e, image=image):  # E is the target brightness: enhance calibrates the E input
-        return enhance(image, "zero_dce_pp", exposure=e, iterations=iterations, denoise=0, device="cpu")
+        return enhance(image, DEFAULT_MODEL, exposure=e, iterations=iterations, denoise=0, device="cpu")
 
     widget.exposure_auto.setChecked(False)  # E from the slider, denoise off
     widget.denoise_auto.setChecked(False)
@@ -287,11 +288,11 @@ def test_model_without_weights_warns_and_leaves_output(viewer, make_widget, qtbo
 
 
 def test_corrupt_weights_file_is_an_error_notification(viewer, make_widget, weights_dir, qtbot, notes):
-    (weights_dir / "zero_dce_pp.pt").write_bytes(b"not a torch file")
+    (weights_dir / f"{DEFAULT_MODEL}.pt").write_bytes(b"not a torch file")
     viewer.add_image(dark_rgb(), name="img")
-    widget = make_widget()  # starts on zero_dce_pp: the file exists, loading it fails in the worker
+    widget = make_widget()  # starts on the default model: the file exists, loading it fails in the worker
     errors = [m for s, m in notes() if s == NotificationSeverity.ERROR]
-    assert len(errors) == 1 and "could not read weights file" in errors[0] and "zero_dce_pp" in errors[0]
+    assert len(errors) == 1 and "could not read weights file" in errors[0] and DEFAULT_MODEL in errors[0]
     assert "img enhanced" not in viewer.layers
     pick_model(qtbot, widget, "gamma")  # the widget and the viewer carry on
     assert output(viewer, "img").data.mean() > 60
