@@ -527,9 +527,9 @@ def test_shipped_location_and_wrong_model(tmp_path, monkeypatch):
         registry.load_model("dln", weights=bad)
 
 
-@pytest.mark.parametrize("name", ["zero_dce_pp", "zero_dce"])
+@pytest.mark.parametrize("name", ["zero_dce_pp", "zero_dce_pp_paired", "zero_dce"])
 def test_shipped_curve_models_curve_the_value(name):
-    """Both shipped curve models run in value mode (per-channel curves cast colours: docs/real-eval.md);
+    """The shipped curve models run in value mode (per-channel curves cast colours: docs/real-eval.md);
     zero_dce's are its per-channel-trained weights re-saved with curve_on="value" (training.reconfigure, not
     retrained), and its card says so."""
     saved = torch.load(registry.weights_path(name), map_location="cpu", weights_only=True)
@@ -540,7 +540,8 @@ def test_shipped_curve_models_curve_the_value(name):
         assert "not retrained" in card and saved["meta"]["training"]["reconfigured"]["from"]["curve_on"] == "rgb"
 
 
-@pytest.mark.parametrize("name", ["zero_dce_pp", "zero_dce", "dln", "iqe_dcgan", "enlightengan"])
+@pytest.mark.parametrize("name", ["zero_dce_pp", "zero_dce_pp_paired", "zero_dce", "dln", "iqe_dcgan",
+                                  "enlightengan"])
 def test_shipped_weights_carry_the_data_licence(name):
     """Every shipped file says under which terms its training data (SICE, LOL) was given, as its card does."""
     from training.evaluate import LICENCE
