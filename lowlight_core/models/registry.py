@@ -59,7 +59,8 @@ _MODELS = {m.name: m for m in [
     ModelInfo("zero_dce_pp", "Zero-DCE++: 10k-parameter curve estimator run at low resolution (fastest)",
               "curve", "zero_dce_pp.pt", _lazy("zero_dce_pp", "ZeroDCEPP")),
     ModelInfo("zero_dce_pp_paired", "Zero-DCE++'s curve model trained on real pairs: the tone of a real longer "
-              "exposure, the input's colour (fast)", "curve", "zero_dce_pp_paired.pt", _lazy("zero_dce_pp", "ZeroDCEPP")),
+              "exposure, the input's colour (fast)", "curve", "zero_dce_pp_paired.pt",
+              _lazy("zero_dce_pp", "ZeroDCEPP")),
     ModelInfo("bilateral_grid", "Bilateral grid: affine colour grid decided on a 256 px thumbnail, applied at full "
               "resolution (supervised)", "image", "bilateral_grid.pt", _lazy("bilateral_grid", "BilateralGrid")),
     ModelInfo("dln", "DLN: Deep Lightening Network, residual back-projection CNN (supervised)",
