@@ -43,3 +43,12 @@ def make_data_dir(tmp_path_factory):
                 Image.fromarray(a).save(root / folder / f"{stem}.png")
         return root
     return make
+
+
+@pytest.fixture(scope="session")
+def dark_astronaut():
+    """A real photo made dark (skimage's astronaut at 0.15 of its brightness), uint8 (H, W, 3)."""
+    import numpy as np
+    import skimage.data as skd
+
+    return (skd.astronaut()[::2, ::2].astype(np.float32) * 0.15).round().astype(np.uint8)

@@ -17,14 +17,6 @@ from training.tasks.grid import retarget
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def dark():
-    """A real photo made dark (skimage's astronaut at 0.15 of its brightness), uint8 (H, W, 3)."""
-    import skimage.data as skd
-
-    return (skd.astronaut()[::2, ::2].astype(np.float32) * 0.15).round().astype(np.uint8)
-
-
 def test_contract_and_registry():
     info = registry.get_model_info("bilateral_grid")
     c = info.contract
@@ -46,46 +38,48 @@ def test_a_fresh_process_loads_it_through_the_registry():
     assert r.returncode == 0 and r.stdout.strip() == "True", r.stderr[-2000:]
 
 
-def test_exposure_sets_the_output_brightness(dark):
-    means = [float(enhance(dark, model="bilateral_grid", exposure=e).mean()) / 255 for e in (0.3, 0.45, 0.6, 0.75)]
+def test_exposure_sets_the_output_brightness(dark_astronaut):
+    means = [float(enhance(dark_astronaut, model="bilateral_grid", exposure=e).mean()) / 255
+             for e in (0.3, 0.45, 0.6, 0.75)]
     assert means == sorted(means) and means[-1] - means[0] > 0.15, means
     assert abs(means[2] - 0.6) < 0.1, means  # E is the output's mean brightness, roughly
 
 
-def test_photo_path_equals_the_float_path_within_one_level(dark):
-    out = enhance(dark, model="bilateral_grid", exposure=0.5, denoise=0)
+def test_photo_path_equals_the_float_path_within_one_level(dark_astronaut):
+    out = enhance(dark_astronaut, model="bilateral_grid", exposure=0.5, denoise=0)
     model = registry.load_model("bilateral_grid")
     with torch.no_grad():
-        y = model.enhance(torch.from_numpy(dark).permute(2, 0, 1)[None].float() / 255, 0.5)
+        y = model.enhance(torch.from_numpy(dark_astronaut).permute(2, 0, 1)[None].float() / 255, 0.5)
     ref = (y[0].permute(1, 2, 0) * 255).round().numpy()
     assert np.abs(out.astype(np.float32) - ref).max() <= 1
 
 
-def test_every_kind_of_image(dark):
-    rgb = enhance(dark, model="bilateral_grid", denoise=0)
-    assert rgb.shape == dark.shape and rgb.dtype == np.uint8 and rgb.mean() > 2 * dark.mean()
-    wide = enhance(dark.astype(np.uint16) * 257, model="bilateral_grid", denoise=0)
+def test_every_kind_of_image(dark_astronaut):
+    rgb = enhance(dark_astronaut, model="bilateral_grid", denoise=0)
+    assert rgb.shape == dark_astronaut.shape and rgb.dtype == np.uint8 and rgb.mean() > 2 * dark_astronaut.mean()
+    wide = enhance(dark_astronaut.astype(np.uint16) * 257, model="bilateral_grid", denoise=0)
     assert wide.dtype == np.uint16 and np.abs(wide / 257.0 - rgb).max() <= 1.5
-    flt = enhance(dark.astype(np.float32) / 255, model="bilateral_grid", denoise=0)
+    flt = enhance(dark_astronaut.astype(np.float32) / 255, model="bilateral_grid", denoise=0)
     assert flt.dtype == np.float32 and np.abs(flt * 255 - rgb).max() <= 1.5
-    gray = dark[..., 1].copy()
+    gray = dark_astronaut[..., 1].copy()
     g = enhance(gray, model="bilateral_grid", denoise=0)
     rep = enhance(np.repeat(gray[..., None], 3, axis=2), model="bilateral_grid", denoise=0)
     assert g.shape == gray.shape and np.abs(g - rep.astype(np.float32).mean(2)).max() <= 1
-    rgba = np.concatenate([dark, np.full(dark.shape[:2] + (1,), 77, np.uint8)], axis=2)
+    rgba = np.concatenate([dark_astronaut, np.full(dark_astronaut.shape[:2] + (1,), 77, np.uint8)], axis=2)
     a = enhance(rgba, model="bilateral_grid", denoise=0)
     assert (a[..., 3] == 77).all() and np.array_equal(a[..., :3], rgb)
-    tiny = enhance(dark[:1, :3], model="bilateral_grid", denoise=0)  # smaller than the grid: still one decision
+    # smaller than the grid: still one decision
+    tiny = enhance(dark_astronaut[:1, :3], model="bilateral_grid", denoise=0)
     assert tiny.shape == (1, 3, 3)
 
 
-def test_napari_previews_it_at_full_resolution(dark):
+def test_napari_previews_it_at_full_resolution(dark_astronaut):
     """Like Zero-DCE++: one decision on the thumbnail and one pass, so even a tiny time budget previews every pixel."""
     from napari_lowlight import _compute
 
     settings = _compute.Settings(model="bilateral_grid", exposure=0.5)
-    out = _compute.Enhancer().preview_plane(dark, True, settings, canvas=(50, 60), seconds=1e-9)
-    assert np.array_equal(out, enhance(dark, model="bilateral_grid", exposure=0.5))
+    out = _compute.Enhancer().preview_plane(dark_astronaut, True, settings, canvas=(50, 60), seconds=1e-9)
+    assert np.array_equal(out, enhance(dark_astronaut, model="bilateral_grid", exposure=0.5))
 
 
 def test_the_model_checks_its_input():

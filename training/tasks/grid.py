@@ -82,7 +82,7 @@ class GridTask(ImageTask):
         """Mean scores over the held-out pairs at E = each target's mean brightness (the oracle E)."""
         sums: dict[str, float] = {}
         for low, normal in pairs:
-            for k, v in pair_scores(self.model(low, normal.mean()), normal).items():
+            for k, v in pair_scores(self.preview(low, normal.mean()), normal).items():
                 sums[k] = sums.get(k, 0.0) + v
         return {f"val_{k}": v / len(pairs) for k, v in sums.items()}
 

@@ -18,12 +18,12 @@ import torch
 from lowlight_core.controls import EXPOSURE_NOMINAL, ITERATIONS_DEFAULT
 from lowlight_core.losses import dln_loss
 
-from ..image_eval import pair_scores
 from .grid import GridTask
 
 
 class PairedCurveTask(GridTask):
-    """Options as GridTask's: "retarget", "retarget_range", "l1_weight"."""
+    """Options as GridTask's: "retarget", "retarget_range", "l1_weight". Validation is GridTask's (through
+    preview: the clamped curve at E = each target's mean)."""
 
     checkpoint_name = "zero_dce_pp_paired"
 
@@ -43,15 +43,6 @@ class PairedCurveTask(GridTask):
         grad_norm = update(total, "model")
         return {"loss": total.item(), **{k: v.item() for k, v in terms.items() if k != "tv"},
                 "exposure": e.mean().item(), "grad_norm": grad_norm}
-
-    @torch.no_grad()
-    def validate(self, pairs) -> dict[str, float]:
-        """Mean scores over the held-out pairs at E = each target's mean brightness (the oracle E)."""
-        sums: dict[str, float] = {}
-        for low, normal in pairs:
-            for k, v in pair_scores(self.enhance(low, normal.mean()).clamp(0, 1), normal).items():
-                sums[k] = sums.get(k, 0.0) + v
-        return {f"val_{k}": v / len(pairs) for k, v in sums.items()}
 
     def preview(self, x, exposure=None):
         return self.enhance(x, EXPOSURE_NOMINAL if exposure is None else exposure).clamp(0, 1)
