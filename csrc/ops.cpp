@@ -28,6 +28,11 @@ TORCH_LIBRARY(lowlight, m) {
   // trilinearly at each pixel's position and guidance clamp(w . rgb + bias, 0, 1), guide = (w_r, w_g, w_b, bias)
   // float32; out = clamp(A [r, g, b, 1], 0, 1). Forward only (inference). See reference.bilateral_apply.
   m.def("bilateral_apply(Tensor image, Tensor grid, Tensor guide) -> Tensor");
+  // bilateral_apply's affine step, not clamped, on a float RGB image x (B, 3, H, W) (float32 / float64) with
+  // grid and guide of x's dtype: the bilateral-grid model's training path, differentiable in x, grid and guide.
+  // Contiguous results. See reference.bilateral_transform.
+  m.def("bilateral_transform(Tensor x, Tensor grid, Tensor guide) -> Tensor");
+  m.def("bilateral_transform_backward(Tensor grad_y, Tensor x, Tensor grid, Tensor guide) -> (Tensor, Tensor, Tensor)");
   // float32 (B, C, height, width) block means of image (adaptive average pooling) in its own units.
   m.def("area_reduce(Tensor image, int height, int width) -> Tensor");
   // Noise-aware self-guided filter of an enhanced image x (B, 1|3, H, W) given the image it was enhanced from

@@ -522,16 +522,21 @@ def _guided_denoise_fake(x, guide, noise_a, noise_b, luma, chroma, luma_radius, 
 def check_bilateral_apply(image, grid, guide) -> None:
     op = "bilateral_apply"
     _check_photo_image(op, image)
-    for name, t in (("grid", grid), ("guide", guide)):
+    _check_grid_and_guide(op, "image", image, grid, guide)
+
+
+def _check_grid_and_guide(op, name, image, grid, guide) -> None:
+    """The checks of a bilateral grid and its guide against the image `name` they apply to."""
+    for arg, t in (("grid", grid), ("guide", guide)):
         if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+            raise TypeError(f"{op}: {arg} must be a torch.Tensor, got {type(t).__name__}")
         if not t.is_floating_point():
-            raise TypeError(f"{op}: {name} must be floating point, got {t.dtype}")
+            raise TypeError(f"{op}: {arg} must be floating point, got {t.dtype}")
         if t.device != image.device:
-            raise ValueError(f"{op}: {name} is on {t.device} but image is on {image.device}")
+            raise ValueError(f"{op}: {arg} is on {t.device} but {name} is on {image.device}")
     if grid.dim() != 5 or grid.shape[0] != image.shape[0] or grid.shape[1] != reference.GRID_COEFFS \
             or min(grid.shape[2:]) < 1:
-        raise ValueError(f"{op}: grid must be (B, {reference.GRID_COEFFS}, D, Gh, Gw) with B = the image's "
+        raise ValueError(f"{op}: grid must be (B, {reference.GRID_COEFFS}, D, Gh, Gw) with B = the {name}'s "
                          f"{image.shape[0]}, got shape {tuple(grid.shape)}")
     if guide.shape != (4,):
         raise ValueError(f"{op}: guide must be (4,) (w_r, w_g, w_b, bias), got shape {tuple(guide.shape)}")
@@ -548,7 +553,8 @@ def bilateral_apply(image: torch.Tensor, grid: torch.Tensor, guide: torch.Tensor
 
     The native kernel (CPU and CUDA) is forward only: one pass over the image, the grid sliced inside the kernel,
     no float copy of the image. When autograd needs a gradient (grad mode on and image, grid or guide requiring
-    grad) the call runs the differentiable reference instead: training goes through the reference. Integer
+    grad) the call runs the differentiable reference instead (the model trains through bilateral_transform below,
+    which has native backward kernels). Integer
     results may differ from the reference by 1 level at a rounding tie (the trilinear weights are applied in
     another order)."""
     check_bilateral_apply(image, grid, guide)
@@ -584,3 +590,75 @@ def _bilateral_apply_fake(image, grid, guide):
     torch._check(guide.device == image.device,
                  lambda: f"{op}: guide is on {guide.device} but image is on {image.device}")
     return torch.empty_like(image)
+
+
+# ---------------------------------------------------------------- bilateral_transform (the grid's training path)
+
+def check_bilateral_transform(x, grid, guide) -> None:
+    op = "bilateral_transform"
+    _check_image("x", x, op)
+    if x.shape[1] != reference.CURVE_CHANNELS:
+        raise ValueError(f"{op}: x must have 3 (RGB) channels, got {x.shape[1]}")
+    _check_grid_and_guide(op, "x", x, grid, guide)
+
+
+# The native kernels' dtypes (the grid's gradients are summed over many pixels: no half floats).
+TRANSFORM_DTYPES = (torch.float32, torch.float64)
+
+
+def bilateral_transform(x: torch.Tensor, grid: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+    """bilateral_apply's affine step, not clamped, on a float RGB image x (B, 3, H, W) in [0, 1]: the
+    bilateral-grid model's training path (see reference.bilateral_transform). Differentiable in x, grid and guide.
+    The native kernels (CPU and CUDA, float32 / float64; grid and guide cast to x's dtype as the reference casts
+    them) compute the forward and the backward in one pass over the image each. Returns a contiguous tensor of
+    x's dtype."""
+    check_bilateral_transform(x, grid, guide)
+    if _native_for(x) and x.dtype in TRANSFORM_DTYPES:
+        return torch.ops.lowlight.bilateral_transform(x, grid.to(x.dtype), guide.to(x.dtype))
+    return reference.bilateral_transform(x, grid, guide)
+
+
+def _bilateral_transform_fake_checks(op, x, grid, guide) -> None:
+    coeffs = reference.GRID_COEFFS
+    torch._check(x.dim() == 4, lambda: f"{op}: x must be 4-D (B, 3, H, W), got {x.dim()}-D")
+    torch._check(x.dtype in TRANSFORM_DTYPES, lambda: f"{op}: x must be float32 or float64, got {x.dtype}")
+    torch._check(x.shape[1] == 3, lambda: f"{op}: x must have 3 (RGB) channels, got {x.shape[1]}")
+    torch._check(x.shape[2] >= 1 and x.shape[3] >= 1, lambda: f"{op}: x has an empty dimension: {tuple(x.shape)}")
+    torch._check(grid.dim() == 5, lambda: f"{op}: grid must be 5-D (B, {coeffs}, D, Gh, Gw), got {grid.dim()}-D")
+    torch._check(guide.dim() == 1 and guide.shape[0] == 4,
+                 lambda: f"{op}: guide must be (4,) (w_r, w_g, w_b, bias), got shape {tuple(guide.shape)}")
+    for name, t in (("grid", grid), ("guide", guide)):
+        torch._check(t.dtype == x.dtype, lambda: f"{op}: {name} is {t.dtype} but x is {x.dtype}")
+        torch._check(t.device == x.device, lambda: f"{op}: {name} is on {t.device} but x is on {x.device}")
+    torch._check(grid.shape[0] == x.shape[0], lambda: f"{op}: grid batch {grid.shape[0]} != x batch {x.shape[0]}")
+    torch._check(grid.shape[1] == coeffs,
+                 lambda: f"{op}: grid must have {coeffs} coefficients (a 3 x 4 matrix) per cell, got {grid.shape[1]}")
+    torch._check(min(grid.shape[2:]) >= 1, lambda: f"{op}: grid has an empty dimension: shape {tuple(grid.shape)}")
+
+
+@_fake("bilateral_transform")
+def _bilateral_transform_fake(x, grid, guide):
+    _bilateral_transform_fake_checks("bilateral_transform", x, grid, guide)
+    return _contiguous_like(x)
+
+
+@_fake("bilateral_transform_backward")
+def _bilateral_transform_backward_fake(grad_y, x, grid, guide):
+    op = "bilateral_transform_backward"
+    _bilateral_transform_fake_checks(op, x, grid, guide)
+    torch._check(grad_y.shape == x.shape, lambda: f"{op}: grad_y shape {tuple(grad_y.shape)} != x shape {tuple(x.shape)}")
+    torch._check(grad_y.dtype == x.dtype, lambda: f"{op}: grad_y is {grad_y.dtype} but x is {x.dtype}")
+    torch._check(grad_y.device == x.device, lambda: f"{op}: grad_y is on {grad_y.device} but x is on {x.device}")
+    return _contiguous_like(x), _contiguous_like(grid), _contiguous_like(guide)
+
+
+def _bilateral_transform_setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _bilateral_transform_backward(ctx, grad_y):
+    x, grid, guide = ctx.saved_tensors
+    return torch.ops.lowlight.bilateral_transform_backward(grad_y, x, grid, guide)
+
+
+_autograd("bilateral_transform", _bilateral_transform_backward, _bilateral_transform_setup)

@@ -114,12 +114,11 @@ class BilateralGrid(Model):
         return resize_antialiased(x, (THUMBNAIL, THUMBNAIL))
 
     def forward(self, x: torch.Tensor, exposure=EXPOSURE_NOMINAL, clamp: bool = True) -> torch.Tensor:
-        """clamp=False: the transform's output before the clamp to [0, 1] (reference.bilateral_transform)."""
+        """clamp=False: the transform's output before the clamp to [0, 1] (the training loss reads it). Runs
+        ops.bilateral_transform: the native forward and backward (training) where the kernels are built."""
         check_rgb(x, "BilateralGrid")
-        grid = self.grid(self.thumbnail(x), exposure)
-        if clamp:
-            return reference.bilateral_apply(x, grid, self.guide)
-        return reference.bilateral_transform(x.clamp(0, 1), grid, self.guide)
+        raw = ops.bilateral_transform(x.clamp(0, 1), self.grid(self.thumbnail(x), exposure), self.guide)
+        return raw.clamp(0, 1) if clamp else raw
 
     @torch.no_grad()
     def enhance(self, x: torch.Tensor, exposure=EXPOSURE_NOMINAL, iterations: int | None = None) -> torch.Tensor:
