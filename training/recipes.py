@@ -143,7 +143,7 @@ IMAGE_RECIPES: dict[str, dict[str, ImageRecipe]] = {
     # Zero-DCE++'s network and value curve on the real pairs (training.tasks.paired_curve): 224 px crops of the
     # frames at 256 px (most of the scene, as the network reads it through its 8 px thumbnail), trained as the grid.
     "zero_dce_pp_paired": {
-        "cpu": ImageRecipe("zero_dce_pp_paired", PairedCurveTask, steps=3000, batch=16, crop=224, resize_long=256,
+        "cpu": ImageRecipe("zero_dce_pp_paired", PairedCurveTask, steps=8000, batch=16, crop=224, resize_long=256,
                            model_config={"estimate_size": 8, "curve_on": "value"},
                            options={"retarget": 0.5, "retarget_range": (0.3, 0.7), "l1_weight": 1.0},
                            lr=5e-3, lr_final=1e-4, grad_clip=1.0, val_resize_long=256),
