@@ -7,8 +7,8 @@ Backend choice, fixed at import and changeable with `set_backend`:
 Native kernels: a prebuilt lowlight_core._C, or the bundled sources compiled on first use (see _native.py).
 Native kernels cover float32/float64 on CPU and float32/float16/bfloat16/float64 on CUDA (when built
 with CUDA), and uint8/uint16/float32/float64 images for the photo ops (photo_curve, photo_value_curve,
-area_reduce: CPU only; bilateral_apply: also float16 / bfloat16, CPU and CUDA); any other device/dtype pair
-runs the reference, which gives the same result.
+area_reduce: CPU only; bilateral_apply: also float16 / bfloat16, CPU and CUDA); bilateral_transform: float32 /
+float64 only, CPU and CUDA; any other device/dtype pair runs the reference, which gives the same result.
 """
 from __future__ import annotations
 
