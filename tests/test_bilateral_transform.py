@@ -101,6 +101,24 @@ def test_bilateral_transform_clamped_guidance_passes_no_depth_gradient(native):
         assert torch.equal(w.grad, torch.zeros(4, dtype=torch.float64)) and torch.equal(w_ref.grad, w.grad)
 
 
+def test_bilateral_transform_nan_pixels_stay_local(native):
+    """A NaN or infinite pixel gives NaN where the reference does, reads no memory outside the grid (odd grid
+    sizes), and leaves the other pixels' values and x-gradients alone."""
+    x, grid, guide = inputs((1, 3, 17, 23), (7, 5, 7), "inside", torch.float64)
+    x[0, :, 4, 6] = float("nan")
+    x[0, 1, 9, 2] = float("inf")
+    leaves = [t.clone().requires_grad_() for t in (x, grid, guide)]
+    y = native.bilateral_transform(*leaves)
+    y_ref = reference.bilateral_transform(x, grid, guide)
+    assert torch.equal(y.isnan(), y_ref.isnan())
+    finite = y_ref.isfinite()
+    torch.testing.assert_close(y.detach()[finite], y_ref[finite], rtol=0, atol=1e-12)
+    gx, = torch.autograd.grad(y, leaves[0], torch.ones_like(y), allow_unused=False)
+    others = torch.ones(17, 23, dtype=torch.bool)
+    others[4, 6] = others[9, 2] = False
+    assert gx[0][:, others].isfinite().all()
+
+
 def test_bilateral_transform_empty_batch(native):
     x, grid, guide = torch.zeros(0, 3, 5, 4), torch.zeros(0, 12, 2, 2, 2), torch.tensor(GUIDES["inside"])
     assert native.bilateral_transform(x, grid, guide).shape == x.shape

@@ -26,7 +26,8 @@ constexpr int64_t kCoeffs = lowlight::kGridCoeffs;
 
 // One coordinate of grid_sample (align_corners=False, padding border): normalized c over n cells, unnormalized
 // to ((c + 1) n - 1) / 2 and clamped to [0, n - 1]. `inside`: the unclamped coordinate lies strictly inside
-// (grid_sample passes no gradient to a coordinate on or beyond the border).
+// (grid_sample passes no gradient to a coordinate on or beyond the border). A NaN coordinate reads cell 0: its
+// pixel's result is NaN, as the reference's, and no index leaves the grid.
 template <typename T>
 struct Tap {
   int64_t i0, i1;  // i1 = min(i0 + 1, n - 1); its weight is 0 where it would leave the grid
@@ -38,7 +39,7 @@ template <typename T>
 inline Tap<T> tap_of(T c, int64_t n) {
   const T s = ((c + T(1)) * static_cast<T>(n) - T(1)) / T(2);
   const T top = static_cast<T>(n - 1);
-  const T v = std::min(std::max(s, T(0)), top);
+  const T v = s > T(0) ? (s < top ? s : top) : T(0);  // NaN (a NaN pixel's guidance) -> cell 0
   Tap<T> t;
   t.i0 = static_cast<int64_t>(v);
   t.i1 = std::min(t.i0 + 1, n - 1);

@@ -34,7 +34,7 @@ template <typename T>
 __device__ __forceinline__ CellTap<T> cell_tap(T c, int n) {
   const T s = ((c + T(1)) * static_cast<T>(n) - T(1)) / T(2);
   const T top = static_cast<T>(n - 1);
-  const T v = s < T(0) ? T(0) : (s > top ? top : s);
+  const T v = s > T(0) ? (s < top ? s : top) : T(0);  // NaN -> cell 0 (the pixel's result is NaN)
   CellTap<T> t;
   t.i0 = static_cast<int>(v);
   t.i1 = min(t.i0 + 1, n - 1);
