@@ -627,9 +627,8 @@ def _bilateral_transform_fake_checks(op, x, grid, guide) -> None:
     torch._check(grid.dim() == 5, lambda: f"{op}: grid must be 5-D (B, {coeffs}, D, Gh, Gw), got {grid.dim()}-D")
     torch._check(guide.dim() == 1 and guide.shape[0] == 4,
                  lambda: f"{op}: guide must be (4,) (w_r, w_g, w_b, bias), got shape {tuple(guide.shape)}")
-    for name, t in (("grid", grid), ("guide", guide)):
-        torch._check(t.dtype == x.dtype, lambda: f"{op}: {name} is {t.dtype} but x is {x.dtype}")
-        torch._check(t.device == x.device, lambda: f"{op}: {name} is on {t.device} but x is on {x.device}")
+    _fake_same(op, "x", x, "grid", grid, shape=False)
+    _fake_same(op, "x", x, "guide", guide, shape=False)
     torch._check(grid.shape[0] == x.shape[0], lambda: f"{op}: grid batch {grid.shape[0]} != x batch {x.shape[0]}")
     torch._check(grid.shape[1] == coeffs,
                  lambda: f"{op}: grid must have {coeffs} coefficients (a 3 x 4 matrix) per cell, got {grid.shape[1]}")
@@ -646,9 +645,7 @@ def _bilateral_transform_fake(x, grid, guide):
 def _bilateral_transform_backward_fake(grad_y, x, grid, guide):
     op = "bilateral_transform_backward"
     _bilateral_transform_fake_checks(op, x, grid, guide)
-    torch._check(grad_y.shape == x.shape, lambda: f"{op}: grad_y shape {tuple(grad_y.shape)} != x shape {tuple(x.shape)}")
-    torch._check(grad_y.dtype == x.dtype, lambda: f"{op}: grad_y is {grad_y.dtype} but x is {x.dtype}")
-    torch._check(grad_y.device == x.device, lambda: f"{op}: grad_y is on {grad_y.device} but x is on {x.device}")
+    _fake_same(op, "x", x, "grad_y", grad_y)
     return _contiguous_like(x), _contiguous_like(grid), _contiguous_like(guide)
 
 
