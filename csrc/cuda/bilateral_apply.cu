@@ -11,6 +11,7 @@
 
 #include "../bilateral_apply.h"
 #include "common.cuh"
+#include "grid_taps.cuh"
 
 namespace lowlight_cuda {
 namespace {
@@ -23,30 +24,6 @@ struct BilateralArgs {
   int D, Gh, Gw, color;
   float scale;           // 255, 65535, or 0 for float images
 };
-
-template <typename A>
-struct Tap {
-  int i0, i1;
-  A w0, w1;
-};
-
-// grid_sample's source coordinate of index o of n over `cells`: centre (2 o + 1) / n - 1, unnormalized and clamped.
-template <typename A>
-__device__ __forceinline__ Tap<A> tap_of(A c, int cells) {
-  A s = ((c + A(1)) * static_cast<A>(cells) - A(1)) / A(2);
-  s = s < A(0) ? A(0) : (s > static_cast<A>(cells - 1) ? static_cast<A>(cells - 1) : s);
-  Tap<A> t;
-  t.i0 = static_cast<int>(s);
-  t.i1 = min(t.i0 + 1, cells - 1);
-  t.w1 = s - static_cast<A>(t.i0);
-  t.w0 = static_cast<A>(t.i0 + 1) - s;
-  return t;
-}
-
-template <typename A>
-__device__ __forceinline__ A clamp01(A v) {
-  return v < A(0) ? A(0) : (v > A(1) ? A(1) : v);
-}
 
 template <typename T, typename A>
 __device__ __forceinline__ A load_value(const T* p, float scale) {
@@ -63,9 +40,9 @@ __global__ void __launch_bounds__(kThreads)
     A v[3];
     for (int c = 0; c < 3; ++c) v[c] = c < a.color ? load_value<T, A>(xp + c * a.xs[1], a.scale) : v[0];
     const A gd = clamp01(((v[0] * A(guide[0]) + v[1] * A(guide[1])) + v[2] * A(guide[2])) + A(guide[3]));
-    const Tap<A> ty = tap_of<A>((static_cast<A>(Y) * A(2) + A(1)) / static_cast<A>(a.H) - A(1), a.Gh);
-    const Tap<A> tx = tap_of<A>((static_cast<A>(X) * A(2) + A(1)) / static_cast<A>(a.W) - A(1), a.Gw);
-    const Tap<A> tz = tap_of<A>(gd * A(2) - A(1), a.D);
+    const CellTap<A> ty = cell_tap<A>(centre<A>(Y, a.H), a.Gh);
+    const CellTap<A> tx = cell_tap<A>(centre<A>(X, a.W), a.Gw);
+    const CellTap<A> tz = cell_tap<A>(gd * A(2) - A(1), a.D);
     const int64_t plane = static_cast<int64_t>(a.Gh) * a.Gw;
     A coeff[kCoeffs];
     for (int k = 0; k < kCoeffs; ++k) {

@@ -10,6 +10,7 @@
 
 #include "../bilateral_apply.h"
 #include "common.cuh"
+#include "grid_taps.cuh"
 
 namespace lowlight_cuda {
 namespace {
@@ -20,34 +21,6 @@ struct TransformArgs {
   int64_t H, W;
   int D, Gh, Gw;
 };
-
-// grid_sample's coordinate (align_corners=False, border) of the normalized c over n cells; `inside`: strictly
-// inside before the clamp (grid_sample passes the coordinate a gradient there only).
-template <typename T>
-struct CellTap {
-  int i0, i1;
-  T w0, w1;
-  bool inside;
-};
-
-template <typename T>
-__device__ __forceinline__ CellTap<T> cell_tap(T c, int n) {
-  const T s = ((c + T(1)) * static_cast<T>(n) - T(1)) / T(2);
-  const T top = static_cast<T>(n - 1);
-  const T v = s > T(0) ? (s < top ? s : top) : T(0);  // NaN -> cell 0 (the pixel's result is NaN)
-  CellTap<T> t;
-  t.i0 = static_cast<int>(v);
-  t.i1 = min(t.i0 + 1, n - 1);
-  t.w1 = v - static_cast<T>(t.i0);
-  t.w0 = static_cast<T>(t.i0 + 1) - v;
-  t.inside = s > T(0) && s < top;
-  return t;
-}
-
-template <typename T>
-__device__ __forceinline__ T centre(int64_t o, int64_t n) {
-  return (static_cast<T>(o) * T(2) + T(1)) / static_cast<T>(n) - T(1);
-}
 
 // One pixel's position, colour, guidance and taps.
 template <typename T>
@@ -68,7 +41,7 @@ __device__ __forceinline__ Pixel<T> pixel_of(index_t p, const T* x, const T* gui
   for (int c = 0; c < 3; ++c) q.v[c] = x[q.offset + c * plane];
   q.v[3] = T(1);
   q.pre = ((q.v[0] * guide[0] + q.v[1] * guide[1]) + q.v[2] * guide[2]) + guide[3];
-  const T g = q.pre < T(0) ? T(0) : (q.pre > T(1) ? T(1) : q.pre);
+  const T g = clamp01(q.pre);
   q.ty = cell_tap<T>(centre<T>(Y, a.H), a.Gh);
   q.tx = cell_tap<T>(centre<T>(X, a.W), a.Gw);
   q.tz = cell_tap<T>(g * T(2) - T(1), a.D);
