@@ -12,9 +12,13 @@ RECIPE.correlated_share of it blurred like demosaiced sensor noise), quantised t
 JPEG-compressed with 4:2:0 chroma (PIL, quality in RECIPE.jpeg_quality) with probability RECIPE.jpeg_share,
 multiplied back by k, clamped, and sometimes given a gamma tone (the curve models brighten non-linearly). The
 noise model, the candidates and the noise map are what inference computes, on the whole region. A share
-RECIPE.clean_share of the samples are clean frames passed as they are (k = 1, no added noise): the denoiser
-must leave a clean photo about unchanged. Loss: L1 to the clean region. Adam with a cosine decay over the
-wall-time budget (RECIPE.minutes on ONE thread: the machine is shared); `--init` fine-tunes shipped weights.
+RECIPE.clean_share of the simulated samples are clean frames passed as they are (k = 1, no added noise): the
+denoiser must leave a clean photo about unchanged. A share RECIPE.real_share of the regions comes instead from
+the real SICE training pairs (real_regions): the dark frame enhanced by the default model at its reference's
+brightness, the target the reference frame mapped into that enhancement's local tone and colour
+(aligned_reference), so real sensor noise, demosaicing and JPEG are learned, not only their simulation.
+Loss: L1 to the clean region. Adam with a cosine decay over the wall-time budget (RECIPE.minutes on ONE thread:
+the machine is shared); `--init` fine-tunes shipped weights.
 How the shipped weights were trained and what they measured: docs/denoise-learned.md.
 """
 from __future__ import annotations
@@ -35,6 +39,7 @@ from PIL import Image
 
 from lowlight_core import denoise_net
 from lowlight_core.noise import estimate_noise
+from lowlight_core.reference import box_mean
 
 # estimate_noise on the 396 dark frames of the 163 training scenes (2026-12-06): the 5th/50th/95th
 # percentiles of the std at their mean brightness are 0.00002 / 0.004 / 0.026; (a, b) pairs are drawn from
@@ -59,6 +64,9 @@ class Recipe:
     correlated_share: float = 0.6     # noise blurred by a Gaussian of sigma in correlation_sigma (and rescaled to
     correlation_sigma: tuple = (0.5, 1.2)  # its std): demosaicing makes real sensor noise blotchy, not white
     clean_share: float = 0.1
+    real_share: float = 0.0           # regions of the real SICE training pairs instead of a simulation (real_regions)
+    real_model: str = "zero_dce_pp_paired"  # the enhancement those regions get (at their reference's brightness)
+    align_radius: int = 8             # the reference mapped into the enhancement's tone: local linear fit radius
     lr: float = 2e-3
     lr_final: float = 1e-4
     minutes: float = 30.0
@@ -145,17 +153,55 @@ def simulate(clean: np.ndarray, noise_models, recipe: Recipe, rng: random.Random
     return x, y, target
 
 
-def batch(frames, noise_models, recipe: Recipe, rng: random.Random, g: torch.Generator, specs):
+def aligned_reference(y: torch.Tensor, ref: torch.Tensor, radius: int, eps: float = 1e-4) -> torch.Tensor:
+    """The real reference frame in the enhancement's local tone and colour: per channel, y's local linear fit on
+    ref (a guided filter of y with ref as guide, (B, 3, H, W)). Where y has signal the fit keeps ref's structure at
+    y's brightness and colour; where y is noise alone (no correlation with ref) it gives y's local mean: a clean
+    target of what y shows, whatever the two exposures' tone curves and colours."""
+    ref, y = ref.double(), y.double()  # box means of products: float64 against cancellation in the variances
+    mr, my = box_mean(ref, radius), box_mean(y, radius)
+    a = (box_mean(ref * y, radius) - mr * my) / (box_mean(ref * ref, radius) - mr * mr + eps)
+    b = my - a * mr
+    return (box_mean(a, radius) * ref + box_mean(b, radius)).clamp(0, 1).float()
+
+
+def real_regions(recipe: Recipe, data_dir=None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(dark frame x, its enhancement y, the aligned reference) float (1, 3, H, W) for every real SICE training
+    pair: real sensor noise, demosaicing and JPEG, enhanced by recipe.real_model at the reference's brightness
+    (what auto exposure aims at) with no denoise."""
+    from lowlight_core import enhance
+    from training import sice_scenes
+
+    out = []
+    for dark, target in sice_scenes.real_pairs(data_dir, "train"):
+        with Image.open(dark) as a, Image.open(target) as b:
+            x8, r8 = np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB"))
+        x = x8.astype(np.float32) / 255
+        y = enhance(x, model=recipe.real_model, exposure=float(r8.mean()) / 255, denoise=0)
+        x, y, r = (torch.from_numpy(np.ascontiguousarray(v)).permute(2, 0, 1)[None].float()
+                   for v in (x, y, r8.astype(np.float32) / 255))
+        out.append((x, y, aligned_reference(y, r, recipe.align_radius)))
+    return out
+
+
+def batch(frames, noise_models, recipe: Recipe, rng: random.Random, g: torch.Generator, specs, real=()):
     """(candidates, noise maps, targets) of recipe.batch crops: each simulated region's noise model is
     estimated, and its candidates and map computed, on the whole region (as inference does on the photo)."""
     cands, maps, ts = [], [], []
     for _ in range(recipe.batch // recipe.crops_per_region):
-        f = rng.choice(frames)
-        H, W = f.shape[:2]
-        r = min(recipe.region, H, W)
-        y0, x0 = rng.randrange(H - r + 1), rng.randrange(W - r + 1)
-        region = np.ascontiguousarray(np.rot90(f[y0:y0 + r, x0:x0 + r], rng.randrange(4)))
-        x, y, t = simulate(region, noise_models, recipe, rng, g)
+        if real and rng.random() < recipe.real_share:
+            x, y, t = rng.choice(real)
+            H, W = x.shape[-2:]
+            r = min(recipe.region, H, W)
+            y0, x0, k = rng.randrange(H - r + 1), rng.randrange(W - r + 1), rng.randrange(4)
+            x, y, t = (v[..., y0:y0 + r, x0:x0 + r].rot90(k, (2, 3)).contiguous() for v in (x, y, t))
+        else:
+            f = rng.choice(frames)
+            H, W = f.shape[:2]
+            r = min(recipe.region, H, W)
+            y0, x0 = rng.randrange(H - r + 1), rng.randrange(W - r + 1)
+            region = np.ascontiguousarray(np.rot90(f[y0:y0 + r, x0:x0 + r], rng.randrange(4)))
+            x, y, t = simulate(region, noise_models, recipe, rng, g)
         noise = estimate_noise(x)
         a, b = noise.a, noise.b
         cs, m = denoise_net.candidates(x, y, a, b, specs), denoise_net.noise_map(x, y, a, b)
@@ -171,6 +217,7 @@ def train(out: Path, recipe: Recipe = RECIPE, data_dir=None, init: Path | None =
     torch.manual_seed(recipe.seed)
     rng, g = random.Random(recipe.seed), torch.Generator().manual_seed(recipe.seed)
     frames, noise_models = clean_frames(data_dir), read_noise_models()
+    real = real_regions(recipe, data_dir) if recipe.real_share > 0 else []
     model = denoise_net.Denoiser(recipe.width, recipe.layers)
     if init is not None:  # fine-tuning: start from these weights
         model.load_state_dict(denoise_net.load(init).state_dict())
@@ -183,7 +230,7 @@ def train(out: Path, recipe: Recipe = RECIPE, data_dir=None, init: Path | None =
         frac = elapsed / budget
         for group in opt.param_groups:
             group["lr"] = recipe.lr_final + 0.5 * (recipe.lr - recipe.lr_final) * (1 + math.cos(math.pi * frac))
-        cands, m, t = batch(frames, noise_models, recipe, rng, g, model.specs)
+        cands, m, t = batch(frames, noise_models, recipe, rng, g, model.specs, real)
         loss = F.l1_loss(model.blend(cands, m), t)
         opt.zero_grad()
         loss.backward()
@@ -209,6 +256,10 @@ def main(argv=None) -> int:
     p.add_argument("--minutes", type=float, default=RECIPE.minutes, help="training wall-time budget")
     p.add_argument("--init", type=Path, help="start from these denoiser weights (fine-tuning)")
     p.add_argument("--lr", type=float, default=RECIPE.lr, help="initial learning rate")
+    p.add_argument("--real-share", type=float, default=RECIPE.real_share,
+                   help="share of the regions taken from the real SICE training pairs")
+    p.add_argument("--clean-share", type=float, default=RECIPE.clean_share,
+                   help="share of the simulated regions left clean (the denoiser must leave a clean photo alone)")
     p.add_argument("--measure", action="store_true", help="re-measure the noise models of the dark training "
                                                           "frames into " + NOISE_MODELS_FILE.name + " and stop")
     args = p.parse_args(argv)
@@ -219,7 +270,8 @@ def main(argv=None) -> int:
         return 0
     from dataclasses import replace
 
-    path = train(args.out, replace(RECIPE, minutes=args.minutes, lr=args.lr), args.data, args.init)
+    path = train(args.out, replace(RECIPE, minutes=args.minutes, lr=args.lr, real_share=args.real_share,
+                         clean_share=args.clean_share), args.data, args.init)
     print(f"weights: {path}")
     return 0
 
