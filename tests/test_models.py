@@ -558,8 +558,9 @@ def test_shipped_weights_enhance_the_bundled_sample(name):
     8.7 / 0.426 / - / 0.110; zero_dce_pp 18.1 / 0.637 / 0.0 / 0.114; dln (value output) 19.7 / 0.680 / 0.0 /
     0.096; iqe_dcgan (value output) 19.4 / 0.658 / 0.0 / 0.105; enlightengan (value gain, 800 steps) 12.1 / 0.496
     / 0.0 / 0.011 -- the colour is right, but it brightens this moderately dark input (mean 0.137) only to 0.26
-    (reference 0.45), hence its lower floors below. zero_dce_pp_paired (8,000 steps; 2026-12-07, at today's defaults,
-    where zero_dce_pp scores 16.8 / 0.674 / 0.9 / 0.112): 16.8 / 0.693 / 0.5 / 0.114. Before 2026-12-02 the paired models and EnlightenGAN output
+    (reference 0.45), hence its lower floors below. zero_dce_pp_paired (8,000 steps; 2026-12-07, at today's
+    defaults, where zero_dce_pp scores 16.8 / 0.674 / 0.9 / 0.112): 16.8 / 0.693 / 0.5 / 0.114. Before 2026-12-02
+    the paired models and EnlightenGAN output
     RGB (dln 23.7 / 0.751 / 0.03 / 0.051, iqe_dcgan 20.9 / 0.717 / 0.0 / 0.043, enlightengan 18.2 / 0.702 / 3.06
     / 0.041) and could undo the sample's synthetic darkening, a power law per channel that raised the saturation
     (the input's own colour shift, 0.110); every shipped model now keeps the input's chromaticity by design

@@ -171,15 +171,13 @@ def real_regions(recipe: Recipe, data_dir=None) -> list[tuple[torch.Tensor, torc
     (what auto exposure aims at) with no denoise."""
     from lowlight_core import enhance
     from training import sice_scenes
+    from training.data import load_rgb
 
     out = []
     for dark, target in sice_scenes.real_pairs(data_dir, "train"):
-        with Image.open(dark) as a, Image.open(target) as b:
-            x8, r8 = np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB"))
-        x = x8.astype(np.float32) / 255
-        y = enhance(x, model=recipe.real_model, exposure=float(r8.mean()) / 255, denoise=0)
-        x, y, r = (torch.from_numpy(np.ascontiguousarray(v)).permute(2, 0, 1)[None].float()
-                   for v in (x, y, r8.astype(np.float32) / 255))
+        x, r = load_rgb(dark)[None], load_rgb(target)[None]
+        y = enhance(x[0].permute(1, 2, 0).numpy(), model=recipe.real_model, exposure=float(r.mean()), denoise=0)
+        y = torch.from_numpy(np.ascontiguousarray(y)).permute(2, 0, 1)[None]
         out.append((x, y, aligned_reference(y, r, recipe.align_radius)))
     return out
 
